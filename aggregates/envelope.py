@@ -1,0 +1,69 @@
+"""The ledger's envelope around a domain event, as plain data.
+
+It lives in the pure core (not in ``eventstore``) because decision machines, projections and
+replay all consume recorded events, and none of them may depend on the database adapter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import msgspec
+
+from aggregates.events import Event
+
+#: Namespace for ids derived from causing events (uuid5), so replay re-derives identical ids.
+CLAIRE_NAMESPACE = uuid.UUID("6f1d7a52-9b0e-5c1e-8d4a-c1a12ede0b1a")
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event on its way into the ledger; the store assigns position, version and hash."""
+
+    event: Event
+    event_id: uuid.UUID
+    occurred_at: datetime
+    causation_id: uuid.UUID | None = None
+    causation_position: int | None = None
+    correlation_id: uuid.UUID | None = None
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed event with everything the ledger knows about it."""
+
+    position: int
+    stream: str
+    stream_version: int
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    causation_id: uuid.UUID | None
+    causation_position: int | None
+    correlation_id: uuid.UUID | None
+    event: Event
+    hash: bytes
+
+
+def derive_event_id(producer: str, cause_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of the ``index``-th event a producer derived from a cause: stable across replays."""
+    return uuid.uuid5(CLAIRE_NAMESPACE, f"{producer}/{cause_id}/{index}")
+
+
+def derived(
+    producer: str, cause: RecordedEvent, events: tuple[Event, ...] | list[Event]
+) -> list[NewEvent]:
+    """Wrap a decision's output events with ids, time and causation taken from their cause."""
+    correlation = cause.correlation_id or cause.event_id
+    return [
+        NewEvent(
+            event=event,
+            event_id=derive_event_id(producer, cause.event_id, index),
+            occurred_at=cause.occurred_at,
+            causation_id=cause.event_id,
+            causation_position=cause.position,
+            correlation_id=correlation,
+        )
+        for index, event in enumerate(events)
+    ]

@@ -436,4 +436,3 @@ def decode(data: bytes | str) -> Event:
 def from_builtins(data: dict[str, object]) -> Event:
     """Validate an already-parsed payload (e.g. after upcasting) into its typed event."""
     return msgspec.convert(data, AnyEvent)  # type: ignore[arg-type,return-value]
-

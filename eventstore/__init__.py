@@ -1,0 +1,25 @@
+"""The ledger: an append-only, gapless, hash-chained PostgreSQL event store.
+
+``from eventstore import EventStore`` — see ``docs/LEDGER.md`` for guarantees and the API.
+"""
+
+from eventstore.errors import (
+    ConcurrencyConflict,
+    CorruptEvent,
+    EventStoreError,
+    InvalidEvent,
+    StoreUnavailable,
+)
+from eventstore.port import EventLog
+from eventstore.postgres import EventStore, VerifyResult
+
+__all__ = [
+    "ConcurrencyConflict",
+    "CorruptEvent",
+    "EventLog",
+    "EventStore",
+    "EventStoreError",
+    "InvalidEvent",
+    "StoreUnavailable",
+    "VerifyResult",
+]

@@ -1,0 +1,161 @@
+"""The ledger's canonical form of an event and the SHA-256 chain over it. Pure: no I/O.
+
+Each row's hash is ``sha256(previous_hash || utf8(canonical))`` with 32 zero bytes before
+position 1. ``canonical`` is a text an auditor can rebuild from the row in plain SQL
+(see :data:`CANONICAL_SQL`): the envelope fields joined by ``|`` and, last, ``payload::text``,
+PostgreSQL's own rendering of the jsonb value. ``|`` cannot occur in the fields before the
+payload (streams and types are restricted by CHECK constraints and :func:`check_stream`), so
+the joined text is unambiguous.
+
+To hash without a round trip, :func:`render_jsonb` reproduces jsonb's text output exactly:
+object keys sorted by UTF-8 length then bytes, ``", "`` and ``": "`` separators, strings escaped
+like PostgreSQL's ``escape_json``. Floats are refused (their rendering is not ours to predict,
+and money is never a float here); so is NUL, which jsonb cannot store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+GENESIS = bytes(32)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+#: Stream names: letters, digits and ``_ . : -``; never ``|`` (the canonical separator).
+STREAM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+#: The canonical text of a row of ``ledger.events``, in plain SQL (used by the auditor query).
+CANONICAL_SQL = (
+    "concat_ws('|', position, stream, stream_version, event_id, event_type, schema_version, "
+    "(extract(epoch FROM occurred_at) * 1000000)::bigint, "
+    "(extract(epoch FROM recorded_at) * 1000000)::bigint, "
+    "coalesce(causation_id::text, ''), coalesce(causation_position::text, ''), "
+    "coalesce(correlation_id::text, ''), payload::text)"
+)
+
+_SIMPLE = re.compile(r'^[^"\\\x00-\x1f]*$')
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+class CanonicalError(ValueError):
+    """A value that has no canonical jsonb rendering (float, NUL, lone surrogate, odd type)."""
+
+
+def check_stream(stream: str) -> None:
+    """Refuse a stream name the ledger cannot store unambiguously."""
+    if not isinstance(stream, str) or not STREAM_PATTERN.match(stream):
+        raise ValueError(f"invalid stream name {stream!r}: expected {STREAM_PATTERN.pattern}")
+
+
+def _string(text: str) -> str:
+    if _SIMPLE.match(text):
+        out = text
+    else:
+        if "\x00" in text:
+            raise CanonicalError("a NUL character (\\u0000) cannot be stored in jsonb")
+        parts = []
+        for char in text:
+            escaped = _ESCAPES.get(char)
+            if escaped is not None:
+                parts.append(escaped)
+            elif char < " ":
+                parts.append(f"\\u{ord(char):04x}")
+            else:
+                parts.append(char)
+        out = "".join(parts)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise CanonicalError(f"string is not valid Unicode: {error}") from None
+    return f'"{out}"'
+
+
+def _key_order(key: str) -> tuple[int, bytes]:
+    raw = key.encode("utf-8", "surrogatepass")
+    return (len(raw), raw)
+
+
+def render_jsonb(value: object) -> str:
+    """The exact text PostgreSQL gives for ``value::jsonb::text`` (JSON builtins, no floats)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = []
+        for key in sorted(value, key=_key_order):
+            if not isinstance(key, str):
+                raise CanonicalError(f"object keys must be strings, got {key!r}")
+            items.append(f"{_string(key)}: {render_jsonb(value[key])}")
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(render_jsonb(item) for item in value) + "]"
+    if isinstance(value, float):
+        raise CanonicalError("floats are not allowed in ledger payloads (use decimal strings)")
+    raise CanonicalError(f"no JSON rendering for {type(value).__name__}")
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (what the SQL form computes)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {moment!r} has no time zone")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def canonical_text(
+    *,
+    position: int,
+    stream: str,
+    stream_version: int,
+    event_id: uuid.UUID,
+    event_type: str,
+    schema_version: int,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    causation_id: uuid.UUID | None,
+    causation_position: int | None,
+    correlation_id: uuid.UUID | None,
+    payload_text: str,
+) -> str:
+    """The same text as :data:`CANONICAL_SQL` builds from the stored row."""
+    return "|".join(
+        (
+            str(position),
+            stream,
+            str(stream_version),
+            str(event_id),
+            event_type,
+            str(schema_version),
+            str(epoch_micros(occurred_at)),
+            str(epoch_micros(recorded_at)),
+            "" if causation_id is None else str(causation_id),
+            "" if causation_position is None else str(causation_position),
+            "" if correlation_id is None else str(correlation_id),
+            payload_text,
+        )
+    )
+
+
+def chain(previous_hash: bytes, canonical: str) -> bytes:
+    """The next link: ``sha256(previous_hash || utf8(canonical))``."""
+    return hashlib.sha256(previous_hash + canonical.encode("utf-8")).digest()

@@ -1,0 +1,575 @@
+"""The PostgreSQL event store: the only module that talks to asyncpg.
+
+Why positions are gapless and commit-ordered
+--------------------------------------------
+Every append moves the single row of ``ledger.head`` (position, hash) forward and inserts its
+events at ``head+1 .. head+n`` in the same transaction; taking that row's lock is the last thing
+an append does before COMMIT, and the lock is held until COMMIT finishes. So appenders are
+serialised on the head row: the next one reads the head only after the previous transaction
+ended. PostgreSQL makes a committed transaction visible (``ProcArrayEndTransaction``) *before*
+it releases its locks, so by the time writer B can take the head lock, writer A's events are
+already visible to every new snapshot. Hence, for any reader:
+
+* positions are dense: a rolled-back append never moved the head, so it leaves no hole;
+* positions appear in commit order: if a snapshot shows position ``p``, it shows every ``q < p``,
+  so "everything after N" never misses an event that commits later with a lower number.
+
+The well-known alternative (a sequence per row, plus "skip gaps after a timeout") loses events
+when a commit is slow; an ``xid8`` snapshot horizon works but gives sparse positions.
+
+Throughput: group commit and a one-round-trip fast path
+-------------------------------------------------------
+One appender task per store drains every caller's pending request into one transaction; each
+request is still atomic and checked on its own (a conflicting request fails alone). The appender
+remembers the head and the versions of the streams it wrote. While nobody else writes, the whole
+append is one statement (:data:`eventstore.sql.APPLY_APPEND`, autocommit): it moves the head
+only ``WHERE position = <remembered>``, so if another writer got in first it changes nothing and
+the appender falls back to the locked path (``BEGIN; SELECT .. FOR UPDATE``, read the real
+versions and known ids under the lock, then the same statement, COMMIT). Streams the appender
+has not seen are assumed new; if they are not, the insert hits UNIQUE(stream, stream_version)
+(and a re-sent id hits UNIQUE(event_id)), nothing is written, and the locked path decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from aggregates.envelope import NewEvent, RecordedEvent
+from aggregates.upcasting import UPCASTERS, Upcasters
+from eventstore import sql
+from eventstore.canonical import GENESIS, canonical_text, chain, check_stream
+from eventstore.codec import Prepared, decode_payload, prepare
+from eventstore.errors import (
+    ConcurrencyConflict,
+    EventStoreError,
+    InvalidEvent,
+    StoreUnavailable,
+)
+
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)
+_VERSION_CACHE_LIMIT = 100_000
+
+
+class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``verify`` found: ``ok``, or the first bad position and the reason."""
+
+    ok: bool
+    events_checked: int
+    head_position: int
+    head_hash: bytes
+    first_bad_position: int | None = None
+    problem: str | None = None
+
+    @property
+    def anchor(self) -> str:
+        """``POSITION:HASHHEX`` of the chain head, for ``claire verify --expect``."""
+        return f"{self.head_position}:{self.head_hash.hex()}"
+
+
+class _Request:
+    __slots__ = ("events", "expected", "future", "stream")
+
+    def __init__(
+        self,
+        stream: str,
+        events: list[Prepared],
+        expected: int | None,
+        future: asyncio.Future[list[int]],
+    ) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected = expected
+        self.future = future
+
+
+class _Plan:
+    """The rows of one transaction and each request's outcome, computed from a known head."""
+
+    def __init__(self) -> None:
+        self.columns: list[list[Any]] = [[] for _ in range(12)]
+        self.outcomes: list[list[int] | EventStoreError] = []
+        self.head = 0
+        self.hash = GENESIS
+        self.versions: dict[str, int] = {}
+        self.guessed_conflict = False
+        self.recorded_at = datetime.now(UTC)
+
+
+def _plan(
+    requests: list[_Request],
+    head: int,
+    head_hash: bytes,
+    versions: dict[str, int],
+    guessed: set[str],
+    known: dict[uuid.UUID, int],
+) -> _Plan:
+    plan = _Plan()
+    recorded_at = plan.recorded_at
+    (positions, streams, stream_versions, ids, types, schemas, occurred, causes, cause_positions,
+     correlations, payloads, hashes) = plan.columns  # fmt: skip
+    position, previous = head, head_hash
+    assigned: dict[uuid.UUID, int] = {}
+    for request in requests:
+        fresh: list[Prepared] = []
+        pending: set[uuid.UUID] = set()
+        for event in request.events:
+            new_id = event.event_id
+            if new_id not in known and new_id not in assigned and new_id not in pending:
+                pending.add(new_id)
+                fresh.append(event)
+        current = versions.get(request.stream, 0)
+        if fresh and request.expected is not None and request.expected != current:
+            if request.stream in guessed:
+                plan.guessed_conflict = True
+            plan.outcomes.append(ConcurrencyConflict(request.stream, request.expected, current))
+            continue
+        for event in fresh:
+            position += 1
+            current += 1
+            previous = chain(
+                previous,
+                canonical_text(
+                    position=position,
+                    stream=request.stream,
+                    stream_version=current,
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    schema_version=event.schema_version,
+                    occurred_at=event.occurred_at,
+                    recorded_at=recorded_at,
+                    causation_id=event.causation_id,
+                    causation_position=event.causation_position,
+                    correlation_id=event.correlation_id,
+                    payload_text=event.payload_text,
+                ),
+            )
+            assigned[event.event_id] = position
+            positions.append(position)
+            streams.append(request.stream)
+            stream_versions.append(current)
+            ids.append(event.event_id)
+            types.append(event.event_type)
+            schemas.append(event.schema_version)
+            occurred.append(event.occurred_at)
+            causes.append(event.causation_id)
+            cause_positions.append(event.causation_position)
+            correlations.append(event.correlation_id)
+            payloads.append(event.payload_text)
+            hashes.append(previous)
+        versions[request.stream] = current
+        plan.versions[request.stream] = current
+        plan.outcomes.append(
+            [known.get(e.event_id) or assigned[e.event_id] for e in request.events]
+        )
+    plan.head, plan.hash = position, previous
+    return plan
+
+
+class EventStore:
+    """The ledger. Create with ``await EventStore.connect(url)``; close with ``await close()``."""
+
+    def __init__(
+        self, url: str, pool: asyncpg.Pool, upcasters: Upcasters, max_batch_events: int
+    ) -> None:
+        self._url = url
+        self._pool = pool
+        self._upcasters = upcasters
+        self._max_batch_events = max_batch_events
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._appender: asyncio.Task[None] | None = None
+        self._writer: asyncpg.Connection | None = None
+        self._head: tuple[int, bytes] | None = None
+        self._versions: dict[str, int] = {}
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        max_connections: int = 4,
+        upcasters: Upcasters = UPCASTERS,
+        max_batch_events: int = 10_000,
+    ) -> EventStore:
+        """Open a store on a migrated database (``claire db upgrade``)."""
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
+            raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+        return cls(url, pool, upcasters, max_batch_events)
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish pending appends, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._appender is not None:
+            if not self._appender.done():
+                await self._queue.join()
+            self._appender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._appender
+        if self._writer is not None:
+            await self._writer.close()
+        await self._pool.close()
+
+    # ------------------------------------------------------------------ append
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None = None,
+    ) -> list[int]:
+        """Append ``events`` to ``stream`` atomically; returns their global positions.
+
+        ``expected_version`` is the stream's version before the append (0: a new stream);
+        a mismatch raises :class:`ConcurrencyConflict` and writes nothing. An event whose id is
+        already stored is not written again: its original position is returned. Raises
+        :class:`InvalidEvent` for an unknown type or invalid payload, writing nothing.
+        """
+        if self._closed:
+            raise EventStoreError("the event store is closed")
+        if expected_version is not None and (
+            not isinstance(expected_version, int) or expected_version < 0
+        ):
+            raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
+        prepared = [prepare(stream, event) for event in events]
+        if not prepared:
+            return []
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(stream, prepared, expected_version, future))
+        if self._appender is None or self._appender.done():
+            self._appender = asyncio.create_task(self._append_loop(), name="claire-appender")
+        return await future
+
+    async def _append_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].events)
+            while size < self._max_batch_events and not self._queue.empty():
+                request = self._queue.get_nowait()
+                batch.append(request)
+                size += len(request.events)
+            try:
+                outcomes = await self._commit(batch)
+            except Exception as error:
+                self._forget()
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                    self._queue.task_done()
+                continue
+            for request, outcome in zip(batch, outcomes, strict=True):
+                if request.future.done():
+                    pass
+                elif isinstance(outcome, Exception):
+                    request.future.set_exception(outcome)
+                else:
+                    request.future.set_result(outcome)
+            for _ in batch:
+                self._queue.task_done()
+
+    def _forget(self) -> None:
+        self._head = None
+        self._versions.clear()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._writer is None or self._writer.is_closed():
+            try:
+                self._writer = await asyncpg.connect(self._url)
+            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
+                raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+        return self._writer
+
+    async def _commit(self, batch: list[_Request]) -> list[list[int] | EventStoreError]:
+        conn = await self._connection()
+        try:
+            if self._head is not None:
+                plan = await self._try_fast(conn, batch)
+                if plan is not None:
+                    return plan.outcomes
+            self._forget()
+            for attempt in range(3):
+                try:
+                    return await self._locked(conn, batch)
+                except asyncpg.UniqueViolationError:
+                    # Only a writer bypassing the head lock can cause this; re-read and retry.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        except _CONNECTION_ERRORS as error:
+            raise StoreUnavailable(f"lost the ledger connection during an append: {error}") from (
+                error
+            )
+        except asyncpg.PostgresError as error:
+            raise EventStoreError(f"append failed: {error}") from error
+
+    async def _try_fast(self, conn: asyncpg.Connection, batch: list[_Request]) -> _Plan | None:
+        assert self._head is not None
+        head, head_hash = self._head
+        guessed = {r.stream for r in batch if r.stream not in self._versions}
+        versions = {r.stream: self._versions.get(r.stream, 0) for r in batch}
+        plan = _plan(batch, head, head_hash, versions, guessed, {})
+        if plan.guessed_conflict or plan.head == head:
+            return None
+        try:
+            moved = await conn.fetchrow(sql.APPLY_APPEND, *self._apply_args(plan, head))
+        except asyncpg.UniqueViolationError:
+            return None
+        if moved is None:
+            return None
+        self._remember(plan)
+        return plan
+
+    async def _locked(
+        self, conn: asyncpg.Connection, batch: list[_Request]
+    ) -> list[list[int] | EventStoreError]:
+        streams = list(dict.fromkeys(r.stream for r in batch))
+        ids = list({e.event_id for r in batch for e in r.events})
+        await conn.execute(sql.BEGIN_AND_LOCK_HEAD)
+        try:
+            state = await conn.fetchrow(sql.READ_APPEND_STATE, streams, ids)
+            head, head_hash = state["position"], state["hash"]
+            versions = dict(zip(streams, state["versions"], strict=True))
+            known = dict(zip(state["known_ids"] or (), state["known_positions"] or (), strict=True))
+            plan = _plan(batch, head, head_hash, versions, set(), known)
+            if plan.head != head:
+                moved = await conn.fetchrow(sql.APPLY_APPEND, *self._apply_args(plan, head))
+                if moved is None:
+                    raise EventStoreError("the ledger head moved while this append held its lock")
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed():
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await conn.execute("ROLLBACK")
+            raise
+        self._versions.update(versions)
+        self._remember(plan)
+        return plan.outcomes
+
+    @staticmethod
+    def _apply_args(plan: _Plan, head: int) -> list[Any]:
+        # $1..$4: new head, its hash, the head computed from, recorded_at (one per transaction);
+        # then the row columns in the order of sql.APPLY_APPEND's unnest.
+        return [plan.head, plan.hash, head, plan.recorded_at, *plan.columns]
+
+    def _remember(self, plan: _Plan) -> None:
+        self._head = (plan.head, plan.hash)
+        if len(self._versions) > _VERSION_CACHE_LIMIT:
+            self._versions.clear()
+        self._versions.update(plan.versions)
+
+    # ------------------------------------------------------------------ reads
+
+    def _record(self, row: asyncpg.Record) -> RecordedEvent:
+        position, stream, version, event_id, event_type, schema, occurred, recorded = row[:8]
+        return RecordedEvent(
+            position=position,
+            stream=stream,
+            stream_version=version,
+            event_id=event_id,
+            event_type=event_type,
+            schema_version=schema,
+            occurred_at=occurred,
+            recorded_at=recorded,
+            causation_id=row[8],
+            causation_position=row[9],
+            correlation_id=row[10],
+            event=decode_payload(position, event_type, schema, row[11], self._upcasters),
+            hash=row[12],
+        )
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        try:
+            return await self._pool.fetch(query, *args)
+        except _CONNECTION_ERRORS as error:
+            raise StoreUnavailable(f"lost the ledger connection during a read: {error}") from (
+                error
+            )
+        except asyncpg.PostgresError as error:
+            raise EventStoreError(f"read failed: {error}") from error
+
+    async def read_all(
+        self, after: int = 0, *, batch_size: int = 2000
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event with position > ``after``, in order, fetched ``batch_size`` at a time."""
+        while True:
+            rows = await self._fetch(sql.READ_ALL, after, batch_size)
+            for row in rows:
+                yield self._record(row)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def read_stream(
+        self, stream: str, from_version: int = 0, *, batch_size: int = 2000
+    ) -> AsyncIterator[RecordedEvent]:
+        """Events of ``stream`` with stream_version >= ``from_version`` (versions start at 1)."""
+        check_stream(stream)
+        while True:
+            rows = await self._fetch(sql.READ_STREAM, stream, from_version, batch_size)
+            for row in rows:
+                yield self._record(row)
+            if len(rows) < batch_size:
+                return
+            from_version = rows[-1][2] + 1
+
+    async def position_at(self, moment: datetime) -> int | None:
+        """The smallest position whose occurred_at (source time) is >= ``moment``; None if none.
+
+        occurred_at is not monotonic in position, so a replay from this position sees every
+        event that happened at or after ``moment`` (and possibly some earlier ones after it).
+        """
+        if moment.tzinfo is None:
+            raise InvalidEvent(f"position_at needs a timezone-aware datetime, got {moment!r}")
+        rows = await self._fetch(sql.POSITION_AT, moment)
+        return rows[0][0]
+
+    async def head(self) -> tuple[int, bytes]:
+        """The last position and its chain hash (0 and 32 zero bytes for an empty ledger)."""
+        rows = await self._fetch(sql.READ_HEAD)
+        return rows[0][0], rows[0][1]
+
+    async def subscribe(
+        self, after: int = 0, *, batch_size: int = 2000, poll_interval: float = 1.0
+    ) -> AsyncIterator[RecordedEvent]:
+        """Catch up from ``after``, then follow live; every event exactly once, in order.
+
+        LISTEN starts before the catch-up read, so no commit falls between the two. Every append
+        NOTIFYs at commit; ``poll_interval`` is only a safety re-poll. Positions are gapless by
+        construction; should a hole ever be seen, the subscriber waits and re-reads, never skips.
+        """
+        wake = asyncio.Event()
+        try:
+            listener = await asyncpg.connect(self._url)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
+            raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+
+        def notified(*_: object) -> None:
+            wake.set()
+
+        try:
+            await listener.add_listener(sql.CHANNEL, notified)
+            last = after
+            while True:
+                wake.clear()
+                gap = False
+                while True:
+                    rows = await self._fetch(sql.READ_ALL, last, batch_size)
+                    for row in rows:
+                        if row[0] != last + 1:
+                            gap = True
+                            break
+                        record = self._record(row)
+                        last = record.position
+                        yield record
+                    if gap or len(rows) < batch_size:
+                        break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        wake.wait(), timeout=min(poll_interval, 0.05) if gap else poll_interval
+                    )
+        finally:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await listener.close()
+
+    # ------------------------------------------------------------------ verify
+
+    async def verify(self, expect: tuple[int, bytes] | None = None) -> VerifyResult:
+        """Recompute the whole chain from the stored rows; see ``docs/LEDGER.md``.
+
+        Also checks the head row against the last event, that the refusal triggers are in
+        place and enabled, and, with ``expect=(position, hash)``, that the anchor still holds
+        (which detects a truncated tail or a rewritten chain).
+        """
+        head_rows = await self._fetch(sql.READ_HEAD)
+        head, head_hash = head_rows[0][0], head_rows[0][1]
+        previous, expected, checked = GENESIS, 1, 0
+        anchor_hash: bytes | None = None
+
+        def bad(position: int | None, problem: str) -> VerifyResult:
+            return VerifyResult(
+                ok=False,
+                events_checked=checked,
+                head_position=head,
+                head_hash=head_hash,
+                first_bad_position=position,
+                problem=problem,
+            )
+
+        after = 0
+        while True:
+            rows = await self._fetch(sql.READ_FOR_VERIFY, after, 5000)
+            for row in rows:
+                position = row[0]
+                if position != expected:
+                    return bad(expected, f"position {expected} is missing (next is {position})")
+                text = canonical_text(
+                    position=position,
+                    stream=row[1],
+                    stream_version=row[2],
+                    event_id=row[3],
+                    event_type=row[4],
+                    schema_version=row[5],
+                    occurred_at=row[6],
+                    recorded_at=row[7],
+                    causation_id=row[8],
+                    causation_position=row[9],
+                    correlation_id=row[10],
+                    payload_text=row[11],
+                )
+                if chain(previous, text) != row[12]:
+                    return bad(position, f"position {position}: hash does not match its content")
+                previous = row[12]
+                if expect is not None and position == expect[0]:
+                    anchor_hash = previous
+                expected += 1
+                checked += 1
+            if len(rows) < 5000:
+                break
+            after = rows[-1][0]
+        last = expected - 1
+        if head != last or head_hash != previous:
+            return bad(last + 1, f"the head says {head} but the chain ends at {last}")
+        triggers = {name: state for name, state in await self._fetch(sql.REFUSAL_TRIGGERS)}
+        for name in sorted(sql.EXPECTED_TRIGGERS):
+            if name not in triggers:
+                return bad(None, f"refusal trigger {name} is missing")
+            if triggers[name] == "D":
+                return bad(None, f"refusal trigger {name} is disabled")
+        if expect is not None:
+            position, digest = expect
+            if position > last:
+                return bad(
+                    last + 1, f"the anchor names position {position}, the log ends at {last}"
+                )
+            if position > 0 and anchor_hash != digest:
+                return bad(position, f"position {position} no longer has the anchored hash")
+        return VerifyResult(
+            ok=True, events_checked=checked, head_position=head, head_hash=head_hash
+        )
+
+
+async def audit(url: str) -> tuple[int, str] | None:
+    """Run the plain-SQL auditor query; the first bad position and problem, or None if intact."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(sql.AUDIT_QUERY)
+    finally:
+        await conn.close()
+    return None if row is None else (row[0], row[1])

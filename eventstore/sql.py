@@ -1,0 +1,117 @@
+"""Every SQL statement of the event store, as named constants (STYLE.md principle 6).
+
+Only :mod:`eventstore.postgres` executes them; the auditor query is also printed in
+``docs/LEDGER.md`` for use in ``psql`` without our code.
+"""
+
+from __future__ import annotations
+
+from eventstore.canonical import CANONICAL_SQL
+
+#: LISTEN/NOTIFY channel; every append notifies it with the new head position at commit.
+CHANNEL = "claire_ledger"
+
+COLUMNS = (
+    "position, stream, stream_version, event_id, event_type, schema_version, occurred_at,"
+    " recorded_at, causation_id, causation_position, correlation_id, payload, hash"
+)
+
+# Simple-query protocol (two statements, one round trip). The row lock on the single head row
+# serialises appenders until COMMIT: it is what makes positions commit-ordered and gapless.
+BEGIN_AND_LOCK_HEAD = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM ledger.head FOR UPDATE"
+
+# Runs after the lock is held, so its snapshot sees every commit before ours.
+READ_APPEND_STATE = """
+SELECT h.position, h.hash,
+       ARRAY(SELECT coalesce((SELECT e.stream_version FROM ledger.events e
+                              WHERE e.stream = s.stream
+                              ORDER BY e.stream_version DESC LIMIT 1), 0)
+             FROM unnest($1::text[]) WITH ORDINALITY AS s(stream, i)
+             ORDER BY s.i) AS versions,
+       (SELECT array_agg(e.event_id ORDER BY e.position)
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_ids,
+       (SELECT array_agg(e.position ORDER BY e.position)
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions
+FROM ledger.head h
+"""
+
+# Moves the head from $3 to $1 (taking its row lock, held until COMMIT) and inserts the rows
+# only if the head was where the caller computed the chain from. In autocommit this is the whole
+# append in one round trip; inside the locked transaction it always applies.
+APPLY_APPEND = f"""
+WITH moved AS (
+    UPDATE ledger.head SET position = $1, hash = $2 WHERE position = $3 RETURNING position
+), inserted AS (
+    INSERT INTO ledger.events ({COLUMNS})
+    SELECT r.position, r.stream, r.stream_version, r.event_id, r.event_type, r.schema_version,
+           r.occurred_at, $4::timestamptz, r.causation_id, r.causation_position,
+           r.correlation_id, r.payload::jsonb, r.hash
+    FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::uuid[], $9::text[], $10::int[],
+                $11::timestamptz[], $12::uuid[], $13::bigint[], $14::uuid[], $15::text[],
+                $16::bytea[])
+         AS r(position, stream, stream_version, event_id, event_type, schema_version,
+              occurred_at, causation_id, causation_position, correlation_id, payload, hash)
+    WHERE EXISTS (SELECT 1 FROM moved)
+)
+SELECT position, pg_notify('{CHANNEL}', position::text) FROM moved
+"""
+
+READ_HEAD = "SELECT position, hash FROM ledger.head"
+
+READ_ALL = f"""
+SELECT {COLUMNS} FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2
+"""
+
+READ_STREAM = f"""
+SELECT {COLUMNS} FROM ledger.events
+WHERE stream = $1 AND stream_version >= $2
+ORDER BY stream_version LIMIT $3
+"""
+
+# The first position whose source time is at or after $1. occurred_at is not monotonic in
+# position, so this is the minimum position over the whole range; the planner picks the
+# occurred_at index or the primary key, whichever is cheaper.
+POSITION_AT = "SELECT min(position) FROM ledger.events WHERE occurred_at >= $1"
+
+READ_FOR_VERIFY = """
+SELECT position, stream, stream_version, event_id, event_type, schema_version, occurred_at,
+       recorded_at, causation_id, causation_position, correlation_id, payload::text, hash
+FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2
+"""
+
+REFUSAL_TRIGGERS = """
+SELECT t.tgname, t.tgenabled
+FROM pg_trigger t
+WHERE t.tgrelid IN ('ledger.events'::regclass, 'ledger.head'::regclass) AND NOT t.tgisinternal
+"""
+
+EXPECTED_TRIGGERS = frozenset(
+    {"events_append_only", "events_no_truncate", "head_keep", "head_no_truncate", "head_forward"}
+)
+
+#: The auditor's check, plain SQL: the first position where the chain breaks, and why.
+#: Each row must follow its predecessor's position by one and hash to
+#: sha256(predecessor's hash || its canonical text); the head row must name the last link.
+AUDIT_QUERY = f"""
+WITH links AS (
+    SELECT position,
+           hash,
+           coalesce(lag(position) OVER w, 0) + 1 AS expected_position,
+           sha256(coalesce(lag(hash) OVER w, '\\x{"00" * 32}'::bytea)
+                  || convert_to({CANONICAL_SQL}, 'UTF8')) AS recomputed
+    FROM ledger.events
+    WINDOW w AS (ORDER BY position)
+), problems AS (
+    SELECT expected_position AS first_bad_position, 'missing or reordered' AS problem
+    FROM links WHERE position <> expected_position
+    UNION ALL
+    SELECT position, 'hash mismatch' FROM links WHERE hash <> recomputed
+    UNION ALL
+    SELECT coalesce(max(position), 0) + 1, 'head does not match the last event'
+    FROM links
+    HAVING coalesce(max(position), 0) <> (SELECT position FROM ledger.head)
+        OR coalesce((SELECT hash FROM links ORDER BY position DESC LIMIT 1),
+                    '\\x{"00" * 32}'::bytea) <> (SELECT hash FROM ledger.head)
+)
+SELECT first_bad_position, problem FROM problems ORDER BY first_bad_position, problem LIMIT 1
+"""

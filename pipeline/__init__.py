@@ -1,0 +1,1 @@
+"""Thin services wiring adapters to the core, and the ``claire`` command line."""

@@ -1,0 +1,118 @@
+"""The ``claire`` command line: parse, build config, call one function, map errors to exit codes.
+
+Exit codes: 0 fine, 1 a check found a problem, 2 bad usage or configuration (or the database is
+unreachable). Connections come from ``DATABASE_URL`` or ``--database-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+OK, CHECK_FAILED, USAGE = 0, 1, 2
+_ANCHOR = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2."""
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise UsageError("no database: set DATABASE_URL or pass --database-url")
+    return url
+
+
+def parse_anchor(text: str) -> tuple[int, bytes]:
+    """``POSITION:HASHHEX`` (as printed by ``claire verify``) -> (position, hash)."""
+    match = _ANCHOR.match(text.strip())
+    if not match:
+        raise UsageError(f"bad anchor {text!r}: expected POSITION:HASH (64 hex digits)")
+    return int(match.group(1)), bytes.fromhex(match.group(2))
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from eventstore.errors import StoreUnavailable
+    from eventstore.migrations import upgrade
+
+    try:
+        revision = upgrade(_database_url(args))
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    print(f"database at revision {revision}")
+    return OK
+
+
+async def _verify(url: str, expect: tuple[int, bytes] | None) -> object:
+    from eventstore import EventStore
+
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        return await store.verify(expect=expect)
+    finally:
+        await store.close()
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    from eventstore import StoreUnavailable, VerifyResult
+
+    expect = parse_anchor(args.expect) if args.expect else None
+    url = _database_url(args)
+    try:
+        result = asyncio.run(_verify(url, expect))
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    assert isinstance(result, VerifyResult)
+    print(f"head {result.anchor}")
+    if args.anchor:
+        Path(args.anchor).write_text(result.anchor + "\n", encoding="utf-8")
+    if not result.ok:
+        where = f" at position {result.first_bad_position}" if result.first_bad_position else ""
+        print(f"verify FAILED{where}: {result.problem}", file=sys.stderr)
+        return CHECK_FAILED
+    print(f"verify ok: {result.events_checked} events, chain intact")
+    return OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; other commands register their own subparsers here."""
+    parser = argparse.ArgumentParser(prog="claire", description="Claire de Binaire")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    verify = commands.add_parser("verify", help="check the ledger's hash chain and immutability")
+    verify.add_argument("--anchor", metavar="FILE", help="write the head POSITION:HASH to FILE")
+    verify.add_argument(
+        "--expect", metavar="POSITION:HASH", help="fail unless this earlier head still holds"
+    )
+    verify.set_defaults(handler=_verify_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return OK if exit_.code == 0 else USAGE
+    try:
+        return int(args.handler(args))
+    except UsageError as error:
+        print(f"claire: {error}", file=sys.stderr)
+        return USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

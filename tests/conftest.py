@@ -8,19 +8,25 @@ Nothing ever touches the database named in the URL beyond creating and dropping 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import inspect
 import itertools
 import os
 import secrets
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from adapters.embedded import create_database, drop_database, start_postgres, start_redis
+from aggregates.envelope import RecordedEvent
+from aggregates.events import Event, event_type
+from aggregates.streams import stream_for
 
 DATABASE_ENV = "CLAIRE_TEST_DATABASE_URL"
 REDIS_ENV = "CLAIRE_TEST_REDIS_URL"
@@ -155,3 +161,34 @@ _namespace_counter = itertools.count(1)
 def redis_namespace(redis_run_namespace: str) -> str:
     """A namespace of one test's own, inside the run's namespace."""
     return f"{redis_run_namespace}-{next(_namespace_counter)}"
+
+
+# --------------------------------------------------------------------------- sample events
+
+
+def recorded_event(
+    event: Event, position: int, *, stream_version: int | None = None
+) -> RecordedEvent:
+    """A committed-looking envelope around ``event`` at ``position`` (for bus and fold tests)."""
+    stamp = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=event.at_ms)
+    return RecordedEvent(
+        position=position,
+        stream=stream_for(event),
+        stream_version=position if stream_version is None else stream_version,
+        event_id=uuid.uuid5(uuid.NAMESPACE_OID, f"test/{position}"),
+        event_type=event_type(event),
+        schema_version=type(event).schema_version,
+        occurred_at=stamp,
+        recorded_at=stamp,
+        causation_id=None,
+        causation_position=None,
+        correlation_id=None,
+        event=event,
+        hash=hashlib.sha256(str(position).encode()).digest(),
+    )
+
+
+@pytest.fixture
+def make_recorded() -> Callable[..., RecordedEvent]:
+    """``make_recorded(event, position)``: a RecordedEvent as the store would hand it out."""
+    return recorded_event

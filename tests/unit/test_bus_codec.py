@@ -1,0 +1,163 @@
+"""The bus wire format and the consumer's gap bookkeeping: pure, no Redis needed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import pytest
+from conftest import recorded_event
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.bus import (
+    Arrival,
+    GapDetector,
+    MalformedMessage,
+    decode_heartbeat,
+    decode_recorded,
+    encode_recorded,
+)
+from aggregates import events as ev
+
+D = Decimal
+
+
+def trade(at_ms: int = 1_000, price: str = "65000.5") -> ev.TradeTicked:
+    return ev.TradeTicked(
+        at_ms=at_ms,
+        symbol="BTC_USDT",
+        price=D(price),
+        contracts=D("12"),
+        taker_side="buy",
+        position_effect="open",
+    )
+
+
+def order() -> ev.OrderRequested:
+    return ev.OrderRequested(
+        at_ms=2_000,
+        client_order_id="c-1",
+        symbol="BTC_USDT",
+        side="buy",
+        contracts=D("3"),
+        order_type="market",
+        intent="entry",
+        reduce_only=False,
+        reference_price=D("65000"),
+    )
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def test_decode_when_encoded_committed_event_then_identical_typed_event_comes_back() -> None:
+    for position, event in enumerate((trade(), order()), start=1):
+        recorded = recorded_event(event, position)
+        back = decode_recorded(encode_recorded(recorded))
+        assert back == recorded
+        assert type(back.event) is type(event)
+
+
+@given(
+    price=st.decimals(min_value=D("0.00000001"), max_value=D("1e12"), places=8),
+    at_ms=st.integers(min_value=0, max_value=32503680000000),
+    position=st.integers(min_value=1, max_value=2**62),
+)
+def test_decode_when_any_trade_round_trips_then_decimals_are_exact(
+    price: Decimal, at_ms: int, position: int
+) -> None:
+    recorded = recorded_event(trade(at_ms, str(price)), position)
+    back = decode_recorded(encode_recorded(recorded))
+    assert back == recorded
+    assert back.event.price == price  # type: ignore[attr-defined]
+    assert isinstance(back.event.price, Decimal)  # type: ignore[attr-defined]
+
+
+def test_decode_when_not_json_then_malformed_json() -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        decode_recorded(b"{not json")
+    assert caught.value.reason == "json"
+
+
+def test_decode_when_field_has_wrong_type_then_malformed_schema() -> None:
+    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+    raw["position"] = "1"  # strict: no string-to-int coercion
+    with pytest.raises(MalformedMessage) as caught:
+        decode_recorded(msgspec.json.encode(raw))
+    assert caught.value.reason == "schema"
+
+
+def test_decode_when_price_breaks_event_invariant_then_malformed_schema() -> None:
+    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+    raw["event"]["price"] = -1
+    with pytest.raises(MalformedMessage) as caught:
+        decode_recorded(msgspec.json.encode(raw))
+    assert caught.value.reason == "schema"
+
+
+def test_decode_when_event_type_disagrees_with_tag_then_malformed_type_mismatch() -> None:
+    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+    raw["event_type"] = "order.requested"
+    with pytest.raises(MalformedMessage) as caught:
+        decode_recorded(msgspec.json.encode(raw))
+    assert caught.value.reason == "type_mismatch"
+
+
+def test_decode_when_event_arrives_on_another_topic_then_malformed_wrong_topic() -> None:
+    data = encode_recorded(recorded_event(trade(), 1))
+    assert decode_recorded(data, topic="market_data").position == 1
+    with pytest.raises(MalformedMessage) as caught:
+        decode_recorded(data, topic="orders")
+    assert caught.value.reason == "wrong_topic"
+
+
+def test_decode_heartbeat_when_unknown_field_then_malformed_schema() -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        decode_heartbeat(b'{"service":"risk","at":"2026-01-01T00:00:00Z","extra":1}')
+    assert caught.value.reason == "schema"
+
+
+# --------------------------------------------------------------------------- gap detection
+
+
+def test_classify_when_positions_around_last_then_duplicate_next_or_gap() -> None:
+    detector = GapDetector(last=5)
+    assert detector.classify(4) is Arrival.DUPLICATE
+    assert detector.classify(5) is Arrival.DUPLICATE
+    assert detector.classify(6) is Arrival.NEXT
+    assert detector.classify(9) is Arrival.GAP
+    assert list(detector.missing(9)) == [6, 7, 8]
+    assert list(detector.missing(6)) == []
+
+
+@given(last=st.integers(min_value=0, max_value=10**12), position=st.integers(1, 10**12 + 5))
+def test_observe_when_any_position_then_last_never_decreases_and_verdict_matches(
+    last: int, position: int
+) -> None:
+    arrival, after = GapDetector(last=last).observe(position)
+    assert after.last == max(last, position)
+    assert (arrival is Arrival.DUPLICATE) == (position <= last)
+    assert (arrival is Arrival.NEXT) == (position == last + 1)
+    assert (arrival is Arrival.GAP) == (len(GapDetector(last=last).missing(position)) > 0)
+
+
+@given(
+    deliveries=st.lists(st.integers(min_value=1, max_value=60), max_size=80),
+)
+def test_consume_when_bus_drops_duplicates_and_reorders_then_log_fill_gives_each_once_in_order(
+    deliveries: list[int],
+) -> None:
+    """Whatever the bus delivers, filling gaps from the log processes 1..max once, in order."""
+    processed: list[int] = []
+    detector = GapDetector()
+    for position in deliveries:
+        arrival, next_detector = detector.observe(position)
+        if arrival is Arrival.GAP:
+            processed.extend(detector.missing(position))  # read from the log
+        if arrival is not Arrival.DUPLICATE:
+            processed.append(position)
+        detector = next_detector
+    top = max(deliveries, default=0)
+    assert processed == list(range(1, top + 1))
+    assert detector.last == top

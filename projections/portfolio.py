@@ -1,0 +1,197 @@
+"""Positions, exposure and the daily equity curve: rows of the one portfolio fold.
+
+The fold is :func:`aggregates.portfolio.evolve` — the risk manager's own — so the read model can
+never disagree with the numbers a verdict was based on. This module only adds what a curve needs
+beyond the current state (the day's lowest equity and deepest drawdown) and maps changes to rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+from decimal import Decimal
+
+import msgspec
+
+from aggregates import events as ev
+from aggregates import portfolio as pf
+from aggregates.envelope import RecordedEvent
+from projections.core import Row, Table, at
+
+_EPOCH_DAY = date(1970, 1, 1)
+_ZERO = Decimal(0)
+
+POSITIONS = Table(
+    name="positions",
+    columns=(
+        "symbol",
+        "direction",
+        "contracts",
+        "contract_size",
+        "average_entry",
+        "mark",
+        "notional",
+        "unrealised_pnl",
+        "realised_pnl",
+        "fees",
+        "funding",
+        "updated_position",
+        "updated_at",
+    ),
+    key=("symbol",),
+    append_only=False,
+)
+
+EXPOSURE = Table(
+    name="exposure",
+    columns=(
+        "account",
+        "equity",
+        "cash",
+        "gross_notional",
+        "exposure_ratio",
+        "unrealised_pnl",
+        "realised_pnl",
+        "fees",
+        "funding",
+        "open_positions",
+        "drawdown",
+        "updated_position",
+        "updated_at",
+    ),
+    key=("account",),
+    append_only=False,
+)
+
+EQUITY_DAILY = Table(
+    name="equity_daily",
+    columns=(
+        "day",
+        "start_equity",
+        "peak_equity",
+        "low_equity",
+        "close_equity",
+        "drawdown",
+        "max_drawdown",
+        "updated_position",
+        "updated_at",
+    ),
+    key=("day",),
+    append_only=False,
+)
+
+
+class PortfolioView(msgspec.Struct, frozen=True, kw_only=True):
+    """The shared portfolio plus the day's low and deepest drawdown; ``changed`` by the last fact."""
+
+    portfolio: pf.Portfolio = pf.EMPTY
+    changed: bool = False
+    day_low_equity: Decimal = _ZERO
+    day_max_drawdown: Decimal = _ZERO
+
+
+class PortfolioProjection:
+    """Positions, account exposure and the daily equity curve with peak and drawdown."""
+
+    name = "portfolio"
+    tables = (POSITIONS, EXPOSURE, EQUITY_DAILY)
+    # Every event moves the portfolio's trading day forward, so the fold sees them all.
+    handles = frozenset(ev.EVENT_TYPES.values())
+
+    def initial(self) -> PortfolioView:
+        return PortfolioView()
+
+    def evolve(self, state: PortfolioView, fact: RecordedEvent) -> PortfolioView:
+        before = state.portfolio
+        after = pf.evolve(before, fact.event)
+        if after is before or not _moved(before, after):
+            if after is before and not state.changed:
+                return state
+            return msgspec.structs.replace(state, portfolio=after, changed=False)
+        equity = after.equity
+        drawdown = after.drawdown
+        if after.day != before.day:
+            low, deepest = equity, drawdown
+        else:
+            low = min(state.day_low_equity, equity)
+            deepest = max(state.day_max_drawdown, drawdown)
+        return PortfolioView(
+            portfolio=after, changed=True, day_low_equity=low, day_max_drawdown=deepest
+        )
+
+    def rows(self, state: PortfolioView, fact: RecordedEvent) -> Iterable[tuple[str, Row]]:
+        if not state.changed:
+            return
+        portfolio = state.portfolio
+        when = at(fact.event.at_ms)
+        symbol = getattr(fact.event, "symbol", None)
+        position = portfolio.positions.get(symbol) if symbol is not None else None
+        if position is not None:
+            yield ("positions", position_row(position, fact.position, when))
+        equity = portfolio.equity
+        drawdown = portfolio.drawdown
+        yield (
+            "exposure",
+            (
+                "account",
+                equity,
+                portfolio.cash,
+                portfolio.gross_notional,
+                portfolio.exposure,
+                portfolio.unrealised,
+                portfolio.realised_pnl,
+                portfolio.fees,
+                portfolio.funding,
+                sum(1 for p in portfolio.positions.values() if p.contracts != 0),
+                drawdown,
+                fact.position,
+                when,
+            ),
+        )
+        if portfolio.day >= 0:
+            yield (
+                "equity_daily",
+                (
+                    _EPOCH_DAY + timedelta(days=portfolio.day),
+                    portfolio.day_start_equity,
+                    portfolio.day_peak_equity,
+                    state.day_low_equity,
+                    equity,
+                    drawdown,
+                    state.day_max_drawdown,
+                    fact.position,
+                    when,
+                ),
+            )
+
+
+def _moved(before: pf.Portfolio, after: pf.Portfolio) -> bool:
+    """Whether anything a row shows changed (identity checks: the fold replaces what it moves)."""
+    return (
+        after.day != before.day
+        or after.positions is not before.positions
+        or after.cash is not before.cash
+        or after.unrealised is not before.unrealised
+        or after.day_peak_equity is not before.day_peak_equity
+        or after.gross_notional is not before.gross_notional
+    )
+
+
+def position_row(position: pf.Position, updated_position: int, when: object) -> Row:
+    contracts = position.contracts
+    direction = "long" if contracts > 0 else "short" if contracts < 0 else "flat"
+    return (
+        position.symbol,
+        direction,
+        contracts,
+        position.contract_size,
+        position.average_entry,
+        position.mark,
+        position.notional,
+        position.unrealised_pnl,
+        position.realised_pnl,
+        position.fees,
+        position.funding,
+        updated_position,
+        when,
+    )

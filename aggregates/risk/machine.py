@@ -1,0 +1,306 @@
+"""Machine ``risk``: the six protection layers as a deterministic fold over the log.
+
+Inputs: configuration, contract specs, trade ticks, clock ticks, signals, order results,
+funding and operator commands. Outputs: verdicts, orders, stop-losses, breakers, trading-state
+changes and alerts. Every order is preceded by the verdict that approved it; every refusal is a
+verdict naming the layer and a stable reason code — never an exception.
+
+Protective behaviour (DESIGN.md binding order):
+
+1. Daily drawdown from the UTC day's peak equity (reset at the first event of a new UTC day or
+   by ``reset_drawdown``) ≥ ``MAX_DAILY_DRAWDOWN_PCT`` → one CRITICAL alert, HALTED, a reduce-only
+   flatten order for every open position; any position that appears while halted is flattened too.
+2. Abnormal market: price ≥ ``ABNORMAL_MOVE_PCT`` away from the window's low or high within
+   ``ABNORMAL_WINDOW_SECONDS`` → breaker for the symbol for ``ABNORMAL_PAUSE_SECONDS``, WARNING.
+3. Data silence: on a clock tick, no trade for more than ``DATA_SILENCE_SECONDS`` → breaker for
+   all symbols, WARNING; cleared by the next trade.
+4–5. Exposure and position size: see :mod:`aggregates.risk.entry`.
+6. Stop-loss: on a tick or fill, a position whose loss reaches ``STOP_LOSS_PCT`` of its entry
+   price gets ``StopLossTriggered`` and a reduce-only exit for the part not already leaving.
+
+Exits are reduce-only, sized from the filled position minus exits already pending, opposite to
+the position, so they can never increase it; they are never throttled or paused.
+"""
+
+from __future__ import annotations
+
+from aggregates.config import ContractSpec, parse_config
+from aggregates.envelope import RecordedEvent
+from aggregates.events import (
+    AlertRaised,
+    CircuitBreakerCleared,
+    CircuitBreakerTripped,
+    ClockTicked,
+    ConfigActivated,
+    ContractSpecified,
+    Event,
+    FundingSettled,
+    OperatorCommandIssued,
+    OrderCancelled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderRequested,
+    RiskVerdictIssued,
+    SignalGenerated,
+    StopLossTriggered,
+    TradeTicked,
+    TradingStateChanged,
+)
+from aggregates.portfolio import DAY_MS, evolve
+from aggregates.risk.entry import decide_entry
+from aggregates.risk.protect import (
+    Decision,
+    abnormal,
+    check_drawdown,
+    check_stop,
+    exit_position,
+    flatten_all,
+    new_day,
+)
+from aggregates.risk.state import Limits, RiskState, numbers
+
+OWNED = (
+    RiskVerdictIssued,
+    OrderRequested,
+    StopLossTriggered,
+    CircuitBreakerTripped,
+    CircuitBreakerCleared,
+    TradingStateChanged,
+    AlertRaised,
+)
+
+
+class RiskMachine:
+    """Machine ``risk``: owns verdicts, orders, stop-losses, breakers, state changes, alerts."""
+
+    name = "risk"
+
+    def initial(self) -> RiskState:
+        return RiskState()
+
+    def owns(self, event: Event) -> bool:
+        return isinstance(event, OWNED)
+
+    def step(self, state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Event, ...]]:
+        event = fact.event
+        kind = type(event)
+        if kind is TradeTicked:
+            return state, _on_tick(state, fact, event)  # type: ignore[arg-type]
+        if kind is ClockTicked:
+            return state, _on_clock(state, fact)
+        if kind is SignalGenerated:
+            return state, _on_signal(state, fact, event)  # type: ignore[arg-type]
+        if kind is OrderFilled or kind is OrderPartiallyFilled:
+            return state, _on_fill(state, fact, event)  # type: ignore[arg-type]
+        if kind is OrderRejected or kind is OrderCancelled:
+            state.pending.pop(event.client_order_id, None)  # type: ignore[attr-defined]
+            return state, ()
+        if kind is FundingSettled:
+            state.portfolio = evolve(state.portfolio, event)
+            return state, _after_equity_change(state, fact)
+        if kind is ContractSpecified:
+            state.portfolio = evolve(state.portfolio, event)
+            e: ContractSpecified = event  # type: ignore[assignment]
+            state.exchange_specs[e.symbol] = ContractSpec(
+                e.contract_size, e.min_contracts, e.max_contracts, e.contracts_step, e.price_step
+            )
+            return state, ()
+        if kind is ConfigActivated:
+            return state, _on_config(state, event)  # type: ignore[arg-type]
+        if kind is OperatorCommandIssued:
+            return state, _on_command(state, fact, event)  # type: ignore[arg-type]
+        return state, ()
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _on_config(state: RiskState, event: ConfigActivated) -> tuple[Event, ...]:
+    first = state.limits is None
+    state.limits = Limits.of(parse_config(event.parameters))
+    state.portfolio = evolve(state.portfolio, event)
+    if first:
+        state.now_ms = max(state.now_ms, event.at_ms)
+        state.day = event.at_ms // DAY_MS
+        state.peak_equity = state.portfolio.equity
+        if state.last_market_ms is None:
+            state.last_market_ms = event.at_ms  # silence is measured from activation
+    return ()
+
+
+def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[Event, ...]:
+    before = state.portfolio
+    portfolio = state.portfolio = evolve(before, tick)
+    symbol = tick.symbol
+    now = tick.at_ms
+    state.last_price[symbol] = tick.price
+    state.last_market_ms = now
+    if now > state.now_ms:
+        state.now_ms = now
+    limits = state.limits
+    if limits is None:
+        return ()
+    d = Decision(state, fact)
+    if now // DAY_MS > state.day:
+        new_day(d)
+    if state.silence_tripped:
+        state.silence_tripped = False
+        d.emit(
+            CircuitBreakerCleared(
+                at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
+            )
+        )
+    abnormal(d, symbol, tick.price, limits)
+    if portfolio is not before:
+        check_drawdown(d)
+        check_stop(d, symbol)
+    return tuple(d.outputs) if d.outputs else ()
+
+
+def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:
+    now = fact.event.at_ms
+    if now > state.now_ms:
+        state.now_ms = now
+    limits = state.limits
+    if limits is None:
+        return ()
+    now = state.now_ms
+    d = Decision(state, fact)
+    if now // DAY_MS > state.day:
+        new_day(d)
+    for symbol, until in list(state.abnormal_until.items()):
+        if now >= until:
+            del state.abnormal_until[symbol]
+            d.emit(
+                CircuitBreakerCleared(
+                    at_ms=now, layer="abnormal_market", symbol=symbol, reason="pause_elapsed"
+                )
+            )
+    last = state.last_market_ms
+    if not state.silence_tripped and last is not None and now - last > limits.silence_ms:
+        state.silence_tripped = True
+        d.emit(
+            CircuitBreakerTripped(
+                at_ms=now,
+                layer="data_silence",
+                symbol=None,
+                reason="no_market_data",
+                numbers=numbers(
+                    last_market_ms=last, silent_ms=now - last, limit_ms=limits.silence_ms
+                ),
+            )
+        )
+        d.emit(
+            AlertRaised(
+                at_ms=now,
+                severity="WARNING",
+                code="data_silence",
+                message=f"no market data for {(now - last) // 1000}s; entries paused",
+            )
+        )
+    check_drawdown(d)
+    return tuple(d.outputs)
+
+
+def _on_signal(state: RiskState, fact: RecordedEvent, signal: SignalGenerated) -> tuple[Event, ...]:
+    if state.limits is None:
+        return ()
+    if signal.at_ms > state.now_ms:
+        state.now_ms = signal.at_ms
+    d = Decision(state, fact)
+    symbol = signal.symbol
+    held = state.portfolio.contracts(symbol)
+    if signal.direction == "flat":
+        if held != 0:
+            exit_position(d, symbol, "exit", "none", "signal_flat", "approved")
+        return tuple(d.outputs)
+    if held != 0 and (held > 0) != (signal.direction == "long"):
+        exit_position(d, symbol, "exit", "none", "signal_reversal", "approved")
+    entry = decide_entry(state, signal)
+    d.emit(
+        RiskVerdictIssued(
+            at_ms=state.now_ms,
+            symbol=symbol,
+            decision=entry.decision,  # type: ignore[arg-type]
+            layer=entry.layer,  # type: ignore[arg-type]
+            reason=entry.reason,
+            intent="entry",
+            side=entry.side,  # type: ignore[arg-type]
+            requested_contracts=entry.requested,
+            approved_contracts=entry.approved,
+            numbers=entry.numbers,
+        )
+    )
+    if entry.decision != "rejected":
+        d.order(symbol, entry.side, entry.approved, "entry", False, entry.price)
+    return tuple(d.outputs)
+
+
+def _on_fill(
+    state: RiskState, fact: RecordedEvent, fill: OrderFilled | OrderPartiallyFilled
+) -> tuple[Event, ...]:
+    held = state.portfolio.contracts(fill.symbol)
+    state.portfolio = evolve(state.portfolio, fill)
+    if fill.at_ms > state.now_ms:
+        state.now_ms = fill.at_ms
+    order = state.pending.get(fill.client_order_id)
+    if order is not None:
+        if type(fill) is OrderFilled:
+            del state.pending[fill.client_order_id]
+        else:
+            order.remaining = fill.remaining_contracts  # type: ignore[union-attr]
+    limits = state.limits
+    if limits is None:
+        return ()
+    if held != 0 and state.portfolio.contracts(fill.symbol) == 0:
+        state.cooldown_until[fill.symbol] = state.now_ms + limits.cooldown_ms
+    return _after_equity_change(state, fact, fill.symbol)
+
+
+def _after_equity_change(
+    state: RiskState, fact: RecordedEvent, symbol: str | None = None
+) -> tuple[Event, ...]:
+    if state.limits is None:
+        return ()
+    d = Decision(state, fact)
+    if state.now_ms // DAY_MS > state.day:
+        new_day(d)
+    check_drawdown(d)
+    if state.drawdown_halted:
+        flatten_all(d, "daily_drawdown", "halted_position_flattened")
+    elif symbol is not None:
+        check_stop(d, symbol)
+    return tuple(d.outputs)
+
+
+def _on_command(
+    state: RiskState, fact: RecordedEvent, command: OperatorCommandIssued
+) -> tuple[Event, ...]:
+    if state.limits is None:
+        return ()
+    d = Decision(state, fact)
+    before = state.trading_state
+    who = f"operator:{command.operator}"[:2000]
+    name = command.command
+    if name == "halt":
+        state.operator_state = "HALTED"
+    elif name == "reduce":
+        state.operator_state = "REDUCING"
+    elif name == "resume":
+        state.operator_state = "ACTIVE"
+    elif name == "flatten":
+        state.operator_state = "REDUCING"
+    elif name == "reset_drawdown":
+        state.drawdown_halted = False
+        state.peak_equity = state.portfolio.equity
+    d.set_state(who, f"operator_{name}", before)
+    if name == "flatten":
+        flatten_all(d, "trading_state", "operator_flatten")
+    return tuple(d.outputs)
+
+
+# --------------------------------------------------------------------------- protections
+
+
+__all__ = ["OWNED", "RiskMachine"]

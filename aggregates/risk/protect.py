@@ -1,0 +1,284 @@
+"""Protective actions shared by the risk handlers: halts, flattening, stop-losses, breakers.
+
+Each takes a :class:`Decision` (the step's state, cause and growing output list) and appends
+events; order ids derive from the cause's id and the output index, so replay re-derives them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from aggregates.envelope import RecordedEvent, derive_event_id
+from aggregates.events import (
+    AlertRaised,
+    CircuitBreakerCleared,
+    CircuitBreakerTripped,
+    Event,
+    OrderRequested,
+    RiskVerdictIssued,
+    StopLossTriggered,
+    TradingStateChanged,
+)
+from aggregates.portfolio import DAY_MS
+from aggregates.risk.state import HUNDRED, Limits, MoveWindow, PendingOrder, RiskState, numbers
+
+
+class Decision:
+    """Collects one step's outputs; order ids derive from the fact and the output index."""
+
+    __slots__ = ("fact", "outputs", "state")
+
+    def __init__(self, state: RiskState, fact: RecordedEvent) -> None:
+        self.state = state
+        self.fact = fact
+        self.outputs: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.outputs.append(event)
+
+    def order(
+        self,
+        symbol: str,
+        side: str,
+        contracts: Decimal,
+        intent: str,
+        reduce_only: bool,
+        price: Decimal,
+    ) -> None:
+        state = self.state
+        client_order_id = derive_event_id("risk", self.fact.event_id, len(self.outputs)).hex
+        self.outputs.append(
+            OrderRequested(
+                at_ms=state.now_ms,
+                client_order_id=client_order_id,
+                symbol=symbol,
+                side=side,  # type: ignore[arg-type]
+                contracts=contracts,
+                order_type="market",
+                intent=intent,  # type: ignore[arg-type]
+                reduce_only=reduce_only,
+                reference_price=price,
+            )
+        )
+        state.pending[client_order_id] = PendingOrder(
+            symbol, side, contracts, reduce_only, intent, price
+        )
+        state.order_times.append(state.now_ms)
+
+    def set_state(self, changed_by: str, reason: str, before: str) -> None:
+        after = self.state.trading_state
+        if after != before:
+            self.emit(
+                TradingStateChanged(
+                    at_ms=self.state.now_ms,
+                    previous=before,  # type: ignore[arg-type]
+                    state=after,  # type: ignore[arg-type]
+                    changed_by=changed_by,
+                    reason=reason,
+                )
+            )
+
+
+def abnormal(d: Decision, symbol: str, price: Decimal, limits: Limits) -> None:
+    state = d.state
+    now = state.now_ms
+    until = state.abnormal_until.get(symbol)
+    if until is not None and now >= until:
+        del state.abnormal_until[symbol]
+        d.emit(
+            CircuitBreakerCleared(
+                at_ms=now, layer="abnormal_market", symbol=symbol, reason="pause_elapsed"
+            )
+        )
+        until = None
+    window = state.moves.get(symbol)
+    if window is None:
+        window = state.moves[symbol] = MoveWindow()
+    low, high = window.push(now, price, limits.abnormal_window_ms)
+    if until is not None:
+        return
+    bar = limits.abnormal_move_pct
+    rise = (price - low) * HUNDRED >= bar * low
+    fall = (high - price) * HUNDRED >= bar * high
+    if not (rise or fall):
+        return
+    move_pct = ((price - low) / low if rise else (price - high) / high) * HUNDRED
+    state.abnormal_until[symbol] = now + limits.abnormal_pause_ms
+    facts = numbers(
+        move_pct=move_pct,
+        window_low=low,
+        window_high=high,
+        price=price,
+        paused_until_ms=now + limits.abnormal_pause_ms,
+    )
+    d.emit(
+        CircuitBreakerTripped(
+            at_ms=now,
+            layer="abnormal_market",
+            symbol=symbol,
+            reason="abnormal_price_move",
+            numbers=facts,
+        )
+    )
+    d.emit(
+        AlertRaised(
+            at_ms=now,
+            severity="WARNING",
+            code="abnormal_market",
+            message=f"{symbol} moved {move_pct:.2f}% within {limits.abnormal_window_ms // 1000}s; "
+            "entries paused",
+            symbol=symbol,
+        )
+    )
+
+
+def new_day(d: Decision) -> None:
+    """A new UTC day: the drawdown reference restarts and a drawdown halt ends."""
+    state = d.state
+    state.day = state.now_ms // DAY_MS
+    state.peak_equity = state.portfolio.equity
+    if state.drawdown_halted:
+        before = state.trading_state
+        state.drawdown_halted = False
+        d.set_state("risk", "new_utc_day", before)
+
+
+def check_drawdown(d: Decision) -> None:
+    state = d.state
+    limits = state.limits
+    assert limits is not None
+    equity = state.portfolio.equity
+    if equity > state.peak_equity:
+        state.peak_equity = equity
+        return
+    peak = state.peak_equity
+    if state.drawdown_halted or peak <= 0:
+        return
+    if (peak - equity) * HUNDRED < limits.max_drawdown_pct * peak:
+        return
+    before = state.trading_state
+    state.drawdown_halted = True
+    drawdown_pct = (peak - equity) * HUNDRED / peak
+    now = state.now_ms
+    facts = numbers(
+        peak_equity=peak,
+        equity=equity,
+        drawdown_pct=drawdown_pct,
+        max_daily_drawdown_pct=limits.max_drawdown_pct,
+    )
+    d.emit(
+        AlertRaised(
+            at_ms=now,
+            severity="CRITICAL",
+            code="daily_drawdown_breached",
+            message=f"daily drawdown {drawdown_pct:.2f}% reached the limit of "
+            f"{limits.max_drawdown_pct}%: trading halted, all positions being closed",
+        )
+    )
+    d.set_state("risk", "daily_drawdown", before)
+    d.emit(
+        RiskVerdictIssued(
+            at_ms=now,
+            symbol=None,
+            decision="halt",
+            layer="daily_drawdown",
+            reason="daily_drawdown_breached",
+            intent="flatten",
+            numbers=facts,
+        )
+    )
+    flatten_all(d, "daily_drawdown", "daily_drawdown_breached")
+
+
+def flatten_all(d: Decision, layer: str, reason: str) -> None:
+    for symbol in sorted(d.state.portfolio.positions):
+        exit_position(d, symbol, "flatten", layer, reason, "flatten")
+
+
+def check_stop(d: Decision, symbol: str) -> None:
+    state = d.state
+    position = state.portfolio.positions.get(symbol)
+    if position is None or position.contracts == 0:
+        return
+    limits = state.limits
+    assert limits is not None
+    entry = position.average_entry
+    loss = (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
+    if loss * HUNDRED < limits.stop_loss_pct * entry:
+        return
+    uncovered = abs(position.contracts) - state.covered_exit(symbol)
+    if uncovered <= 0:
+        return
+    now = state.now_ms
+    d.emit(
+        StopLossTriggered(
+            at_ms=now,
+            symbol=symbol,
+            entry_price=entry,
+            mark_price=position.mark,
+            loss_pct=loss * HUNDRED / entry,
+            contracts=uncovered,
+        )
+    )
+    exit_position(d, symbol, "stop_loss", "stop_loss", "stop_loss_reached", "approved")
+    loss_streak(d, limits)
+
+
+def loss_streak(d: Decision, limits: Limits) -> None:
+    state = d.state
+    now = state.now_ms
+    times = state.stop_times
+    times.append(now)
+    while times[0] <= now - limits.streak_window_ms:
+        times.popleft()
+    if len(times) < limits.streak_count:
+        return
+    times.clear()
+    state.streak_until = now + limits.streak_pause_ms
+    d.emit(
+        AlertRaised(
+            at_ms=now,
+            severity="WARNING",
+            code="loss_streak_pause",
+            message=f"{limits.streak_count} stop-losses within "
+            f"{limits.streak_window_ms // 60_000} min: "
+            f"entries paused for {limits.streak_pause_ms // 60_000} min",
+        )
+    )
+
+
+def exit_position(
+    d: Decision, symbol: str, intent: str, layer: str, reason: str, decision: str
+) -> None:
+    """A reduce-only order for the part of the position not already leaving; nothing if none."""
+    state = d.state
+    position = state.portfolio.positions.get(symbol)
+    if position is None or position.contracts == 0:
+        return
+    held = abs(position.contracts)
+    covered = state.covered_exit(symbol)
+    contracts = held - covered
+    if contracts <= 0:
+        return
+    side = "sell" if position.contracts > 0 else "buy"
+    price = state.last_price.get(symbol, position.mark)
+    d.emit(
+        RiskVerdictIssued(
+            at_ms=state.now_ms,
+            symbol=symbol,
+            decision=decision,  # type: ignore[arg-type]
+            layer=layer,  # type: ignore[arg-type]
+            reason=reason,
+            intent=intent,  # type: ignore[arg-type]
+            side=side,  # type: ignore[arg-type]
+            requested_contracts=contracts,
+            approved_contracts=contracts,
+            numbers=numbers(
+                position_contracts=position.contracts, already_exiting=covered, price=price
+            ),
+        )
+    )
+    d.order(symbol, side, contracts, intent, True, price)
+    limits = state.limits
+    assert limits is not None
+    state.cooldown_until[symbol] = state.now_ms + limits.cooldown_ms

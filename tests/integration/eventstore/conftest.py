@@ -1,0 +1,24 @@
+"""Event-store fixtures: a migrated throwaway database and an open store per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from eventstore import EventStore
+
+
+@pytest.fixture
+async def ledger_url(fresh_database_url: Callable[..., Awaitable[str]]) -> str:
+    """A database of this test's own, migrated to head (tests here tamper with it)."""
+    return await fresh_database_url(migrate=True)
+
+
+@pytest.fixture
+async def store(ledger_url: str) -> AsyncIterator[EventStore]:
+    store = await EventStore.connect(ledger_url)
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -24,15 +24,8 @@ from typing import Literal
 import msgspec
 
 from adapters.mexc.errors import MexcError, MexcOrderRefused, MexcOutcomeUnknown
-from adapters.mexc.rest import (
-    DEFAULT_REST_URL,
-    NO_PERMISSION,
-    ContractDetail,
-    CreateOrder,
-    MexcRestClient,
-    Order,
-    wall_clock_ms,
-)
+from adapters.mexc.rest import DEFAULT_REST_URL, NO_PERMISSION, MexcRestClient, wall_clock_ms
+from adapters.mexc.rest_types import ContractDetail, CreateOrder, Order
 from adapters.mexc.secrets import Secret, scrub
 from aggregates.events import (
     ContractSpecified,

@@ -154,6 +154,8 @@ class LocalMexcRest:
     clock_skew_ms: int = 0
     #: "number" answers order/create with the bare id (contract docs), "object" as ccxt 2026 saw.
     create_reply: str = "number"
+    #: "list" answers open_orders with a bare list, "page" with ``{"resultList": [...]}``.
+    open_orders_reply: str = "list"
     #: endpoint -> seconds to wait *after* doing the work and before answering, every time
     slow: dict[str, float] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
@@ -226,7 +228,7 @@ class LocalMexcRest:
         if failure is not None:
             return self._fail(*failure)
         try:
-            result = self._private(request.method, endpoint, body)
+            result = self._private(request.method, endpoint, body, dict(request.query))
         except _Refused as refused:
             return self._fail(refused.code, refused.message)
         await self._delay(self._route_name(endpoint))
@@ -306,17 +308,14 @@ class LocalMexcRest:
 
     # ----------------------------------------------------------------- private
 
-    def _private(self, method: str, endpoint: str, body: str) -> Any:
+    def _private(self, method: str, endpoint: str, body: str, query: dict[str, str]) -> Any:
         parts = endpoint.split("/")
         if method == "GET" and endpoint == "account/assets":
             return [self._asset()]
         if method == "GET" and endpoint == "position/open_positions":
             return self._positions()
         if method == "GET" and endpoint.startswith("order/list/open_orders/"):
-            symbol = parts[-1]
-            return [
-                o.as_json() for o in self.orders.values() if o.symbol == symbol and o.state == 2
-            ]
+            return self._open_orders(parts[-1], query)
         if method == "GET" and endpoint.startswith("order/external/") and len(parts) == 4:
             order = self.orders.get(parts[3])
             if order is None or order.symbol != parts[2]:
@@ -327,6 +326,18 @@ class LocalMexcRest:
         if method == "POST" and endpoint == "order/cancel":
             return self._cancel(self._json(body))
         raise _Refused(404, "Not Found")
+
+    def _open_orders(self, symbol: str, query: dict[str, str]) -> Any:
+        try:
+            page = int(query.get("page_num", "1"))
+            size = min(int(query.get("page_size", "20")), 100)
+        except ValueError as exc:
+            raise _Refused(600, "Parameter error") from exc
+        found = [o.as_json() for o in self.orders.values() if o.symbol == symbol and o.state == 2]
+        found = found[(page - 1) * size : page * size]
+        if self.open_orders_reply == "page":
+            return {"pageSize": size, "totalCount": len(found), "resultList": found}
+        return found
 
     @staticmethod
     def _json(body: str) -> Any:

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -38,6 +37,18 @@ from adapters.mexc.errors import (
     MexcTransportError,
     error_for,
 )
+from adapters.mexc.rest_types import (
+    Asset,
+    CancelResult,
+    ContractDetail,
+    CreatedOrderReply,
+    CreateOrder,
+    Envelope,
+    Order,
+    OrderPage,
+    Position,
+    SubmittedOrder,
+)
 from adapters.mexc.secrets import Secret, scrub
 
 log = logging.getLogger(__name__)
@@ -54,123 +65,6 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-# --------------------------------------------------------------------------- response types
-
-
-class _Tolerant(msgspec.Struct, rename="camel", kw_only=True, frozen=True):
-    """MEXC adds fields over time: ignore the unknown ones, type the ones we use."""
-
-
-class ContractDetail(_Tolerant):
-    """One contract of ``contract/detail``; a missing ``apiAllowed`` counts as *not* allowed."""
-
-    symbol: str
-    contract_size: Decimal
-    min_vol: Decimal
-    max_vol: Decimal
-    vol_unit: Decimal
-    price_unit: Decimal
-    taker_fee_rate: Decimal = Decimal(0)
-    maker_fee_rate: Decimal = Decimal(0)
-    api_allowed: bool = False
-    state: int = 0
-    max_leverage: int | None = None
-
-
-class Asset(_Tolerant):
-    """One currency of ``account/assets``."""
-
-    currency: str
-    available_balance: Decimal = Decimal(0)
-    frozen_balance: Decimal = Decimal(0)
-    position_margin: Decimal = Decimal(0)
-    equity: Decimal = Decimal(0)
-    unrealized: Decimal = Decimal(0)
-
-
-class Position(_Tolerant):
-    """One open position (``positionType`` 1 long, 2 short; ``holdVol`` in contracts)."""
-
-    position_id: int | str
-    symbol: str
-    position_type: int
-    hold_vol: Decimal
-    hold_avg_price: Decimal = Decimal(0)
-    open_type: int = 0
-    state: int = 1
-    leverage: Decimal | None = None
-    liquidate_price: Decimal | None = None
-
-
-class Order(_Tolerant):
-    """One order (``state`` 1 uninformed, 2 uncompleted, 3 completed, 4 cancelled, 5 invalid)."""
-
-    order_id: int | str
-    symbol: str
-    side: int
-    vol: Decimal
-    price: Decimal = Decimal(0)
-    order_type: int = 0
-    state: int = 0
-    external_oid: str | None = None
-    deal_vol: Decimal = Decimal(0)
-    deal_avg_price: Decimal = Decimal(0)
-    open_type: int = 0
-    create_time: int = 0
-    update_time: int = 0
-
-
-class _OrderPage(_Tolerant):
-    result_list: list[Order] = []
-
-
-class _CreatedOrder(_Tolerant):
-    order_id: int | str
-    ts: int | None = None
-
-
-class CancelResult(_Tolerant):
-    """One line of ``order/cancel``: ``error_code`` 0 means cancelled."""
-
-    order_id: int | str
-    error_code: int = 0
-    error_msg: str = ""
-
-
-class _Envelope(msgspec.Struct):
-    success: bool | None = None
-    code: int | None = None
-    data: msgspec.Raw = msgspec.Raw(b"null")
-    message: str | None = None
-    msg: str | None = None
-
-
-# --------------------------------------------------------------------------- requests
-
-
-class CreateOrder(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True, frozen=True):
-    """POST ``order/create`` body: side 1 open long, 2 close short, 3 open short, 4 close long;
-    type 1 limit, 5 market; openType 1 isolated, 2 cross; ``externalOid`` <= 32 characters."""
-
-    symbol: str
-    price: Decimal
-    vol: Decimal
-    side: Literal[1, 2, 3, 4]
-    type: Literal[1, 2, 3, 4, 5, 6]
-    open_type: Literal[1, 2]
-    external_oid: str
-    leverage: int | None = None
-    reduce_only: bool = False
-
-
-class SubmittedOrder(msgspec.Struct, frozen=True, kw_only=True):
-    """An order MEXC has: its id, its time if MEXC told us, and whether it was found by query."""
-
-    order_id: str
-    ts: int | None = None
-    recovered: bool = False
-
-
 _body_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -183,11 +77,11 @@ _decode_ping = _decoder(int)
 _decode_details = _decoder(list[ContractDetail] | ContractDetail)
 _decode_assets = _decoder(list[Asset] | Asset)
 _decode_positions = _decoder(list[Position] | None)
-_decode_orders = _decoder(list[Order] | _OrderPage | None)
+_decode_orders = _decoder(list[Order] | OrderPage | None)
 _decode_order = _decoder(Order | None)
-_decode_created = _decoder(int | str | _CreatedOrder)
+_decode_created = _decoder(int | str | CreatedOrderReply)
 _decode_cancel = _decoder(list[CancelResult] | None)
-_envelope = msgspec.json.Decoder(_Envelope)
+_envelope = msgspec.json.Decoder(Envelope)
 
 
 def _as_list(value: T | list[T] | None) -> list[T]:
@@ -399,7 +293,7 @@ class MexcRestClient:
         for page in range(1, 1000):
             data = await self._get(path, {"page_num": page, "page_size": page_size})
             decoded = self._typed(_decode_orders, data, path)
-            batch = decoded.result_list if isinstance(decoded, _OrderPage) else _as_list(decoded)
+            batch = decoded.result_list if isinstance(decoded, OrderPage) else _as_list(decoded)
             orders.extend(batch)
             if len(batch) < page_size:
                 break
@@ -421,7 +315,7 @@ class MexcRestClient:
         path = "/api/v1/private/order/create"
         data = await self._call("POST", path, body=_body_encoder.encode(order), private=True)
         created = self._typed(_decode_created, data, path)
-        if isinstance(created, _CreatedOrder):
+        if isinstance(created, CreatedOrderReply):
             return SubmittedOrder(order_id=str(created.order_id), ts=created.ts)
         return SubmittedOrder(order_id=str(created))
 

@@ -188,7 +188,7 @@ def recorded_event(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_recorded() -> Callable[..., RecordedEvent]:
     """``make_recorded(event, position)``: a RecordedEvent as the store would hand it out."""
     return recorded_event

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import recorded_event
 
 from adapters.bus import BusUnavailable, RedisBus, Subscription, encode_recorded
 from adapters.embedded import start_redis
@@ -53,14 +52,15 @@ async def bus(redis_url: str, redis_namespace: str) -> AsyncIterator[RedisBus]:
 
 
 async def test_publish_when_subscribed_then_events_arrive_in_order_on_their_topics(
+    make_recorded,
     bus: RedisBus,
 ) -> None:
     recorded = [
-        recorded_event(trade(1), 1),
-        recorded_event(alert(2), 2),
-        recorded_event(trade(3), 3),
-        recorded_event(alert(4), 4),
-        recorded_event(trade(5), 5),
+        make_recorded(trade(1), 1),
+        make_recorded(alert(2), 2),
+        make_recorded(trade(3), 3),
+        make_recorded(alert(4), 4),
+        make_recorded(trade(5), 5),
     ]
     async with (
         await bus.subscribe(["market_data", "alerts"]) as both,
@@ -72,11 +72,11 @@ async def test_publish_when_subscribed_then_events_arrive_in_order_on_their_topi
 
 
 async def test_subscribe_when_malformed_payloads_then_counted_skipped_and_stream_goes_on(
-    redis_url: str, redis_namespace: str
+    make_recorded, redis_url: str, redis_namespace: str
 ) -> None:
     seen: list[tuple[str, str]] = []
-    good = recorded_event(trade(7), 7)
-    wrong_topic = recorded_event(alert(6), 6)
+    good = make_recorded(trade(7), 7)
+    wrong_topic = make_recorded(alert(6), 6)
     async with (
         await RedisBus.connect(
             redis_url, redis_namespace, on_malformed=lambda s, r: seen.append((s, r))
@@ -103,15 +103,15 @@ async def test_subscribe_when_malformed_payloads_then_counted_skipped_and_stream
 
 
 async def test_publish_when_other_namespace_then_its_subscribers_see_nothing(
-    redis_url: str, redis_namespace: str
+    make_recorded, redis_url: str, redis_namespace: str
 ) -> None:
     async with (
         await RedisBus.connect(redis_url, f"{redis_namespace}-a") as bus_a,
         await RedisBus.connect(redis_url, f"{redis_namespace}-b") as bus_b,
         await bus_b.subscribe(["market_data"]) as on_b,
     ):
-        await bus_a.publish([recorded_event(trade(1), 1)])
-        marker = recorded_event(trade(2), 2)
+        await bus_a.publish([make_recorded(trade(1), 1)])
+        marker = make_recorded(trade(2), 2)
         await bus_b.publish([marker])
         # Redis delivers in publish order: had A's message leaked, it would come first.
         assert await take(on_b, 1) == [marker]
@@ -150,20 +150,21 @@ async def test_subscription_when_connection_killed_then_bus_unavailable(
 
 
 async def test_subscription_when_redis_stops_then_bus_unavailable_and_reconnect_refused(
+    make_recorded,
     tmp_path: Path,
 ) -> None:
     server = start_redis(tmp_path / "redis")
     try:
         bus = await RedisBus.connect(server.url, "restart")
         subscription = await bus.subscribe(["signals"])
-        await bus.publish([recorded_event(alert(1), 1)])
+        await bus.publish([make_recorded(alert(1), 1)])
     finally:
         server.stop()
     with pytest.raises(BusUnavailable):
         await take(subscription, 2)
     await subscription.close()
     with pytest.raises(BusUnavailable):
-        await bus.publish([recorded_event(alert(2), 2)])
+        await bus.publish([make_recorded(alert(2), 2)])
     await bus.close()
     with pytest.raises(BusUnavailable):
         await RedisBus.connect(server.url, "restart")

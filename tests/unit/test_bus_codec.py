@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from conftest import recorded_event
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,9 +50,11 @@ def order() -> ev.OrderRequested:
 # --------------------------------------------------------------------------- codec
 
 
-def test_decode_when_encoded_committed_event_then_identical_typed_event_comes_back() -> None:
+def test_decode_when_encoded_committed_event_then_identical_typed_event_comes_back(
+    make_recorded,
+) -> None:
     for position, event in enumerate((trade(), order()), start=1):
-        recorded = recorded_event(event, position)
+        recorded = make_recorded(event, position)
         back = decode_recorded(encode_recorded(recorded))
         assert back == recorded
         assert type(back.event) is type(event)
@@ -65,9 +66,9 @@ def test_decode_when_encoded_committed_event_then_identical_typed_event_comes_ba
     position=st.integers(min_value=1, max_value=2**62),
 )
 def test_decode_when_any_trade_round_trips_then_decimals_are_exact(
-    price: Decimal, at_ms: int, position: int
+    make_recorded, price: Decimal, at_ms: int, position: int
 ) -> None:
-    recorded = recorded_event(trade(at_ms, str(price)), position)
+    recorded = make_recorded(trade(at_ms, str(price)), position)
     back = decode_recorded(encode_recorded(recorded))
     assert back == recorded
     assert back.event.price == price  # type: ignore[attr-defined]
@@ -80,32 +81,36 @@ def test_decode_when_not_json_then_malformed_json() -> None:
     assert caught.value.reason == "json"
 
 
-def test_decode_when_field_has_wrong_type_then_malformed_schema() -> None:
-    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+def test_decode_when_field_has_wrong_type_then_malformed_schema(make_recorded) -> None:
+    raw = msgspec.json.decode(encode_recorded(make_recorded(trade(), 1)))
     raw["position"] = "1"  # strict: no string-to-int coercion
     with pytest.raises(MalformedMessage) as caught:
         decode_recorded(msgspec.json.encode(raw))
     assert caught.value.reason == "schema"
 
 
-def test_decode_when_price_breaks_event_invariant_then_malformed_schema() -> None:
-    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+def test_decode_when_price_breaks_event_invariant_then_malformed_schema(make_recorded) -> None:
+    raw = msgspec.json.decode(encode_recorded(make_recorded(trade(), 1)))
     raw["event"]["price"] = -1
     with pytest.raises(MalformedMessage) as caught:
         decode_recorded(msgspec.json.encode(raw))
     assert caught.value.reason == "schema"
 
 
-def test_decode_when_event_type_disagrees_with_tag_then_malformed_type_mismatch() -> None:
-    raw = msgspec.json.decode(encode_recorded(recorded_event(trade(), 1)))
+def test_decode_when_event_type_disagrees_with_tag_then_malformed_type_mismatch(
+    make_recorded,
+) -> None:
+    raw = msgspec.json.decode(encode_recorded(make_recorded(trade(), 1)))
     raw["event_type"] = "order.requested"
     with pytest.raises(MalformedMessage) as caught:
         decode_recorded(msgspec.json.encode(raw))
     assert caught.value.reason == "type_mismatch"
 
 
-def test_decode_when_event_arrives_on_another_topic_then_malformed_wrong_topic() -> None:
-    data = encode_recorded(recorded_event(trade(), 1))
+def test_decode_when_event_arrives_on_another_topic_then_malformed_wrong_topic(
+    make_recorded,
+) -> None:
+    data = encode_recorded(make_recorded(trade(), 1))
     assert decode_recorded(data, topic="market_data").position == 1
     with pytest.raises(MalformedMessage) as caught:
         decode_recorded(data, topic="orders")

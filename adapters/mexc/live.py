@@ -221,8 +221,7 @@ class LiveVenue:
         """Probe the exchange; raise :class:`LiveTradingRefused` unless every check passes."""
         self._started = None
         try:
-            await self._client.sync_clock()
-            server_time = await self._client.ping()
+            offset = await self._client.sync_clock()
         except MexcError as exc:
             raise self._refused("server_unreachable", exc) from exc
         details = await self._probe_contracts()
@@ -248,6 +247,7 @@ class LiveVenue:
                 "withdraw_probe_inconclusive",
                 f"expected MEXC code {NO_PERMISSION}, got {probe_code}",
             )
+        server_time = self._now_ms() + offset
         self._started = LiveStartup(
             server_time_ms=server_time,
             clock_offset_ms=self._client.clock_offset_ms,

@@ -147,7 +147,8 @@ class LocalMexcRest:
     balance: Decimal = Decimal(10000)
     leverage: int = 10
     mark_prices: dict[str, Decimal] = field(default_factory=dict)
-    #: endpoint ("order/create", "account/assets", "*" for every private one) -> (code, message)
+    #: endpoint ("order/create", "account/assets", "*" for every private contract one, or the
+    #: spot probe's "capital/config/getall") -> (code, message)
     forced_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     rate_limited: bool = False
     withdraw_permission: bool = False
@@ -301,6 +302,9 @@ class LocalMexcRest:
         if not hmac.compare_digest(_hmac(secret, unsigned), signature):
             body = {"code": 700002, "msg": "Signature for this request is not valid."}
             return web.json_response(body, status=400)
+        forced = self.forced_errors.get("capital/config/getall")
+        if forced is not None:
+            return web.json_response({"code": forced[0], "msg": forced[1]}, status=400)
         if not self.withdraw_permission:
             body = {"code": 700007, "msg": "No permission to access the endpoint."}
             return web.json_response(body, status=403)

@@ -217,6 +217,16 @@ async def test_start_when_key_has_withdraw_rights_then_refused(
         await venue.submit(order())
 
 
+async def test_start_when_withdraw_probe_fails_otherwise_then_refused_as_inconclusive(
+    server: LocalMexcRest, make_venue: VenueFactory
+) -> None:
+    server.forced_errors["capital/config/getall"] = (700003, "Timestamp outside recvWindow")
+    venue = await make_venue()
+    with pytest.raises(LiveTradingRefused, match="700003") as refused:
+        await venue.start()
+    assert refused.value.reason == "withdraw_probe_inconclusive"
+
+
 async def test_request_when_local_clock_is_off_then_resynced_and_answered(
     server: LocalMexcRest,
 ) -> None:
@@ -332,9 +342,9 @@ async def test_submit_when_symbol_not_probed_then_rejected_without_sending(
 async def test_submit_when_answer_times_out_then_found_by_client_id_not_sent_twice(
     server: LocalMexcRest, make_venue: VenueFactory
 ) -> None:
-    venue = await make_venue(timeout_s=0.3)
+    venue = await make_venue(timeout_s=0.5)
     await venue.start()
-    server.slow_once("order/create", 1.0)  # the order is booked, the answer comes too late
+    server.slow_once("order/create", 1.5)  # the order is booked, the answer comes too late
     [event] = await venue.submit(order("slow-1"))
     assert isinstance(event, OrderAccepted)
     assert event.exchange_order_id == str(server.orders["slow-1"].order_id)

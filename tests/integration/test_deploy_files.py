@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters.metrics import SPECS
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PIPELINE_SERVICES = ("feed", "signal", "risk", "execution", "projector", "alerts")
@@ -81,6 +83,16 @@ def dashboard_exprs() -> list[str]:
 
 
 @cache
+def catalogue() -> dict[str, frozenset[str]]:
+    """Metrics both documented and registered (with the labels both agree on)."""
+    documented = documented_metrics()
+    registered = {spec.name: frozenset(spec.labels) for spec in SPECS}
+    return {
+        name: documented[name] & registered[name] for name in documented.keys() & registered.keys()
+    }
+
+
+@cache
 def documented_metrics() -> dict[str, frozenset[str]]:
     """The metrics table of docs/ARCHITECTURE.md: name -> label names."""
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
@@ -103,7 +115,7 @@ def metric_names(expr: str) -> set[str]:
     found = set()
     for name in re.findall(r"\b(claire_[a-z0-9_]+)\b", expr):
         for suffix in HISTOGRAM_SUFFIXES:
-            if name.endswith(suffix) and name.removesuffix(suffix) in documented_metrics():
+            if name.endswith(suffix) and name.removesuffix(suffix) in catalogue():
                 name = name.removesuffix(suffix)
         found.add(name)
     return found
@@ -258,11 +270,11 @@ def test_scrape_config_when_loaded_then_every_pipeline_service_is_scraped_by_nam
 
 
 def test_alert_rules_when_loaded_then_they_name_only_catalogued_metrics_and_labels() -> None:
-    catalogue = documented_metrics()
+    known = catalogue()
     for rule in alert_rules():
         names = metric_names(rule["expr"])
-        assert names <= catalogue.keys(), f"{rule['alert']}: unknown {names - catalogue.keys()}"
-        allowed = TARGET_LABELS.union(*(catalogue[name] for name in names))
+        assert names <= known.keys(), f"{rule['alert']}: unknown {names - known.keys()}"
+        allowed = TARGET_LABELS.union(*(known[name] for name in names))
         assert label_names(rule["expr"]) <= allowed, f"{rule['alert']}: {rule['expr']}"
 
 
@@ -300,11 +312,11 @@ def test_alert_rule_when_defined_then_promtool_tests_show_it_both_firing_and_sil
 
 
 def test_rule_tests_when_feeding_series_then_they_use_catalogued_metrics() -> None:
-    catalogue = documented_metrics()
+    known = catalogue()
     for case in rule_tests():
         for series in case["input_series"]:
             name = series["series"].split("{", 1)[0]
-            assert name == "up" or name in catalogue, name
+            assert name == "up" or name in known, name
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
@@ -349,11 +361,11 @@ def test_dashboard_when_loaded_then_every_query_uses_the_provisioned_datasource(
 
 
 def test_dashboard_when_loaded_then_it_names_only_catalogued_metrics_and_labels() -> None:
-    catalogue = documented_metrics()
+    known = catalogue()
     for expr in dashboard_exprs():
         names = metric_names(expr)
-        assert names <= catalogue.keys(), f"unknown {names - catalogue.keys()} in {expr}"
-        allowed = TARGET_LABELS.union(*(catalogue[name] for name in names))
+        assert names <= known.keys(), f"unknown {names - known.keys()} in {expr}"
+        allowed = TARGET_LABELS.union(*(known[name] for name in names))
         assert label_names(expr) <= allowed, expr
 
 
@@ -376,12 +388,13 @@ def test_dashboard_when_loaded_then_it_shows_every_required_measure() -> None:
     )
 
 
-def test_metric_catalogue_when_parsed_then_it_holds_the_architecture_table() -> None:
-    """Guards the parser the checks above rely on: an empty catalogue would pass nothing."""
-    catalogue = documented_metrics()
-    assert len(catalogue) == 16
-    assert catalogue["claire_verdicts_total"] == {"layer", "decision"}
-    assert catalogue["claire_dependency_up"] == {"dependency"}
-    assert catalogue["claire_equity_usdt"] == frozenset()
+def test_metric_catalogue_when_parsed_then_table_and_registry_agree() -> None:
+    """Guards what the checks above rely on: an empty or partial catalogue would pass anything."""
+    documented = documented_metrics()
+    assert len(documented) == 16
+    assert documented["claire_verdicts_total"] == {"layer", "decision"}
+    assert documented["claire_dependency_up"] == {"dependency"}
+    assert documented["claire_equity_usdt"] == frozenset()
+    assert catalogue() == documented  # adapters/metrics.py registers exactly the table
     assert metric_names("rate(claire_append_seconds_bucket[1m])") == {"claire_append_seconds"}
     assert label_names('sum by (a, b) (x{c="1", d=~"2"})') == {"a", "b", "c", "d"}

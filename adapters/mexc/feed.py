@@ -199,8 +199,9 @@ class MexcFeed:
                     log.warning("mexc ws %s closed by the server", self.config.url)
             except (OSError, TimeoutError, websockets.WebSocketException, _DeadConnection) as error:
                 reason = f"{type(error).__name__}: {error}"
-                closed = isinstance(error, websockets.ConnectionClosed)
-                if closed and error.rcvd is not None and error.rcvd.code == 1009:
+                if isinstance(error, websockets.ConnectionClosed) and 1009 in (
+                    frame.code for frame in (error.sent, error.rcvd) if frame is not None
+                ):
                     self._malformed(protocol.OVERSIZED, "frame beyond the socket limit")
                 self.stats.last_disconnect_reason = reason[:300]
                 log.warning("mexc ws %s disconnected: %s", self.config.url, reason[:300])

@@ -321,7 +321,7 @@ class MexcParser:
     def _deals(self, envelope: _Envelope) -> Pushed:
         symbol = _symbol(envelope.symbol, "$.symbol")
         frame_ts = self._frame_ts(envelope)
-        decoded = _deals_decoder.decode(envelope.data)
+        decoded = _decode(_deals_decoder, envelope.data, "$.data")
         deals = decoded if isinstance(decoded, list) else [decoded]
         events: list[Event] = []
         for index, deal in enumerate(deals):
@@ -353,13 +353,13 @@ class MexcParser:
         frame_ts = self._frame_ts(envelope)
         quotes: list[TickerQuote] = []
         skipped: list[Rejected] = []
-        for index, raw in enumerate(_tickers_decoder.decode(envelope.data)):
+        for index, raw in enumerate(_decode(_tickers_decoder, envelope.data, "$.data")):
             try:
                 quotes.append(self._quote(raw, f"$.data[{index}]"))
             except _Reject as rejected:
                 skipped.append(rejected.rejection)
             except msgspec.ValidationError as error:
-                skipped.append(Rejected(BAD_SHAPE, f"{error} (in $.data[{index}])"))
+                skipped.append(Rejected(BAD_SHAPE, _at(error, f"$.data[{index}]")))
         if not quotes and skipped:
             return skipped[0]
         event = TickersSnapshotted(at_ms=frame_ts, quotes=tuple(quotes))
@@ -388,7 +388,7 @@ class MexcParser:
 
     def _kline(self, envelope: _Envelope) -> Pushed:
         frame_ts = self._frame_ts(envelope)
-        bar = _kline_decoder.decode(envelope.data)
+        bar = _decode(_kline_decoder, envelope.data, "$.data")
         symbol = _symbol(bar.symbol, "$.data.symbol")
         if envelope.symbol is not None and envelope.symbol != symbol:
             raise _Reject(BAD_SYMBOL, "$.symbol differs from $.data.symbol")
@@ -450,6 +450,18 @@ def _symbol(value: str | None, path: str) -> str:
     if not _SYMBOL_RE.match(value):
         raise _Reject(BAD_SYMBOL, f"{path} {value[:40]!r}")
     return value
+
+
+def _at(error: msgspec.ValidationError, prefix: str) -> str:
+    """msgspec's message with its path made absolute (the part was decoded on its own)."""
+    return str(error).replace("`$", f"`{prefix}")
+
+
+def _decode(decoder: msgspec.json.Decoder, raw: msgspec.Raw, prefix: str) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as error:
+        raise _Reject(BAD_SHAPE, _at(error, prefix)) from None
 
 
 def _text(raw: msgspec.Raw) -> str:

@@ -132,9 +132,7 @@ async def test_append_when_event_type_unknown_then_invalid_event_and_nothing_wri
     ("new", "message"),
     [
         (
-            NewEvent(
-                event=ev.ClockTicked(at_ms=-5), event_id=uuid.uuid4(), occurred_at=BASE_TIME
-            ),
+            NewEvent(event=ev.ClockTicked(at_ms=-5), event_id=uuid.uuid4(), occurred_at=BASE_TIME),
             "invalid clock.tick payload",
         ),
         (
@@ -207,6 +205,7 @@ async def test_position_at_when_occurred_at_not_monotonic_then_smallest_position
 ) -> None:
     seconds = [10, 30, 20, 40, 5]
     await store.append("s", [tick(n, seconds=s) for n, s in enumerate(seconds)])
+
     def at(seconds: int) -> datetime:
         return BASE_TIME + timedelta(seconds=seconds)
 
@@ -259,7 +258,7 @@ async def test_read_when_payload_no_longer_decodes_then_corrupt_event_names_posi
     try:
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(
-            "UPDATE ledger.events SET payload = payload || '{\"price\": \"-1\"}' WHERE position = 2"
+            'UPDATE ledger.events SET payload = payload || \'{"price": "-1"}\' WHERE position = 2'
         )
     finally:
         await conn.close()

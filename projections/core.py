@@ -58,7 +58,9 @@ class Table:
 
     def key_of(self, row: Row) -> tuple[Any, ...]:
         if len(row) != len(self.columns):
-            raise ValueError(f"table {self.name}: row has {len(row)} values, not {len(self.columns)}")
+            raise ValueError(
+                f"table {self.name}: row has {len(row)} values, not {len(self.columns)}"
+            )
         return tuple(row[i] for i in self.key_index)
 
 
@@ -110,7 +112,9 @@ class Pending:
         """Each table with rows to write, in a stable order (the tables' declaration order)."""
         for name, table in self.tables.items():
             rows: Sequence[Row] = (
-                self.appended.get(name, []) if table.append_only else list(self.keyed.get(name, {}).values())
+                self.appended.get(name, [])
+                if table.append_only
+                else list(self.keyed.get(name, {}).values())
             )
             if rows:
                 yield table, rows

@@ -82,7 +82,7 @@ EQUITY_DAILY = Table(
 
 
 class PortfolioView(msgspec.Struct, frozen=True, kw_only=True):
-    """The shared portfolio plus the day's low and deepest drawdown; ``changed`` by the last fact."""
+    """The shared portfolio, the day's low and deepest drawdown; ``changed`` by the last fact."""
 
     portfolio: pf.Portfolio = pf.EMPTY
     changed: bool = False

@@ -41,6 +41,8 @@ SET position = $2, generation = $3, event_recorded_at = $4, updated_at = clock_t
 WHERE projection = $1
 """
 LEDGER_HEAD = "SELECT position FROM ledger.head"
+# Session-level: one rebuild per projection at a time (two would fill the same new generation).
+LOCK_REBUILD = "SELECT pg_advisory_lock(hashtext('claire.rebuild.' || $1))"
 CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE readmodel.{physical} INCLUDING DEFAULTS)"
     " ON COMMIT DELETE ROWS"
@@ -51,7 +53,9 @@ UPSERT_FROM_STAGE = (
 )
 DROP_TABLE = "DROP TABLE IF EXISTS readmodel.{physical}"
 CREATE_GENERATION = "CREATE TABLE readmodel.{physical} (LIKE readmodel.{template} INCLUDING ALL)"
-REPOINT_VIEW = "CREATE OR REPLACE VIEW readmodel.{name} AS SELECT {columns} FROM readmodel.{physical}"
+REPOINT_VIEW = (
+    "CREATE OR REPLACE VIEW readmodel.{name} AS SELECT {columns} FROM readmodel.{physical}"
+)
 SELECT_TABLE = "SELECT {columns} FROM readmodel.{name} ORDER BY {key}"
 STATUS_POSITIONS = """
 SELECT symbol, direction, contracts, average_entry, mark, notional, unrealised_pnl, realised_pnl
@@ -118,7 +122,9 @@ class PostgresSink:
     def transaction(self) -> asyncpg.transaction.Transaction:
         return self.conn.transaction()
 
-    async def checkpoints(self, names: Sequence[str], *, lock: bool = False) -> dict[str, Checkpoint]:
+    async def checkpoints(
+        self, names: Sequence[str], *, lock: bool = False
+    ) -> dict[str, Checkpoint]:
         """Checkpoints of ``names``; with ``lock`` (inside a transaction) held until commit."""
         records = await self.conn.fetch(LOCK_CHECKPOINTS if lock else READ_CHECKPOINTS, list(names))
         found = {r["projection"]: Checkpoint(**dict(r)) for r in records}
@@ -182,6 +188,11 @@ class PostgresSink:
     async def drop_generation(self, tables: Iterable[Table], generation: int) -> None:
         for table in tables:
             await self.conn.execute(DROP_TABLE.format(physical=physical(table.name, generation)))
+
+    async def lock_rebuild(self, names: Sequence[str]) -> None:
+        """Wait for any other rebuild of ``names``; held until this connection closes."""
+        for name in sorted(names):
+            await self.conn.execute(LOCK_REBUILD, name)
 
     async def ledger_head(self) -> int:
         return int(await self.conn.fetchval(LEDGER_HEAD))

@@ -263,7 +263,16 @@ TRADING_STATE_HISTORY = Table(
 
 CIRCUIT_BREAKERS = Table(
     name="circuit_breakers",
-    columns=("position", "action", "layer", "symbol", "reason", "numbers", "at", "causation_position"),
+    columns=(
+        "position",
+        "action",
+        "layer",
+        "symbol",
+        "reason",
+        "numbers",
+        "at",
+        "causation_position",
+    ),
     key=("position",),
     append_only=True,
 )

@@ -254,9 +254,7 @@ def _upgrade_statements() -> list[str]:
     ]
     for name, (columns, indexes) in TABLES.items():
         statements.append(f"CREATE TABLE readmodel.{name}_g1 ({columns})")
-        statements.extend(
-            f"CREATE INDEX ON readmodel.{name}_g1 ({column})" for column in indexes
-        )
+        statements.extend(f"CREATE INDEX ON readmodel.{name}_g1 ({column})" for column in indexes)
         statements.append(f"CREATE VIEW readmodel.{name} AS SELECT * FROM readmodel.{name}_g1")
         statements.append(f"ALTER TABLE readmodel.{name}_g1 OWNER TO claire_projector")
         statements.append(f"ALTER VIEW readmodel.{name} OWNER TO claire_projector")
@@ -274,8 +272,7 @@ def _upgrade_statements() -> list[str]:
         # only the roles that need them get TEMPORARY, not PUBLIC.
         "GRANT USAGE ON SCHEMA readmodel, audit TO claire_auditor, claire_app",
         f"GRANT SELECT ON readmodel.checkpoints, {views} TO claire_auditor, claire_app",
-        "GRANT SELECT ON audit.chain, audit.trade_audit, audit.halts"
-        " TO claire_auditor, claire_app",
+        "GRANT SELECT ON audit.chain, audit.trade_audit, audit.halts TO claire_auditor, claire_app",
         """
         DO $$
         BEGIN

@@ -1,0 +1,336 @@
+"""The projector: catch up from the checkpoints, then follow the log live, exactly once.
+
+On start every projection's state is re-folded from the log (the fold is in memory and fast);
+facts up to a projection's checkpoint only rebuild state, later ones also produce rows. Each
+flush writes the rows of many facts and moves the checkpoints in one transaction, after checking
+under a row lock that nobody else (another projector, a rebuild) moved them meanwhile. A crash
+anywhere loses at most an uncommitted batch, which the restart folds again: the tables end up as
+an uninterrupted run leaves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aggregates.envelope import RecordedEvent
+from eventstore import EventLog, EventStore
+from projections.core import Projection, Runner
+from projections.portfolio import PortfolioProjection
+from projections.postgres import PostgresSink
+from projections.readmodels import (
+    AlertsProjection,
+    OrdersProjection,
+    RiskProjection,
+    TradesProjection,
+)
+
+_log = logging.getLogger(__name__)
+
+ALL_PROJECTIONS: tuple[Projection, ...] = (
+    PortfolioProjection(),
+    OrdersProjection(),
+    TradesProjection(),
+    RiskProjection(),
+    AlertsProjection(),
+)
+
+
+class UnknownProjection(ValueError):
+    """A projection name nobody defined (the CLI maps it to exit 2)."""
+
+
+class CheckpointMoved(RuntimeError):
+    """Someone else moved a checkpoint since we loaded it: reload instead of writing twice."""
+
+
+def select(name: str | None = None) -> tuple[Projection, ...]:
+    """All projections, or the one called ``name``."""
+    if name is None:
+        return ALL_PROJECTIONS
+    for projection in ALL_PROJECTIONS:
+        if projection.name == name:
+            return (projection,)
+    known = ", ".join(p.name for p in ALL_PROJECTIONS)
+    raise UnknownProjection(f"no projection called {name!r} (known: {known})")
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a projection's committed rows trail the newest event the projector has seen."""
+
+    events: int
+    seconds: float
+
+
+class Projector:
+    """Maintains read models in PostgreSQL from the log; one instance per process."""
+
+    def __init__(
+        self,
+        store: EventLog,
+        sink: PostgresSink,
+        projections: Sequence[Projection] = ALL_PROJECTIONS,
+        *,
+        batch_events: int = 20_000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.projections = tuple(projections)
+        self.batch_events = batch_events
+        self.on_commit = on_commit
+        self.runners: list[Runner] = []
+        self.position = 0
+        self._seen = 0
+        self._unflushed = 0
+        self._oldest_unprojected: datetime | None = None
+        self._last_recorded_at: datetime | None = None
+
+    @classmethod
+    async def open(
+        cls, database_url: str, projections: Sequence[Projection] | None = None, **options: object
+    ) -> Projector:
+        """A projector with its own event store and sink connections (``close()`` them)."""
+        store = await EventStore.connect(database_url)
+        try:
+            sink = await PostgresSink.connect(database_url)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(store, sink, projections or ALL_PROJECTIONS, **options)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        await self.sink.close()
+        await self.store.close()
+
+    # ------------------------------------------------------------------ state
+
+    async def load(self) -> None:
+        """Start over from the stored checkpoints: fresh state, refolded by the next catch-up."""
+        names = [p.name for p in self.projections]
+        checkpoints = await self.sink.checkpoints(names)
+        self.runners = [Runner(p, checkpoints[p.name].position) for p in self.projections]
+        self.position = 0
+        self._unflushed = 0
+        self._oldest_unprojected = None
+
+    def states(self) -> dict[str, object]:
+        """Each projection's in-memory state: the same fold services and replay use."""
+        return {runner.projection.name: runner.state for runner in self.runners}
+
+    def lag(self) -> dict[str, Lag]:
+        """Per projection: events seen but not committed, and the age of the oldest of them."""
+        seen = max(self._seen, self.position)
+        oldest = self._oldest_unprojected
+        seconds = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        return {
+            runner.projection.name: Lag(
+                events=max(0, seen - runner.checkpoint),
+                seconds=max(0.0, seconds) if seen > runner.checkpoint else 0.0,
+            )
+            for runner in self.runners
+        }
+
+    def _apply(self, fact: RecordedEvent) -> None:
+        for runner in self.runners:
+            runner.apply(fact)
+        self.position = fact.position
+        self._seen = max(self._seen, fact.position)
+        self._last_recorded_at = fact.recorded_at
+        if self._oldest_unprojected is None and any(
+            fact.position > r.checkpoint for r in self.runners
+        ):
+            self._oldest_unprojected = fact.recorded_at
+        self._unflushed += 1
+
+    async def flush(self) -> None:
+        """Commit pending rows and checkpoints of every projection behind ``position``."""
+        due = [r for r in self.runners if r.position > r.checkpoint]
+        if not due:
+            self._unflushed = 0
+            return
+        names = [r.projection.name for r in due]
+        async with self.sink.transaction():
+            stored = await self.sink.checkpoints(names, lock=True)
+            for runner in due:
+                found = stored[runner.projection.name].position
+                if found != runner.checkpoint:
+                    raise CheckpointMoved(
+                        f"projection {runner.projection.name}: checkpoint is {found}, "
+                        f"this projector expected {runner.checkpoint}"
+                    )
+            for runner in due:
+                generation = stored[runner.projection.name].generation
+                for table, rows in runner.pending.batches():
+                    await self.sink.write(table, generation, rows)
+                await self.sink.save_checkpoint(
+                    runner.projection.name, runner.position, generation, self._last_recorded_at
+                )
+        for runner in due:
+            runner.flushed()
+        self._unflushed = 0
+        self._oldest_unprojected = None
+        if self.on_commit is not None:
+            self.on_commit(self.position)
+
+    async def project(self, facts: Iterable[RecordedEvent]) -> None:
+        """Fold ``facts`` (the next ones after ``position``, in order) and commit them."""
+        if not self.runners:
+            await self.load()
+        for fact in facts:
+            self._apply(fact)
+        await self.flush()
+
+    # ------------------------------------------------------------------ running
+
+    async def catch_up(self) -> int:
+        """Fold (and write) everything up to the current head; returns the position reached."""
+        if not self.runners:
+            await self.load()
+        async for fact in self.store.read_all(after=self.position, batch_size=10_000):
+            self._apply(fact)
+            if self._unflushed >= self.batch_events:
+                await self.flush()
+        await self.flush()
+        return self.position
+
+    async def follow(self) -> None:
+        """Follow the live log forever, committing whatever has arrived after each wake-up."""
+        buffer: collections.deque[RecordedEvent] = collections.deque()
+        arrived = asyncio.Event()
+        room = asyncio.Event()
+        room.set()
+        limit = self.batch_events * 4
+
+        async def pump() -> None:
+            async for fact in self.store.subscribe(after=self.position):
+                if self._oldest_unprojected is None:
+                    self._oldest_unprojected = fact.recorded_at
+                self._seen = fact.position
+                buffer.append(fact)
+                arrived.set()
+                if len(buffer) >= limit:
+                    room.clear()
+                    await room.wait()
+
+        pumping = asyncio.create_task(pump(), name="claire-projector-subscribe")
+        try:
+            while True:
+                waiting = asyncio.create_task(arrived.wait())
+                await asyncio.wait({waiting, pumping}, return_when=asyncio.FIRST_COMPLETED)
+                if pumping.done():
+                    waiting.cancel()
+                    pumping.result()  # raises what stopped the subscription
+                    raise RuntimeError("the subscription ended")
+                arrived.clear()
+                while buffer:
+                    taken = 0
+                    while buffer and taken < self.batch_events:
+                        self._apply(buffer.popleft())
+                        taken += 1
+                    room.set()
+                    await self.flush()
+                    if buffer:
+                        self._oldest_unprojected = buffer[0].recorded_at
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+
+    async def run(self) -> None:
+        """Catch up, then follow; if a rebuild or another projector moves a checkpoint, reload."""
+        while True:
+            try:
+                await self.load()
+                await self.catch_up()
+                await self.follow()
+            except CheckpointMoved as moved:
+                _log.info("reloading projections: %s", moved)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    projection: str
+    position: int
+    generation: int
+    events: int
+    seconds: float
+
+
+async def rebuild(
+    database_url: str,
+    name: str | None = None,
+    *,
+    batch_events: int = 50_000,
+    read_batch: int = 10_000,
+) -> list[Rebuilt]:
+    """Rebuild ``name`` (or every projection) into fresh tables and swap them in atomically.
+
+    The new generation is filled out of sight; one transaction then locks the checkpoints
+    (a live projector's flushes wait), folds whatever was appended meanwhile, repoints the
+    views, moves the checkpoints and drops the old tables. A live projector notices the moved
+    checkpoint and reloads.
+    """
+    projections = select(name)
+    names = [p.name for p in projections]
+    started = time.perf_counter()
+    store = await EventStore.connect(database_url)
+    sink = await PostgresSink.connect(database_url)
+    try:
+        await sink.lock_rebuild(names)
+        before = await sink.checkpoints(names)
+        new = {n: before[n].generation + 1 for n in names}
+        async with sink.transaction():
+            for p in projections:
+                await sink.prepare_generation(p.tables, before[p.name].generation, new[p.name])
+        runners = [Runner(p, 0) for p in projections]
+        position, recorded_at, events = 0, None, 0
+        unflushed = 0
+        async for fact in store.read_all(after=0, batch_size=read_batch):
+            for runner in runners:
+                runner.apply(fact)
+            position, recorded_at = fact.position, fact.recorded_at
+            events += 1
+            unflushed += 1
+            if unflushed >= batch_events:
+                async with sink.transaction():
+                    await _write(sink, runners, new)
+                unflushed = 0
+        async with sink.transaction():
+            locked = await sink.checkpoints(names, lock=True)
+            for n in names:
+                if locked[n].generation != before[n].generation:
+                    raise CheckpointMoved(f"projection {n} was rebuilt by someone else meanwhile")
+            async for fact in store.read_all(after=position, batch_size=read_batch):
+                for runner in runners:
+                    runner.apply(fact)
+                position, recorded_at = fact.position, fact.recorded_at
+                events += 1
+            await _write(sink, runners, new)
+            for p in projections:
+                await sink.swap(p.tables, before[p.name].generation, new[p.name])
+                await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
+        seconds = time.perf_counter() - started
+        return [Rebuilt(n, position, new[n], events, seconds) for n in names]
+    finally:
+        await sink.close()
+        await store.close()
+
+
+async def _write(
+    sink: PostgresSink, runners: Iterable[Runner], generations: dict[str, int]
+) -> None:
+    for runner in runners:
+        for table, rows in runner.pending.batches():
+            await sink.write(table, generations[runner.projection.name], rows)
+        runner.pending.clear()

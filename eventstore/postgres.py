@@ -550,7 +550,7 @@ class EventStore:
         for name in sorted(sql.EXPECTED_TRIGGERS):
             if name not in triggers:
                 return bad(None, f"refusal trigger {name} is missing")
-            if triggers[name] == "D":
+            if triggers[name] not in ("O", "A"):  # D: disabled; R: fires only on replicas
                 return bad(None, f"refusal trigger {name} is disabled")
         if expect is not None:
             position, digest = expect

@@ -80,7 +80,7 @@ FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2
 """
 
 REFUSAL_TRIGGERS = """
-SELECT t.tgname, t.tgenabled
+SELECT t.tgname, t.tgenabled::text
 FROM pg_trigger t
 WHERE t.tgrelid IN ('ledger.events'::regclass, 'ledger.head'::regclass) AND NOT t.tgisinternal
 """

@@ -125,6 +125,7 @@ class MexcFeed:
         self._subscribed: set[str] = set()
         self._status: dict[str, str] = {}
         self._inflight: deque[tuple[str, str | None]] = deque()
+        self._dead_reason = ""
 
     # ---- public surface
 
@@ -184,6 +185,7 @@ class MexcFeed:
         while not self._stopping.is_set():
             self._set_state(FeedState.CONNECTING)
             started = loop.time()
+            self._dead_reason = ""
             try:
                 async with connect(
                     self.config.url,
@@ -198,7 +200,7 @@ class MexcFeed:
                     self.stats.last_disconnect_reason = "closed by the server"
                     log.warning("mexc ws %s closed by the server", self.config.url)
             except (OSError, TimeoutError, websockets.WebSocketException, _DeadConnection) as error:
-                reason = f"{type(error).__name__}: {error}"
+                reason = self._dead_reason or f"{type(error).__name__}: {error}"
                 if isinstance(error, websockets.ConnectionClosed) and 1009 in (
                     frame.code for frame in (error.sent, error.rcvd) if frame is not None
                 ):
@@ -266,9 +268,10 @@ class MexcFeed:
             try:
                 await asyncio.wait_for(self._pong.wait(), self.config.pong_timeout)
             except TimeoutError:
+                self._dead_reason = f"no pong within {self.config.pong_timeout}s"
                 if ws.transport is not None:
                     ws.transport.abort()
-                raise _DeadConnection(f"no pong within {self.config.pong_timeout}s") from None
+                raise _DeadConnection(self._dead_reason) from None
             await asyncio.sleep(self.config.ping_interval)
 
     async def _follow_symbols(self, ws: ClientConnection) -> None:

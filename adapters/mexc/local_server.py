@@ -208,11 +208,18 @@ class LocalMexcServer:
 
     # ---- sending
 
-    async def push(self, msg: dict[str, Any] | str | bytes, *, binary: bool | None = None) -> int:
-        """Send one push (or a raw frame) to its subscribers; returns how many got it."""
+    async def push(
+        self,
+        msg: dict[str, Any] | str | bytes,
+        *,
+        binary: bool | None = None,
+        everyone: bool = False,
+    ) -> int:
+        """Send one push to its subscribers (``everyone``: to every subscribed client, unrouted;
+        a frame that is not a push goes to everyone too); returns how many got it."""
         if isinstance(msg, dict):
             msg = _encoder.encode(msg)
-        if isinstance(msg, bytes) and not msg.startswith(b"{"):
+        if everyone or (isinstance(msg, bytes) and not msg.startswith(b"{")):
             return await self._send_raw(msg)
         text = msg.decode() if isinstance(msg, bytes) else msg
         try:

@@ -161,9 +161,10 @@ def _rejection(state: PaperState, order: ev.OrderRequested) -> tuple[str, str] |
         return "contracts_below_minimum", f"{contracts} < minimum {spec.min_contracts}"
     if contracts > spec.max_contracts:
         return "contracts_above_maximum", f"{contracts} > maximum {spec.max_contracts}"
-    if contracts % spec.contracts_step != 0:
+    if _EXACT.remainder(contracts, spec.contracts_step) != 0:
         return "contracts_off_step", f"{contracts} is not a multiple of {spec.contracts_step}"
-    if order.limit_price is not None and order.limit_price % spec.price_step != 0:
+    limit = order.limit_price
+    if limit is not None and _EXACT.remainder(limit, spec.price_step) != 0:
         return "price_off_step", f"{order.limit_price} is not a multiple of {spec.price_step}"
     if order.reduce_only:
         position = state.position(symbol)

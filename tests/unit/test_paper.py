@@ -192,6 +192,8 @@ def test_request_when_contracts_outside_spec_then_rejected_with_the_limit_broken
     assert rejection_code(trade("1", **eth), order("o1", limit="1.005", **eth)) == (
         "price_off_step"
     )
+    huge = "1" + "0" * 40 + ".005"  # a quotient beyond the default 28 digits must not crash
+    assert rejection_code(trade("1", **eth), order("o1", limit=huge, **eth)) == "price_off_step"
 
 
 def test_reduce_only_when_flat_or_same_side_then_rejected_would_increase():

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.metrics import SPECS
+from adapters.metrics import DEPENDENCIES, SPECS, TRADING_STATES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -278,10 +278,18 @@ def test_alert_rules_when_loaded_then_they_name_only_catalogued_metrics_and_labe
         assert label_names(rule["expr"]) <= allowed, f"{rule['alert']}: {rule['expr']}"
 
 
+def test_alert_rules_when_matching_label_values_then_they_are_values_the_services_set() -> None:
+    exprs = " ".join(rule["expr"] for rule in alert_rules())
+    states = set(re.findall(r'claire_trading_state\{state="([^"]+)"\}', exprs))
+    dependencies = set(re.findall(r'claire_dependency_up\{dependency="([^"]+)"\}', exprs))
+    assert states == {"HALTED", "REDUCING"} <= set(TRADING_STATES)
+    assert dependencies == set(DEPENDENCIES)
+
+
 def test_alert_rules_when_loaded_then_every_required_condition_is_covered() -> None:
     exprs = " ".join(rule["expr"] for rule in alert_rules())
     for needle in (
-        'claire_trading_state{state=~"(?i)halted"}',  # drawdown halt
+        'claire_trading_state{state="HALTED"}',  # drawdown halt
         "claire_market_data_age_seconds",  # data silence
         "claire_projection_lag_events",  # projection lag
         'claire_dependency_up{dependency="postgres"}',

@@ -67,3 +67,26 @@ def derived(
         )
         for index, event in enumerate(events)
     ]
+
+
+def committed(new: NewEvent, position: int, stream: str) -> RecordedEvent:
+    """The envelope of an event just appended at ``position``, to derive decisions from it.
+
+    Only what causation needs is exact (id, position, time, correlation); the stream version,
+    recorded-at and hash are the store's and are not known here: never persist this object.
+    """
+    return RecordedEvent(
+        position=position,
+        stream=stream,
+        stream_version=0,
+        event_id=new.event_id,
+        event_type=new.event.__struct_config__.tag,  # type: ignore[arg-type]
+        schema_version=type(new.event).schema_version,
+        occurred_at=new.occurred_at,
+        recorded_at=new.occurred_at,
+        causation_id=new.causation_id,
+        causation_position=new.causation_position,
+        correlation_id=new.correlation_id,
+        event=new.event,
+        hash=b"",
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -23,10 +22,13 @@ class UsageError(Exception):
 
 
 def _database_url(args: argparse.Namespace) -> str:
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        raise UsageError("no database: set DATABASE_URL or pass --database-url")
-    return url
+    from pipeline.database import NoDatabase, resolve_database_url
+    from pipeline.environment import load_environment
+
+    try:
+        return resolve_database_url(args.database_url, load_environment())
+    except NoDatabase as error:
+        raise UsageError(str(error)) from error
 
 
 def parse_anchor(text: str) -> tuple[int, bytes]:
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect", metavar="POSITION:HASH", help="fail unless this earlier head still holds"
     )
     verify.set_defaults(handler=_verify_command)
+
+    from pipeline.commands import register
+
+    register(commands, _database_url, UsageError)
     return parser
 
 

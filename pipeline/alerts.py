@@ -1,0 +1,48 @@
+"""The alerts service: tells a human what the risk manager and the services flagged.
+
+It reads ``AlertRaised`` events from the ledger (via the topics) and writes them to the log at
+the matching level; it keeps the most recent ones for ``/health`` and the demo's summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from aggregates import events as ev
+from aggregates.envelope import RecordedEvent
+from pipeline.source import LedgerFeed
+
+_log = logging.getLogger("claire.alerts")
+
+_LEVEL = {"CRITICAL": logging.CRITICAL, "WARNING": logging.WARNING, "INFO": logging.INFO}
+
+
+class AlertsService:
+    """Follows the ledger from its head and reports every alert raised after that."""
+
+    def __init__(self, feed: Callable[[int], LedgerFeed], *, keep: int = 100) -> None:
+        self._feed = feed
+        self.recent: deque[RecordedEvent] = deque(maxlen=keep)
+        self.counts: dict[str, int] = {"CRITICAL": 0, "WARNING": 0, "INFO": 0}
+
+    def handle(self, recorded: RecordedEvent) -> None:
+        alert = recorded.event
+        if not isinstance(alert, ev.AlertRaised):
+            return
+        self.recent.append(recorded)
+        self.counts[alert.severity] += 1
+        _log.log(
+            _LEVEL[alert.severity],
+            "%s %s%s at position %d: %s",
+            alert.severity,
+            alert.code,
+            f" [{alert.symbol}]" if alert.symbol else "",
+            recorded.position,
+            alert.message,
+        )
+
+    async def run(self, after: int = 0) -> None:
+        async for recorded in self._feed(after).events():
+            self.handle(recorded)

@@ -1,0 +1,332 @@
+"""`claire run`: wire the services to the ledger, the bus and the exchange, and run them.
+
+Each service has one job and talks to the others only through the ledger and the topics:
+
+* ``feed``: MEXC market data (and the screener) and the clock, appended in batches;
+* ``signal``, ``risk``: the decision machines, each folding the log in global order;
+* ``execution``: the paper exchange (a machine too), or the live MEXC venue when enabled;
+* ``projector``: the read models; ``relay``: fans committed events out on Redis;
+* ``alerts``: tells a human.
+
+All of them in one process (the default) or one per process/container (``--service``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from adapters.bus import RedisBus
+from adapters.http import HealthState, HttpServer
+from adapters.metrics import Metrics
+from adapters.mexc.feed import FeedConfig, MexcFeed
+from aggregates import events as ev
+from aggregates.config import TradingConfig
+from aggregates.paper import PaperExchange
+from aggregates.risk.machine import RiskMachine
+from aggregates.screener import ScreenerConfig
+from aggregates.signal import SignalMachine
+from eventstore import EventStore
+from pipeline.activation import activate_config, record_contract_specs
+from pipeline.alerts import AlertsService
+from pipeline.decider import DecisionService
+from pipeline.ingest import Clock, MarketIngest, TimeSource
+from pipeline.instruments import Instruments
+from pipeline.relay import Relay
+from pipeline.settings import RuntimeSettings
+from pipeline.source import LedgerFeed
+from projections.projector import Projector
+
+_log = logging.getLogger(__name__)
+
+SERVICES = ("feed", "signal", "risk", "execution", "projector", "relay", "alerts")
+DECIDERS = ("signal", "risk", "execution")
+
+
+def wall_clock_ms() -> int:
+    """The live deployment's time source for clock events (never used by decision code)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class RunOptions:
+    """How to run: which services, for how long, against which market."""
+
+    services: Sequence[str] = SERVICES
+    duration: float | None = None
+    until: asyncio.Event | None = None
+    now_ms: TimeSource = wall_clock_ms
+    contract_specs: Sequence[ev.ContractSpecified] = ()
+    feed_config: FeedConfig | None = None
+    snapshot_every_ms: int = 60_000
+    http_host: str = "127.0.0.1"
+    drain_timeout: float = 30.0
+    on_started: Callable[[Pipeline], None] | None = None
+
+
+@dataclass
+class Pipeline:
+    """The running parts, for health, metrics, tests and the demo's summary."""
+
+    store: EventStore
+    metrics: Metrics
+    health: HealthState
+    instruments: Instruments
+    deciders: dict[str, DecisionService] = field(default_factory=dict)
+    feed: MexcFeed | None = None
+    ingest: MarketIngest | None = None
+    clock: Clock | None = None
+    projector: Projector | None = None
+    relay: Relay | None = None
+    alerts: AlertsService | None = None
+    http_port: int | None = None
+
+
+class BusConnector:
+    """One shared Redis connection, re-established on demand after a loss."""
+
+    def __init__(self, url: str | None, namespace: str, metrics: Metrics) -> None:
+        self._url = url
+        self._namespace = namespace
+        self._metrics = metrics
+        self._bus: RedisBus | None = None
+
+    async def __call__(self) -> RedisBus:
+        from adapters.bus import BusUnavailable
+
+        if self._url is None:
+            raise BusUnavailable("no REDIS_URL configured")
+        if self._bus is None:
+            try:
+                self._bus = await RedisBus.connect(
+                    self._url, self._namespace, on_malformed=self._metrics.count_malformed
+                )
+            except BusUnavailable:
+                self._metrics.set_dependency("redis", False)
+                raise
+            self._metrics.set_dependency("redis", True)
+        return self._bus
+
+    def lost(self) -> None:
+        self._metrics.set_dependency("redis", False)
+        self._bus = None
+
+    async def close(self) -> None:
+        if self._bus is not None:
+            await self._bus.close()
+
+
+async def run_pipeline(
+    settings: RuntimeSettings, config: TradingConfig, options: RunOptions | None = None
+) -> Pipeline:
+    """Run the chosen services until cancelled or ``options.duration`` has passed."""
+    options = options or RunOptions()
+    unknown = set(options.services) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {', '.join(SERVICES)}")
+    if settings.database_url is None:
+        raise ValueError("DATABASE_URL is required to run the pipeline")
+    database_url = settings.database_url.reveal()
+    metrics = Metrics()
+    name = options.services[0] if len(options.services) == 1 else "claire"
+    health = HealthState(name, metrics, dependencies=("postgres", "redis"))
+    store = await EventStore.connect(database_url)
+    health.set_dependency("postgres", True)
+    instruments = Instruments(metrics)
+    bus = BusConnector(
+        settings.redis_url.reveal() if settings.redis_url else None, settings.bus_namespace, metrics
+    )
+    pipeline = Pipeline(store=store, metrics=metrics, health=health, instruments=instruments)
+    http = HttpServer(metrics, health)
+    tasks: dict[str, asyncio.Task[None]] = {}
+    try:
+        pipeline.http_port = await http.start(options.http_host, settings.metrics_port)
+        if any(s in DECIDERS for s in options.services):
+            now = options.now_ms()
+            await activate_config(store, config, now)
+            await record_contract_specs(store, options.contract_specs)
+
+        def feed_from(position: int) -> LedgerFeed:
+            return LedgerFeed(
+                store,
+                bus if settings.redis_url else None,
+                after=position,
+                on_source_change=lambda source: health.set_dependency(
+                    "redis", source == "redis", f"reading from {source}"
+                ),
+            )
+
+        machines = {
+            "signal": SignalMachine(),
+            "risk": RiskMachine(),
+            "execution": PaperExchange(),
+        }
+        if "execution" in options.services and settings.live_enabled:
+            raise NotImplementedError("live execution is started by pipeline.live (see README)")
+        for service in DECIDERS:
+            if service in options.services:
+                decider = DecisionService(
+                    machines[service],
+                    store,
+                    feed_from,
+                    on_decided=instruments.decided(service),
+                    on_input=instruments.observed(service),
+                )
+                pipeline.deciders[service] = decider
+                tasks[service] = asyncio.create_task(decider.run(), name=f"claire-{service}")
+        if "projector" in options.services:
+            pipeline.projector = await Projector.open(database_url)
+            tasks["projector"] = asyncio.create_task(
+                pipeline.projector.run(), name="claire-projector"
+            )
+        if "relay" in options.services:
+            pipeline.relay = Relay(store, bus)
+            tasks["relay"] = asyncio.create_task(pipeline.relay.run(), name="claire-relay")
+        if "alerts" in options.services:
+            pipeline.alerts = AlertsService(feed_from)
+            start = (await store.head())[0]
+            tasks["alerts"] = asyncio.create_task(
+                pipeline.alerts.run(after=start), name="claire-alerts"
+            )
+        if "feed" in options.services:
+            _start_feed(pipeline, settings, options, tasks)
+        tasks["heartbeat"] = asyncio.create_task(_heartbeat(pipeline, options), name="heartbeat")
+        if options.on_started is not None:
+            options.on_started(pipeline)
+        await _wait(tasks, options.duration, options.until)
+        await _drain(pipeline, tasks, options.drain_timeout)
+        return pipeline
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if pipeline.projector is not None:
+            with contextlib.suppress(Exception):
+                await pipeline.projector.flush()
+            await pipeline.projector.close()
+        await bus.close()
+        await http.stop()
+        await store.close()
+
+
+def _start_feed(
+    pipeline: Pipeline,
+    settings: RuntimeSettings,
+    options: RunOptions,
+    tasks: dict[str, asyncio.Task[None]],
+) -> None:
+    screener = None
+    if not settings.symbols:
+        from decimal import Decimal
+
+        screener = ScreenerConfig(top_n=settings.screener_top_n, min_volume_24h=Decimal(0))
+    feed_config = options.feed_config or FeedConfig(url=settings.mexc_ws_url)
+    ingest = MarketIngest(
+        pipeline.store,
+        screener=screener,
+        snapshot_every_ms=options.snapshot_every_ms,
+        on_symbols=lambda symbols: feed.set_symbols(symbols),  # the screener steers the feed
+        on_appended=pipeline.instruments.appended,
+    )
+    feed = MexcFeed(
+        ingest,
+        symbols=settings.symbols,
+        config=feed_config,
+        on_malformed=lambda reason: pipeline.metrics.count_malformed("mexc_ws", reason),
+        on_reconnect=pipeline.metrics.ws_reconnects_total.inc,
+        on_state=lambda state: pipeline.health.set_dependency(
+            "mexc_ws", feed.connected, str(state)
+        ),
+    )
+    pipeline.feed, pipeline.ingest = feed, ingest
+    pipeline.clock = Clock(pipeline.store, options.now_ms, settings.clock_interval_seconds)
+
+    async def run_feed() -> None:
+        chosen = await ingest.restore()
+        if chosen and not settings.symbols:
+            feed.set_symbols(chosen)
+        await feed.run()
+
+    tasks["feed"] = asyncio.create_task(run_feed(), name="claire-feed")
+    tasks["clock"] = asyncio.create_task(pipeline.clock.run(), name="claire-clock")
+
+
+async def _heartbeat(pipeline: Pipeline, options: RunOptions) -> None:
+    while True:
+        pipeline.health.heartbeat()
+        risk = pipeline.deciders.get("risk")
+        if risk is not None and risk.state is not None:
+            portfolio = risk.state.portfolio
+            pipeline.metrics.set_portfolio(
+                portfolio.equity, portfolio.exposure, portfolio.drawdown_pct
+            )
+            pipeline.metrics.set_trading_state(risk.state.trading_state)
+        last_market = pipeline.instruments.last_market_ms
+        if last_market is not None:
+            age = (options.now_ms() - last_market) / 1000
+            pipeline.metrics.market_data_age_seconds.set(max(age, 0.0))
+        if pipeline.projector is not None:
+            for projection, lag in pipeline.projector.lag().items():
+                pipeline.metrics.projection_lag_events.labels(projection=projection).set(lag.events)
+        await asyncio.sleep(1.0)
+
+
+async def _wait(
+    tasks: dict[str, asyncio.Task[None]], duration: float | None, until: asyncio.Event | None
+) -> None:
+    """Until the duration is over (or ``until`` is set); a dying service ends the run with its
+    error."""
+
+    async def stop_signal() -> None:
+        sleeper = asyncio.sleep(duration if duration is not None else 1e12)
+        if until is None:
+            await sleeper
+            return
+        waiters = {asyncio.ensure_future(sleeper), asyncio.ensure_future(until.wait())}
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+
+    waiter = asyncio.ensure_future(stop_signal())
+    try:
+        done, _ = await asyncio.wait({waiter, *tasks.values()}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    for task in done:
+        if task is not waiter:
+            task.result()
+            raise RuntimeError(f"service task {task.get_name()} stopped unexpectedly")
+
+
+async def _drain(pipeline: Pipeline, tasks: dict[str, asyncio.Task[None]], patience: float) -> None:
+    """Stop taking market data, flush it, then let the deciders reach the head and settle."""
+    if pipeline.feed is not None:
+        await pipeline.feed.stop()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await tasks.pop("feed")
+    if "clock" in tasks:
+        tasks.pop("clock").cancel()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while loop.time() < deadline:
+        head = (await pipeline.store.head())[0]
+        behind = [
+            name
+            for name, decider in pipeline.deciders.items()
+            if decider.progress.last_position < head
+        ]
+        if pipeline.projector is not None and pipeline.projector.position < head:
+            behind.append("projector")
+        if not behind:
+            await asyncio.sleep(0.2)  # a decision may still be on its way to the ledger
+            if (await pipeline.store.head())[0] == head:
+                return
+            continue
+        await asyncio.sleep(0.05)
+    _log.warning("stopping before every service reached the head of the ledger")

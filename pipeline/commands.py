@@ -1,0 +1,192 @@
+"""The operational commands of ``claire``: demo, run, status, projections, operator actions.
+
+Each handler parses, builds configuration, calls one function and maps our errors to exit codes
+(STYLE.md principle 8): 0 fine, 1 a check found a problem, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+OK, CHECK_FAILED, USAGE = 0, 1, 2
+
+DatabaseUrl = Callable[[argparse.Namespace], str]
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load(usage_error: type[Exception]):  # type: ignore[no-untyped-def]
+    """Environment -> (runtime settings, trading config), every problem reported at once."""
+    from aggregates.config import ConfigError, parse_config
+    from pipeline.environment import load_environment
+    from pipeline.settings import SettingsError, parse_settings
+
+    values = load_environment()
+    problems = []
+    settings = config = None
+    try:
+        settings = parse_settings(values)
+    except SettingsError as error:
+        problems.extend(error.problems)
+    try:
+        config = parse_config(values)
+    except ConfigError as error:
+        problems.extend(str(error).splitlines()[1:])
+    if problems:
+        raise usage_error("invalid configuration:\n  " + "\n  ".join(p.strip() for p in problems))
+    return settings, config
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    _configure_logging(args.verbose)
+    return asyncio.run(run_demo(Path(args.data_dir), speed=args.speed))
+
+
+def _demo_db(args: argparse.Namespace) -> int:
+    from adapters.embedded import start_postgres
+    from pipeline.database import DEMO_DATABASE
+
+    server = start_postgres(Path(args.data_dir) / "postgres")
+    print(server.url(DEMO_DATABASE))
+    return OK
+
+
+def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl) -> int:
+    import dataclasses
+
+    from adapters.mexc.secrets import Secret
+    from pipeline.app import SERVICES, RunOptions, run_pipeline
+
+    _configure_logging(True)
+    settings, config = _load(usage_error)
+    if settings.database_url is None:
+        settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
+    services = tuple(args.service) if args.service else SERVICES
+    logging.getLogger("claire").info("starting %s with %s", services, settings.describe())
+    try:
+        asyncio.run(
+            run_pipeline(settings, config, RunOptions(services=services, duration=args.duration))
+        )
+    except KeyboardInterrupt:
+        return OK
+    return OK
+
+
+def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
+    from projections.status import status
+
+    report = asyncio.run(status(database_url(args)))
+    print(report.render())
+    return OK
+
+
+def _rebuild(
+    args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
+) -> int:
+    from projections.projector import UnknownProjection, rebuild
+
+    try:
+        results = asyncio.run(rebuild(database_url(args), args.name))
+    except UnknownProjection as error:
+        raise usage_error(str(error)) from error
+    for result in results:
+        rate = result.events / result.seconds if result.seconds else 0.0
+        print(
+            f"rebuilt {result.projection}: {result.events} events up to position "
+            f"{result.position} (generation {result.generation}, {rate:,.0f} events/s)"
+        )
+    return OK
+
+
+def _operator(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
+    from aggregates import events as ev
+    from aggregates.envelope import NewEvent
+    from eventstore import EventStore
+
+    now = datetime.now(UTC)
+    event = ev.OperatorCommandIssued(
+        at_ms=int(now.timestamp() * 1000),
+        command=args.action,
+        operator=args.operator,
+        note=args.note,
+    )
+
+    async def record() -> int:
+        async with await EventStore.connect(database_url(args), max_connections=1) as store:
+            (position,) = await store.append(
+                "operator", [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=now)]
+            )
+            return position
+
+    position = asyncio.run(record())
+    print(f"recorded operator command {args.action!r} at position {position}")
+    return OK
+
+
+def register(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    database_url: DatabaseUrl,
+    usage_error: type[Exception],
+) -> None:
+    """Add the operational subcommands to ``claire``'s parser."""
+    demo = commands.add_parser("demo", help="run the whole system on a bundled market tape")
+    demo.add_argument("--data-dir", default=".data", help="where the embedded servers keep data")
+    demo.add_argument("--speed", type=float, default=40.0, help="tape speed-up (default 40)")
+    demo.add_argument("--verbose", action="store_true", help="log every service's progress")
+    demo.set_defaults(handler=_demo)
+
+    demo_db = commands.add_parser(
+        "demo-db", help="start the demo's embedded PostgreSQL, print its URL"
+    )
+    demo_db.add_argument("--data-dir", default=".data")
+    demo_db.set_defaults(handler=_demo_db)
+
+    run = commands.add_parser("run", help="run the live pipeline (paper unless live is enabled)")
+    run.add_argument(
+        "--service",
+        action="append",
+        choices=("feed", "signal", "risk", "execution", "projector", "relay", "alerts"),
+        help="run only this service (repeatable); default: all in one process",
+    )
+    run.add_argument("--duration", type=_positive_seconds, help="stop cleanly after SECONDS")
+    run.set_defaults(handler=lambda args: _run(args, usage_error, database_url))
+
+    status = commands.add_parser("status", help="positions, exposure, drawdown, trading state")
+    status.set_defaults(handler=lambda args: _status(args, database_url))
+
+    projections = commands.add_parser("projections", help="read models")
+    projection_commands = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projection_commands.add_parser("rebuild", help="rebuild read models atomically")
+    rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
+    rebuild.set_defaults(handler=lambda args: _rebuild(args, usage_error, database_url))
+
+    operator = commands.add_parser("operator", help="record an operator command in the ledger")
+    operator.add_argument(
+        "action", choices=("reduce", "halt", "resume", "flatten", "reset_drawdown")
+    )
+    operator.add_argument("--operator", default="cli", help="who gives the command")
+    operator.add_argument("--note", default="", help="why")
+    operator.set_defaults(handler=lambda args: _operator(args, database_url))
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 10**9:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number of seconds")
+    return value

@@ -1,0 +1,125 @@
+"""Run one decision machine against the live ledger: decode, fold, decide, append.
+
+The service is a thin shell (STYLE.md principle 8): all judgement is in the machine. It restores
+its state by folding the whole log through the machine, exactly as replay does. Outputs the
+machine decided before a crash but never got into the ledger are found during that fold (decided
+ids with no recorded event) and appended then; because output ids derive from their cause, an
+output that *was* recorded is never written twice (the store's idempotency is the backstop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aggregates.envelope import NewEvent, RecordedEvent, derived
+from aggregates.machine import Machine
+from aggregates.streams import stream_for
+from eventstore import EventStore
+from pipeline.source import LedgerFeed
+
+_log = logging.getLogger(__name__)
+
+#: Called after a step's outputs are committed: (cause, outputs, their positions).
+OnDecided = Callable[[RecordedEvent, Sequence[NewEvent], Sequence[int]], None]
+
+
+@dataclass
+class Progress:
+    """What the service has done, for health and metrics."""
+
+    last_position: int = 0
+    steps: int = 0
+    decisions: int = 0
+    restored_from: int = 0
+    recovered: int = 0
+
+
+async def append_grouped(store: EventStore, events: Sequence[NewEvent]) -> list[int]:
+    """Append events to their streams, concurrently (one group commit), in per-stream order."""
+    by_stream: dict[str, list[NewEvent]] = {}
+    for new in events:
+        by_stream.setdefault(stream_for(new.event), []).append(new)
+    results = await asyncio.gather(
+        *(store.append(stream, batch) for stream, batch in by_stream.items())
+    )
+    positions = {
+        new.event_id: position
+        for batch, got in zip(by_stream.values(), results, strict=True)
+        for new, position in zip(batch, got, strict=True)
+    }
+    return [positions[new.event_id] for new in events]
+
+
+class DecisionService:
+    """One machine, fed every committed event in global order."""
+
+    def __init__(
+        self,
+        machine: Machine[Any],
+        store: EventStore,
+        feed: Callable[[int], LedgerFeed],
+        *,
+        on_decided: OnDecided | None = None,
+        on_input: Callable[[RecordedEvent], None] | None = None,
+    ) -> None:
+        self.machine = machine
+        self._store = store
+        self._feed = feed
+        self._on_decided = on_decided or (lambda cause, outputs, positions: None)
+        self._on_input = on_input or (lambda recorded: None)
+        self.state: Any = None
+        self.progress = Progress()
+        self.ready = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.machine.name
+
+    async def restore(self) -> None:
+        """Fold the whole log; append anything decided but never recorded."""
+        machine, state = self.machine, self.machine.initial()
+        undelivered: dict[uuid.UUID, NewEvent] = {}
+        last = 0
+        async for recorded in self._store.read_all():
+            last = recorded.position
+            if machine.owns(recorded.event):
+                undelivered.pop(recorded.event_id, None)
+                continue
+            state, outputs = machine.step(state, recorded)
+            for new in derived(machine.name, recorded, outputs):
+                undelivered[new.event_id] = new
+        if undelivered:
+            _log.warning(
+                "%s: %d decided events were not in the ledger (crash before append); appending",
+                machine.name,
+                len(undelivered),
+            )
+            await append_grouped(self._store, list(undelivered.values()))
+        self.state = state
+        self.progress.last_position = last
+        self.progress.restored_from = last
+        self.progress.recovered = len(undelivered)
+
+    async def run(self) -> None:
+        """Restore, then decide on every new event until cancelled."""
+        await self.restore()
+        self.ready.set()
+        feed = self._feed(self.progress.last_position)
+        machine = self.machine
+        async for recorded in feed.events():
+            self.progress.last_position = recorded.position
+            if machine.owns(recorded.event):
+                continue
+            self._on_input(recorded)
+            self.state, outputs = machine.step(self.state, recorded)
+            self.progress.steps += 1
+            if outputs:
+                news = derived(machine.name, recorded, outputs)
+                positions = await append_grouped(self._store, news)
+                self.progress.decisions += len(news)
+                self._on_decided(recorded, news, positions)

@@ -1,0 +1,88 @@
+"""The relay: follows the committed log and fans each event out on its Redis topic.
+
+One publisher, reading in global order, means every topic carries its events in position order
+and nothing is ever published before it is committed (DESIGN.md: "A message on a topic is a
+committed event with its global position"). While Redis is down, publishing is simply skipped:
+consumers notice the hole in positions and read it from the log, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from adapters.bus import BusUnavailable, RedisBus
+from aggregates.envelope import RecordedEvent
+from eventstore import EventStore
+from pipeline.source import BusFactory
+
+_log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+class Relay:
+    """Publishes every committed event after ``after`` (default: the head at start)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        connect_bus: BusFactory,
+        *,
+        on_published: Callable[[list[RecordedEvent]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._connect_bus = connect_bus
+        self._on_published = on_published or (lambda batch: None)
+        self.published = 0
+        self.skipped = 0
+        self.last = 0
+
+    async def run(self, after: int | None = None) -> None:
+        """Run until cancelled."""
+        self.last = (await self._store.head())[0] if after is None else after
+        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=50_000)
+
+        async def pump() -> None:
+            async with contextlib.aclosing(self._store.subscribe(after=self.last)) as live:
+                async for recorded in live:
+                    await queue.put(recorded)
+
+        reader = asyncio.create_task(pump(), name="relay-reader")
+        bus: RedisBus | None = None
+        try:
+            while True:
+                batch = [await _next(queue, reader)]
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                self.last = batch[-1].position
+                try:
+                    bus = bus or await self._connect_bus()
+                    await bus.publish(batch)
+                    self.published += len(batch)
+                    self._on_published(batch)
+                except BusUnavailable as error:
+                    bus = None
+                    self.skipped += len(batch)
+                    _log.warning(
+                        "relay: redis unavailable, %d events left to the log (%s)",
+                        len(batch),
+                        error,
+                    )
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def _next(queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]) -> RecordedEvent:
+    """The next event, or the reader's failure (e.g. PostgreSQL lost) if it died."""
+    getter = asyncio.ensure_future(queue.get())
+    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    reader.result()  # raises the reader's error
+    raise RuntimeError("the relay's log reader stopped without an error")

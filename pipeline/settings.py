@@ -1,0 +1,141 @@
+"""Runtime settings: where things are and how to run, never what to decide.
+
+Decision parameters live in :mod:`aggregates.config` and are recorded in the ledger; the values
+here (URLs, keys, ports, mode flags) are not, because some are secrets. This is, with
+:mod:`pipeline.environment`, the only place that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from adapters.mexc.secrets import Secret, redact_url
+
+DEFAULT_MEXC_WS_URL = "wss://contract.mexc.com/edge"
+DEFAULT_MEXC_REST_URL = "https://api.mexc.com"
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
+
+
+class SettingsError(ValueError):
+    """One or more runtime settings are missing or malformed; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid runtime settings:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Validated runtime settings. ``repr`` never shows a secret."""
+
+    database_url: Secret | None
+    redis_url: Secret | None
+    mexc_ws_url: str
+    mexc_rest_url: str
+    mexc_api_key: Secret | None = field(default=None)
+    mexc_api_secret: Secret | None = field(default=None)
+    trading_mode: Literal["paper", "live"] = "paper"
+    live_trading_confirmed: bool = False
+    metrics_port: int = 9108
+    clock_interval_seconds: float = 1.0
+    screener_top_n: int = 3
+    symbols: tuple[str, ...] = ()
+    bus_namespace: str = "claire"
+
+    @property
+    def live_enabled(self) -> bool:
+        """Live orders need all three: live mode, the explicit confirmation and keys."""
+        return (
+            self.trading_mode == "live"
+            and self.live_trading_confirmed
+            and self.mexc_api_key is not None
+            and self.mexc_api_secret is not None
+        )
+
+    def describe(self) -> dict[str, str]:
+        """A loggable summary with every secret redacted."""
+        return {
+            "database_url": redact_url(self.database_url.reveal()) if self.database_url else "-",
+            "redis_url": redact_url(self.redis_url.reveal()) if self.redis_url else "-",
+            "mexc_ws_url": self.mexc_ws_url,
+            "mexc_rest_url": self.mexc_rest_url,
+            "trading_mode": self.trading_mode,
+            "live_enabled": str(self.live_enabled),
+            "api_key": "set" if self.mexc_api_key else "-",
+            "metrics_port": str(self.metrics_port),
+            "symbols": ",".join(self.symbols) or "(screener)",
+        }
+
+
+def parse_settings(values: dict[str, str]) -> RuntimeSettings:
+    """Validate runtime settings from an environment mapping, reporting all problems at once."""
+    problems: list[str] = []
+
+    def text(name: str) -> str | None:
+        value = values.get(name, "").strip()
+        return value or None
+
+    def number(name: str, default: float, kind: type, low: float, high: float) -> float:
+        raw = text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            problems.append(f"{name}={raw!r}: expected a {kind.__name__}")
+            return default
+        if not low <= value <= high:
+            problems.append(f"{name}={raw!r}: must be between {low} and {high}")
+        return value
+
+    mode = (text("TRADING_MODE") or "paper").lower()
+    if mode not in ("paper", "live"):
+        problems.append(f"TRADING_MODE={mode!r}: must be 'paper' or 'live'")
+        mode = "paper"
+    confirmed_raw = (text("LIVE_TRADING_CONFIRMED") or "no").lower()
+    if confirmed_raw not in ("yes", "no", "true", "false", "1", "0"):
+        problems.append(f"LIVE_TRADING_CONFIRMED={confirmed_raw!r}: must be yes or no")
+    confirmed = confirmed_raw in ("yes", "true", "1")
+    symbols = tuple(s.strip() for s in (text("SYMBOLS") or "").split(",") if s.strip())
+    for symbol in symbols:
+        if not _SYMBOL.match(symbol):
+            problems.append(f"SYMBOLS contains {symbol!r}: expected e.g. BTC_USDT")
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        raw = text(name)
+        if raw is not None and "://" not in raw:
+            problems.append(f"{name}={redact_url(raw)!r}: expected a URL such as scheme://host/...")
+    for name in ("MEXC_WS_URL",):
+        raw = text(name)
+        if raw is not None and not raw.startswith(("ws://", "wss://")):
+            problems.append(f"{name}={raw!r}: expected a ws:// or wss:// URL")
+    raw_rest = text("MEXC_REST_URL")
+    if raw_rest is not None and not raw_rest.startswith(("http://", "https://")):
+        problems.append(f"MEXC_REST_URL={raw_rest!r}: expected an http:// or https:// URL")
+    key, secret = text("MEXC_API_KEY"), text("MEXC_API_SECRET")
+    if mode == "live" and (key is None or secret is None):
+        problems.append("TRADING_MODE='live' needs MEXC_API_KEY and MEXC_API_SECRET")
+    if mode == "live" and not confirmed:
+        problems.append("TRADING_MODE='live' needs LIVE_TRADING_CONFIRMED=yes")
+    namespace = text("CLAIRE_BUS_NAMESPACE") or "claire"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", namespace):
+        problems.append(f"CLAIRE_BUS_NAMESPACE={namespace!r}: letters, digits, _ . - only")
+    settings = RuntimeSettings(
+        database_url=Secret(raw) if (raw := text("DATABASE_URL")) else None,
+        redis_url=Secret(raw) if (raw := text("REDIS_URL")) else None,
+        mexc_ws_url=text("MEXC_WS_URL") or DEFAULT_MEXC_WS_URL,
+        mexc_rest_url=raw_rest or DEFAULT_MEXC_REST_URL,
+        mexc_api_key=Secret(key) if key else None,
+        mexc_api_secret=Secret(secret) if secret else None,
+        trading_mode=mode,  # type: ignore[arg-type]
+        live_trading_confirmed=confirmed,
+        metrics_port=int(number("METRICS_PORT", 9108, int, 0, 65535)),
+        clock_interval_seconds=number("CLOCK_INTERVAL_SECONDS", 1.0, float, 0.01, 3600),
+        screener_top_n=int(number("SCREENER_TOP_N", 3, int, 1, 50)),
+        symbols=symbols,
+        bus_namespace=namespace,
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings

@@ -1,0 +1,138 @@
+"""Every committed event after a position, exactly once, in global order.
+
+Redis is for speed, PostgreSQL is for truth (DESIGN.md, "Topics"). A service reads the topics
+through :class:`LedgerFeed`: messages arrive from Redis; a jump in positions means something was
+missed, so the hole is read from the log before going on; a duplicate is skipped. When Redis is
+unreachable the feed follows the log itself (LISTEN/NOTIFY) and tries Redis again every few
+seconds. Because every published message is a committed event and positions are gapless and
+commit-ordered, "read the hole from the log" always finds exactly the missing events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from adapters.bus import EVENT_TOPICS, BusUnavailable, RedisBus
+from aggregates.envelope import RecordedEvent
+from eventstore import EventStore
+
+_log = logging.getLogger(__name__)
+
+BusFactory = Callable[[], Awaitable[RedisBus]]
+
+
+class LedgerFeed:
+    """Ordered, gap-free delivery of the log to one consumer: Redis first, the log as backstop."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        connect_bus: BusFactory | None,
+        *,
+        after: int = 0,
+        retry_bus_seconds: float = 2.0,
+        on_source_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._connect_bus = connect_bus
+        self._retry_bus_seconds = retry_bus_seconds
+        self._on_source_change = on_source_change or (lambda source: None)
+        self.last = after
+        self.source = "none"
+        self.gap_reads = 0
+
+    def _switch(self, source: str) -> None:
+        if source != self.source:
+            _log.info("ledger feed now reading from %s after position %d", source, self.last)
+            self.source = source
+            self._on_source_change(source)
+
+    async def events(self) -> AsyncIterator[RecordedEvent]:
+        """Yield events forever; raises only what the store raises (PostgreSQL is required)."""
+        while True:
+            subscription = await self._subscribe()
+            if subscription is None:
+                self._switch("log")
+                async for recorded in self._follow_log(self._retry_bus_seconds):
+                    yield recorded
+                continue
+            self._switch("redis")
+            try:
+                # Subscribed first, then caught up: nothing can fall between the two.
+                async for recorded in self._read_log(until=None):
+                    yield recorded
+                async for message in subscription:
+                    if message.position <= self.last:
+                        continue
+                    if message.position > self.last + 1:
+                        self.gap_reads += 1
+                        async for recorded in self._read_log(until=message.position):
+                            yield recorded
+                    if message.position == self.last + 1:
+                        self.last = message.position
+                        yield message
+            except BusUnavailable as error:
+                _log.warning("redis lost (%s); following the log until it returns", error)
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.close()
+
+    async def _subscribe(self):  # type: ignore[no-untyped-def]
+        if self._connect_bus is None:
+            return None
+        try:
+            bus = await self._connect_bus()
+            return await bus.subscribe(list(EVENT_TOPICS))
+        except BusUnavailable as error:
+            _log.warning("redis unavailable (%s); reading the log", error)
+            return None
+
+    async def _read_log(self, until: int | None) -> AsyncIterator[RecordedEvent]:
+        """Events after ``self.last`` and before ``until`` (or up to the head), from the log."""
+        async with contextlib.aclosing(self._store.read_all(after=self.last)) as rows:
+            async for recorded in rows:
+                if until is not None and recorded.position >= until:
+                    return
+                self.last = recorded.position
+                yield recorded
+
+    async def _follow_log(self, seconds: float) -> AsyncIterator[RecordedEvent]:
+        """Follow the log live for ``seconds`` (then the caller tries Redis again)."""
+        if self._connect_bus is None:
+            seconds = float("inf")
+        queue: asyncio.Queue[RecordedEvent | BaseException] = asyncio.Queue(maxsize=10_000)
+
+        async def pump() -> None:
+            try:
+                async with contextlib.aclosing(self._store.subscribe(after=self.last)) as live:
+                    async for recorded in live:
+                        await queue.put(recorded)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # handed to the consumer, who re-raises it
+                await queue.put(error)
+
+        task = asyncio.create_task(pump(), name="ledger-feed-log")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    item = await asyncio.wait_for(queue.get(), min(remaining, 3600.0))
+                except TimeoutError:
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                if item.position == self.last + 1:
+                    self.last = item.position
+                    yield item
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

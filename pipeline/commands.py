@@ -55,15 +55,6 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(Path(args.data_dir), speed=args.speed))
 
 
-def _demo_db(args: argparse.Namespace) -> int:
-    from adapters.embedded import start_postgres
-    from pipeline.database import DEMO_DATABASE
-
-    server = start_postgres(Path(args.data_dir) / "postgres")
-    print(server.url(DEMO_DATABASE))
-    return OK
-
-
 def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl) -> int:
     import dataclasses
 
@@ -147,12 +138,6 @@ def register(
     demo.add_argument("--speed", type=float, default=40.0, help="tape speed-up (default 40)")
     demo.add_argument("--verbose", action="store_true", help="log every service's progress")
     demo.set_defaults(handler=_demo)
-
-    demo_db = commands.add_parser(
-        "demo-db", help="start the demo's embedded PostgreSQL, print its URL"
-    )
-    demo_db.add_argument("--data-dir", default=".data")
-    demo_db.set_defaults(handler=_demo_db)
 
     run = commands.add_parser("run", help="run the live pipeline (paper unless live is enabled)")
     run.add_argument(

@@ -94,7 +94,6 @@ class DemoSummary:
             f"    {name:<32} {count:>7}" for name, count in sorted(self.verdicts_by_layer.items())
         )
         halts = "\n".join(f"    {line}" for line in self.halts) or "    none"
-        env = f"DATABASE_URL='{database_url}'"
         return f"""
 Claire de Binaire demo: summary
   events in the ledger by type:
@@ -110,11 +109,11 @@ Claire de Binaire demo: summary
   max daily drawdown: {self.max_drawdown_pct:.2f} %
   ledger head: {self.head}
 
-Next, against the demo's ledger (the embedded server in {data_dir}/):
-  {env} .venv/bin/claire verify
-  {env} .venv/bin/replay --from {self.first_day} --verify
-  {env} .venv/bin/claire status
-(`.venv/bin/claire demo-db` starts the embedded PostgreSQL again and prints its DATABASE_URL.)
+Next, against the demo's ledger (with no DATABASE_URL set, every command starts the embedded
+PostgreSQL in {data_dir}/ again; the demo database is {database_url}):
+  .venv/bin/claire verify
+  .venv/bin/replay --from {self.first_day} --verify
+  .venv/bin/claire status
 """
 
 

@@ -52,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     _configure_logging(args.verbose)
-    return asyncio.run(run_demo(Path(args.data_dir), speed=args.speed))
+    return run_demo(Path(args.data_dir), speed=args.speed)
 
 
 def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl) -> int:

@@ -153,60 +153,62 @@ async def summarise(store: EventStore, malformed: int) -> DemoSummary:
     return summary
 
 
-async def run_demo(data_dir: Path = DEFAULT_DATA_DIR, speed: float = 40.0) -> int:
-    """Set up, play the tape through the real services, print the summary."""
+def run_demo(data_dir: Path = DEFAULT_DATA_DIR, speed: float = 40.0) -> int:
+    """Start the embedded servers, play the tape through the real services, print a summary."""
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"claire demo: starting embedded PostgreSQL and Redis in {data_dir}/ ...", flush=True)
     postgres = start_postgres(data_dir / "postgres")
     redis = start_redis(data_dir / "redis")
     try:
-        server_url = postgres.url()
-        await drop_database(server_url, DEMO_DATABASE)
-        database_url = await create_database(server_url, DEMO_DATABASE)
-        await upgrade_async(database_url)
-        (data_dir / "DATABASE_URL").write_text(database_url + "\n", encoding="utf-8")
-        tape = read_tape(DEMO_TAPE)
-        config = demo_config()
-        async with LocalMexcServer(tape=tape, speed=speed) as server:
-            clock = TapeClock(server, tape[0].at_ms, speed)
-            settings = RuntimeSettings(
-                database_url=Secret(database_url),
-                redis_url=Secret(redis.url),
-                mexc_ws_url=server.url,
-                mexc_rest_url="http://127.0.0.1:9",
-                metrics_port=0,
-                clock_interval_seconds=0.25,
-                screener_top_n=3,
-                bus_namespace="claire-demo",
-            )
-            minutes = (tape[-1].at_ms - tape[0].at_ms) / 60_000
-            print(
-                f"claire demo: playing {len(tape)} MEXC frames ({minutes:.0f} market minutes) "
-                f"at {speed:g}x through feed -> signal -> risk -> paper execution ...",
-                flush=True,
-            )
-            progress = asyncio.create_task(_progress(server, len(tape)))
-            pipeline: Pipeline = await run_pipeline(
-                settings,
-                config,
-                RunOptions(
-                    until=server.played,
-                    duration=(minutes * 60 / speed) + 60,
-                    now_ms=clock,
-                    contract_specs=demo_contract_specs(tape[0].at_ms),
-                    feed_config=FeedConfig(url=server.url, ping_interval=5.0),
-                    snapshot_every_ms=10_000,
-                ),
-            )
-            progress.cancel()
-        malformed = pipeline.feed.stats.malformed if pipeline.feed is not None else 0
-        async with await EventStore.connect(database_url) as store:
-            summary = await summarise(store, malformed)
+        summary, database_url = asyncio.run(_play(postgres.url(), redis.url, speed))
         print(summary.render(database_url, data_dir), flush=True)
         return 0
     finally:
         redis.stop()
         postgres.stop()
+
+
+async def _play(server_url: str, redis_url: str, speed: float) -> tuple[DemoSummary, str]:
+    await drop_database(server_url, DEMO_DATABASE)
+    database_url = await create_database(server_url, DEMO_DATABASE)
+    await upgrade_async(database_url)
+    tape = read_tape(DEMO_TAPE)
+    config = demo_config()
+    async with LocalMexcServer(tape=tape, speed=speed) as server:
+        clock = TapeClock(server, tape[0].at_ms, speed)
+        settings = RuntimeSettings(
+            database_url=Secret(database_url),
+            redis_url=Secret(redis_url),
+            mexc_ws_url=server.url,
+            mexc_rest_url="http://127.0.0.1:9",
+            metrics_port=0,
+            clock_interval_seconds=0.25,
+            screener_top_n=3,
+            bus_namespace="claire-demo",
+        )
+        minutes = (tape[-1].at_ms - tape[0].at_ms) / 60_000
+        print(
+            f"claire demo: playing {len(tape)} MEXC frames ({minutes:.0f} market minutes) "
+            f"at {speed:g}x through feed -> signal -> risk -> paper execution ...",
+            flush=True,
+        )
+        progress = asyncio.create_task(_progress(server, len(tape)))
+        pipeline: Pipeline = await run_pipeline(
+            settings,
+            config,
+            RunOptions(
+                until=server.played,
+                duration=(minutes * 60 / speed) + 60,
+                now_ms=clock,
+                contract_specs=demo_contract_specs(tape[0].at_ms),
+                feed_config=FeedConfig(url=server.url, ping_interval=5.0),
+                snapshot_every_ms=10_000,
+            ),
+        )
+        progress.cancel()
+    malformed = pipeline.feed.stats.malformed if pipeline.feed is not None else 0
+    async with await EventStore.connect(database_url) as store:
+        return await summarise(store, malformed), database_url
 
 
 async def _progress(server: LocalMexcServer, total: int) -> None:

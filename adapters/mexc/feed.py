@@ -18,6 +18,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -110,6 +111,7 @@ class MexcFeed:
         self._on_reconnect = on_reconnect
         self._on_subscription_error = on_subscription_error
         self._parser = MexcParser(self.config.limits)
+        self._where = _redacted(self.config.url)
         self._wanted: frozenset[str] = frozenset(symbols)
         self._ever_wanted: set[str] = set(self._wanted)
         self._state = FeedState.IDLE
@@ -198,7 +200,7 @@ class MexcFeed:
                     await self._session(ws)
                 if not self._stopping.is_set():
                     self.stats.last_disconnect_reason = "closed by the server"
-                    log.warning("mexc ws %s closed by the server", self.config.url)
+                    log.warning("mexc ws %s closed by the server", self._where)
             except (OSError, TimeoutError, websockets.WebSocketException, _DeadConnection) as error:
                 reason = self._dead_reason or f"{type(error).__name__}: {error}"
                 if isinstance(error, websockets.ConnectionClosed) and 1009 in (
@@ -206,7 +208,7 @@ class MexcFeed:
                 ):
                     self._malformed(protocol.OVERSIZED, "frame beyond the socket limit")
                 self.stats.last_disconnect_reason = reason[:300]
-                log.warning("mexc ws %s disconnected: %s", self.config.url, reason[:300])
+                log.warning("mexc ws %s disconnected: %s", self._where, reason[:300])
             finally:
                 self.stats.connected_since = None
             if self._stopping.is_set():
@@ -387,3 +389,11 @@ class MexcFeed:
             self._state = state
             if self._on_state is not None:
                 self._on_state(state)
+
+
+def _redacted(url: str) -> str:
+    """The URL without user info or query: a configured URL may carry credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

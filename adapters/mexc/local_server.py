@@ -5,8 +5,8 @@ MEXC's part for tests, ``claire demo`` and benchmarks: it answers ``{"method":"p
 ``{"channel":"pong","data":<ms>}``, acknowledges ``sub.*``/``unsub.*`` with ``rs.<method>``, refuses
 unknown contracts with ``rs.error``, drops a client that has not pinged for ``ping_timeout``
 seconds, sends text or gzip-compressed binary frames, and plays a tape to subscribers at a speed
-factor. :class:`Faults` are knobs for the failures real exchanges produce; they may be changed
-while clients are connected.
+factor (from the ``autoplay_after``-th subscription on). :class:`Faults` are knobs for the
+failures real exchanges produce; they may be changed while clients are connected.
 
     async with LocalMexcServer(tape=DEMO_TAPE, speed=60) as server:
         feed = MexcFeed(sink, config=FeedConfig(url=server.url))
@@ -127,6 +127,7 @@ class LocalMexcServer:
         compression: Compression = "request",
         ping_timeout: float = 60.0,
         autoplay: bool = True,
+        autoplay_after: int = 1,
         repeat: int = 1,
         faults: Faults | None = None,
         host: str = "127.0.0.1",
@@ -136,6 +137,7 @@ class LocalMexcServer:
         self.compression = compression
         self.ping_timeout = ping_timeout
         self.autoplay = autoplay
+        self.autoplay_after = autoplay_after
         self.repeat = repeat
         self.faults = faults or Faults()
         self.stats = ServerStats()
@@ -370,7 +372,10 @@ class LocalMexcServer:
             if topic == "kline":
                 client.kline_interval[symbol] = param.get("interval", "Min1")
             await self._reply(client, {"channel": f"rs.{method}", "data": "success", "ts": _ts()})
-            if self.autoplay:
+            if (
+                self.autoplay
+                and self.stats.subscribe_requests - self.stats.refused >= self.autoplay_after
+            ):
                 self.play()
         elif method.startswith(("unsub.", "usub.")):
             symbol = param.get("symbol") if topic != "tickers" else None
@@ -442,7 +447,13 @@ def _ts() -> str:
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
-    server = LocalMexcServer(tape=args.tape, speed=args.speed or None, port=args.port)
+    server = LocalMexcServer(
+        tape=args.tape,
+        speed=args.speed or None,
+        port=args.port,
+        compression=args.compression,
+        autoplay_after=args.autoplay_after,
+    )
     async with server:
         print(server.url, flush=True)
         await server.played.wait()
@@ -455,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tape", type=Path, required=True)
     parser.add_argument("--speed", type=float, default=1.0, help="0: as fast as possible")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--compression", choices=["request", "gzip", "text"], default="request")
+    parser.add_argument("--autoplay-after", type=int, default=1, help="subscriptions to wait for")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds to stay up after")
     asyncio.run(_serve_forever(parser.parse_args(argv)))
     return 0

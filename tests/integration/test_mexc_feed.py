@@ -344,3 +344,31 @@ async def test_feed_when_server_unreachable_then_backs_off_and_connects_once_it_
         async with harness.server:
             await eventually(lambda: feed.connected)
             await live(feed, harness.server, deals=1)
+
+
+async def test_server_when_autoplay_after_two_subscriptions_then_one_does_not_start_it() -> None:
+    entries = read_tape(DEMO_TAPE)[:50]
+    async with LocalMexcServer(tape=entries, speed=None, autoplay_after=2) as server:  # noqa: SIM117
+        async with connect(server.url, max_queue=None) as ws:  # we read only one push
+            await ws.send(json.dumps({"method": "sub.tickers", "param": {}, "gzip": False}))
+            assert json.loads(await ws.recv())["channel"] == "rs.sub.tickers"
+            assert server.stats.tape_position == 0
+            await ws.send(json.dumps({"method": "sub.deal", "param": {"symbol": "BTC_USDT"}}))
+            assert json.loads(await ws.recv())["channel"] == "rs.sub.deal"
+            await eventually(server.played.is_set)
+            first_push = await ws.recv()
+    assert isinstance(first_push, bytes | str)
+    assert server.stats.tape_position == 50
+
+
+async def test_feed_when_url_has_credentials_then_logs_never_show_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = MexcFeed(
+        lambda batch: asyncio.sleep(0),
+        config=FeedConfig(url="ws://user:s3cret@127.0.0.1:9/edge?key=t0ken", backoff_initial=0.01),
+    )
+    async with feed:
+        await eventually(lambda: feed.stats.reconnects >= 1)
+    assert "127.0.0.1:9/edge" in caplog.text
+    assert "s3cret" not in caplog.text and "t0ken" not in caplog.text

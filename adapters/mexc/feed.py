@@ -123,6 +123,7 @@ class MexcFeed:
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         # per connection: what we sent, and requests still waiting for their rs.* answer
         self._subscribed: set[str] = set()
         self._status: dict[str, str] = {}
@@ -161,10 +162,9 @@ class MexcFeed:
             await self._connect_forever()
         finally:
             self._set_state(FeedState.STOPPED)
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
-            await self._flush()
+            self._closing = True
+            self._has_data.set()
+            await delivery  # hands over everything still buffered, then ends
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -359,12 +359,17 @@ class MexcFeed:
     async def _deliver_forever(self) -> None:
         while True:
             await self._has_data.wait()
-            await self._deliver_one()
+            if self._buffer:
+                await self._deliver_one()
+            elif self._closing:
+                return
+            else:
+                self._has_data.clear()
 
     async def _deliver_one(self) -> None:
         batch = self._buffer[: self.config.max_batch]
         del self._buffer[: self.config.max_batch]
-        if not self._buffer:
+        if not self._buffer and not self._closing:
             self._has_data.clear()
         if len(self._buffer) < self.config.max_pending:
             self._room.set()
@@ -379,10 +384,6 @@ class MexcFeed:
         except Exception:  # the sink is someone else's code: report it, keep the feed alive
             self.stats.sink_errors += 1
             log.exception("mexc feed sink failed; %d events dropped", len(batch))
-
-    async def _flush(self) -> None:
-        while self._buffer:
-            await self._deliver_one()
 
     def _set_state(self, state: FeedState) -> None:
         if state is not self._state:

@@ -372,3 +372,46 @@ async def test_feed_when_url_has_credentials_then_logs_never_show_them(
         await eventually(lambda: feed.stats.reconnects >= 1)
     assert "127.0.0.1:9/edge" in caplog.text
     assert "s3cret" not in caplog.text and "t0ken" not in caplog.text
+
+
+async def test_feed_when_sink_is_slow_then_batches_grow_bounded_and_nothing_is_lost(
+    harness: Harness,
+) -> None:
+    gate = asyncio.Event()
+
+    async def slow(batch: Sequence[Event]) -> None:
+        await gate.wait()
+        await harness.sink(batch)
+
+    async with harness.feed(sink=slow, max_batch=7, max_pending=20) as feed:
+        await live(feed, harness.server)
+        for n in range(60):
+            await harness.server.push(deal(t=TS + n))
+            if n == 40:
+                gate.set()
+        await eventually(lambda: len(harness.trades()) == 60)
+    assert max(harness.batches) <= 7
+    assert [t.at_ms for t in harness.trades()] == [TS + n for n in range(60)]
+
+
+async def test_feed_when_stopped_with_events_buffered_then_sink_gets_them_all(
+    harness: Harness,
+) -> None:
+    gate = asyncio.Event()
+
+    async def held(batch: Sequence[Event]) -> None:
+        await gate.wait()
+        await harness.sink(batch)
+
+    feed = harness.feed(sink=held)
+    await feed.__aenter__()
+    await live(feed, harness.server)
+    for n in range(5):
+        await harness.server.push(deal(t=TS + n))
+    await eventually(lambda: feed.stats.events == 5)
+    stopping = asyncio.create_task(feed.stop())
+    await eventually(lambda: feed.state is FeedState.STOPPED)
+    assert harness.trades() == []  # the sink is still busy with the first batch
+    gate.set()
+    await stopping
+    assert len(harness.trades()) == 5

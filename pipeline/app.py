@@ -24,6 +24,7 @@ from adapters.bus import RedisBus
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
 from adapters.mexc.feed import FeedConfig, MexcFeed
+from adapters.mexc.live import LiveModeEnabled, LiveVenue
 from aggregates import events as ev
 from aggregates.config import TradingConfig
 from aggregates.paper import PaperExchange
@@ -36,6 +37,7 @@ from pipeline.alerts import AlertsService
 from pipeline.decider import DecisionService
 from pipeline.ingest import Clock, MarketIngest, TimeSource
 from pipeline.instruments import Instruments
+from pipeline.live_execution import LiveExecution
 from pipeline.relay import Relay
 from pipeline.settings import RuntimeSettings
 from pipeline.source import LedgerFeed
@@ -165,10 +167,14 @@ async def run_pipeline(
             "risk": RiskMachine(),
             "execution": PaperExchange(),
         }
-        if "execution" in options.services and settings.live_enabled:
-            raise NotImplementedError("live execution is started by pipeline.live (see README)")
+        live = "execution" in options.services and settings.live_enabled
+        if live:
+            tasks["execution"] = asyncio.create_task(
+                _live_execution(settings, store, feed_from, options).run(),
+                name="claire-execution-live",
+            )
         for service in DECIDERS:
-            if service in options.services:
+            if service in options.services and not (live and service == "execution"):
                 decider = DecisionService(
                     machines[service],
                     store,
@@ -213,6 +219,23 @@ async def run_pipeline(
         await bus.close()
         await http.stop()
         await store.close()
+
+
+def _live_execution(
+    settings: RuntimeSettings,
+    store: EventStore,
+    feed_from: Callable[[int], LedgerFeed],
+    options: RunOptions,
+) -> LiveExecution:
+    """The MEXC venue, behind the explicit live-mode token (refused unless all three are set)."""
+    enabled = LiveModeEnabled.from_settings(
+        trading_mode=settings.trading_mode,
+        live_trading_confirmed="yes" if settings.live_trading_confirmed else "no",
+        api_key=settings.mexc_api_key,
+        api_secret=settings.mexc_api_secret,
+    )
+    venue = LiveVenue(enabled, settings.symbols, base_url=settings.mexc_rest_url)
+    return LiveExecution(venue, store, feed_from, now_ms=options.now_ms)
 
 
 def _start_feed(

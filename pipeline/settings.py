@@ -116,6 +116,8 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
     key, secret = text("MEXC_API_KEY"), text("MEXC_API_SECRET")
     if mode == "live" and (key is None or secret is None):
         problems.append("TRADING_MODE='live' needs MEXC_API_KEY and MEXC_API_SECRET")
+    if mode == "live" and not symbols:
+        problems.append("TRADING_MODE='live' needs SYMBOLS (the contracts probed at start-up)")
     if mode == "live" and not confirmed:
         problems.append("TRADING_MODE='live' needs LIVE_TRADING_CONFIRMED=yes")
     namespace = text("CLAIRE_BUS_NAMESPACE") or "claire"

@@ -1,0 +1,257 @@
+"""Live execution on MEXC: persist before acting, reconcile before any new order.
+
+Only started when live mode is explicitly enabled (``TRADING_MODE=live``,
+``LIVE_TRADING_CONFIRMED=yes`` and keys), and only after the venue's start-up probe passed. The
+order was appended by the risk manager before this service ever sees it; the exchange's answer is
+appended after. The client order id is MEXC's ``externalOid``, so a resend after a crash or a
+timeout is recognised by the exchange instead of trading twice. After every (re)start, and after
+any answer that could not be established, the service compares the ledger's open orders with the
+exchange's and records what it corrected (``ExecutionReconciled``) before it sends anything new.
+Fills are polled from the exchange's order state (MEXC's private WebSocket is not used here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
+from adapters.mexc.live import LiveVenue
+from aggregates import events as ev
+from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived
+from aggregates.orders import OrderBook, OrderState, OrderStatus
+from eventstore import EventStore
+from pipeline.activation import record_contract_specs
+from pipeline.decider import append_grouped
+from pipeline.source import LedgerFeed
+
+_log = logging.getLogger(__name__)
+
+PRODUCER = "execution-live"
+_COMPLETED, _CANCELLED, _INVALID = 3, 4, 5
+
+
+class LiveExecution:
+    """Sends the ledger's requested orders to MEXC and records every answer and fill."""
+
+    def __init__(
+        self,
+        venue: LiveVenue,
+        store: EventStore,
+        feed: Callable[[int], LedgerFeed],
+        *,
+        now_ms: Callable[[], int],
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self._venue = venue
+        self._store = store
+        self._feed = feed
+        self._now_ms = now_ms
+        self._poll_seconds = poll_seconds
+        self.book = OrderBook()
+        self._requests: dict[str, RecordedEvent] = {}
+        self._taker_fee: dict[str, Decimal] = {}
+        self._contract_size: dict[str, Decimal] = {}
+        self._needs_reconcile = True
+        self._applied: set[uuid.UUID] = set()  # applied locally, before the feed brings them back
+        self.last_position = 0
+
+    async def run(self) -> None:
+        startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
+        await record_contract_specs(self._store, startup.contracts)
+        for spec in startup.contracts:
+            self._taker_fee[spec.symbol] = spec.taker_fee_rate
+            self._contract_size[spec.symbol] = spec.contract_size
+        await self._restore()
+        await self.reconcile()
+        poller = asyncio.create_task(self._poll_forever(), name="live-execution-poll")
+        try:
+            async for recorded in self._feed(self.last_position).events():
+                self.last_position = recorded.position
+                self._fold(recorded)
+                if isinstance(recorded.event, ev.OrderRequested):
+                    if self._needs_reconcile:
+                        await self.reconcile()
+                    await self._send(recorded)
+        finally:
+            poller.cancel()
+
+    async def _restore(self) -> None:
+        async for recorded in self._store.read_all():
+            self.last_position = recorded.position
+            self._fold(recorded)
+
+    def _fold(self, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        if isinstance(event, ev.OrderRequested):
+            self._requests[event.client_order_id] = recorded
+        if recorded.event_id in self._applied:
+            self._applied.discard(recorded.event_id)
+            return
+        self.book.apply(event)
+
+    async def _record(self, news: list[NewEvent]) -> None:
+        """Append and apply at once, so the next decision here already sees it."""
+        await append_grouped(self._store, news)
+        for new in news:
+            self._applied.add(new.event_id)
+            self.book.apply(new.event)
+
+    async def _send(self, request: RecordedEvent) -> None:
+        order = request.event
+        assert isinstance(order, ev.OrderRequested)
+        state = self.book.get(order.client_order_id)
+        if state is None or state.status is not OrderStatus.REQUESTED:
+            return  # already answered (a restart re-reads the log)
+        try:
+            answers = await self._venue.submit(order)
+        except MexcOutcomeUnknown as error:
+            _log.error("no answer for order %s: reconciling (%s)", order.client_order_id, error)
+            self._needs_reconcile = True
+            return
+        await self._append(request, answers)
+
+    async def _append(self, cause: RecordedEvent, answers: list[ev.Event]) -> None:
+        await self._record(derived(PRODUCER, cause, answers))
+
+    async def reconcile(self) -> ev.ExecutionReconciled:
+        """Make the ledger agree with the exchange about every order it believes open."""
+        corrections: list[str] = []
+        for state in self.book.open_orders():
+            corrections.extend(await self._reconcile_order(state))
+        ours = {state.client_order_id for state in self.book}
+        venue_open = await self._venue.open_orders()
+        for order in venue_open:
+            if order.client_order_id not in ours:
+                corrections.append(
+                    f"exchange order {order.exchange_order_id} ({order.symbol}) is not ours; "
+                    "left untouched"
+                )
+        for position in await self._venue.positions():
+            corrections.append(
+                f"exchange position {position.symbol} {position.direction} {position.contracts}"
+                f" @ {position.entry_price}"
+            )
+        event = ev.ExecutionReconciled(
+            at_ms=self._now_ms(),
+            venue="mexc",
+            open_orders=tuple(o.client_order_id for o in venue_open if o.client_order_id),
+            corrections=tuple(c[:2000] for c in corrections[:500]),
+        )
+        await self._store.append(
+            "execution",
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=_at(event.at_ms))],
+        )
+        self._needs_reconcile = False
+        return event
+
+    async def _reconcile_order(self, state: OrderState) -> list[str]:
+        request = self._requests.get(state.client_order_id)
+        found = await self._venue.find_order(state.client_order_id, state.symbol)
+        if found is None:
+            if state.status is OrderStatus.REQUESTED and request is not None:
+                await self._send(request)  # never reached the exchange: send it now, once
+                return [f"order {state.client_order_id} had not reached the exchange; sent"]
+            return [f"order {state.client_order_id} unknown at the exchange"]
+        notes = []
+        if state.status is OrderStatus.REQUESTED and request is not None:
+            accepted = ev.OrderAccepted(
+                at_ms=found.create_time or self._now_ms(),
+                client_order_id=state.client_order_id,
+                exchange_order_id=str(found.order_id),
+                symbol=state.symbol,
+            )
+            await self._append(request, [accepted])
+            notes.append(f"order {state.client_order_id} was accepted (answer had been lost)")
+        notes.extend(await self._sync_fills(self.book.get(state.client_order_id) or state, found))
+        return notes
+
+    async def _sync_fills(self, state: OrderState, found) -> list[str]:  # type: ignore[no-untyped-def]
+        """Record what the exchange filled beyond what the ledger knows; then its final state."""
+        request = self._requests.get(state.client_order_id)
+        if request is None:
+            return []
+        events: list[ev.Event] = []
+        new_contracts = Decimal(found.deal_vol) - state.filled_contracts
+        if new_contracts > 0 and found.deal_avg_price > 0:
+            total_notional = Decimal(found.deal_avg_price) * Decimal(found.deal_vol)
+            price = (total_notional - state.filled_notional) / new_contracts
+            size = self._contract_size.get(state.symbol, Decimal(0))
+            fee = new_contracts * size * price * self._taker_fee.get(state.symbol, Decimal(0))
+            remaining = state.contracts - Decimal(found.deal_vol)
+            common = {
+                "at_ms": found.update_time or self._now_ms(),
+                "client_order_id": state.client_order_id,
+                "symbol": state.symbol,
+                "side": state.side,
+                "price": price,
+                "contracts": new_contracts,
+                "fee": fee,
+                "fee_currency": "USDT",
+                "liquidity": "taker",
+                "fill_id": f"{found.order_id}-{found.deal_vol}",
+                "reduce_only": state.reduce_only,
+            }
+            if remaining > 0 and found.state != _COMPLETED:
+                events.append(ev.OrderPartiallyFilled(**common, remaining_contracts=remaining))
+            else:
+                events.append(ev.OrderFilled(**common))
+        elif found.state == _CANCELLED:
+            events.append(
+                ev.OrderCancelled(
+                    at_ms=found.update_time or self._now_ms(),
+                    client_order_id=state.client_order_id,
+                    symbol=state.symbol,
+                    reason="cancelled_at_exchange",
+                    remaining_contracts=state.remaining_contracts,
+                )
+            )
+        elif found.state == _INVALID and state.status is OrderStatus.REQUESTED:
+            events.append(
+                ev.OrderRejected(
+                    at_ms=self._now_ms(),
+                    client_order_id=state.client_order_id,
+                    symbol=state.symbol,
+                    code="mexc_invalid",
+                    message="the exchange reports the order as invalid",
+                )
+            )
+        if not events:
+            return []
+        news = [
+            NewEvent(
+                event=event,
+                event_id=uuid.uuid5(
+                    CLAIRE_NAMESPACE, f"{PRODUCER}/{state.client_order_id}/{ev.encode(event)!r}"
+                ),
+                occurred_at=_at(event.at_ms),
+                causation_id=request.event_id,
+                causation_position=request.position,
+                correlation_id=request.correlation_id or request.event_id,
+            )
+            for event in events
+        ]
+        await self._record(news)
+        return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            for state in self.book.open_orders():
+                if state.status is OrderStatus.REQUESTED:
+                    continue
+                try:
+                    found = await self._venue.find_order(state.client_order_id, state.symbol)
+                except MexcError as error:
+                    _log.warning("polling %s failed: %s", state.client_order_id, error)
+                    continue
+                if found is not None:
+                    await self._sync_fills(state, found)
+
+
+def _at(at_ms: int) -> datetime:
+    return datetime.fromtimestamp(at_ms / 1000, tz=UTC)

@@ -312,9 +312,11 @@ async def _wait(
             await sleeper
             return
         waiters = {asyncio.ensure_future(sleeper), asyncio.ensure_future(until.wait())}
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in pending:
-            waiter.cancel()
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     waiter = asyncio.ensure_future(stop_signal())
     try:

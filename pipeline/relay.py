@@ -80,9 +80,12 @@ class Relay:
 async def _next(queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]) -> RecordedEvent:
     """The next event, or the reader's failure (e.g. PostgreSQL lost) if it died."""
     getter = asyncio.ensure_future(queue.get())
-    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
     if getter in done:
         return getter.result()
-    getter.cancel()
     reader.result()  # raises the reader's error
     raise RuntimeError("the relay's log reader stopped without an error")

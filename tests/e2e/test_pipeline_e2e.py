@@ -190,9 +190,8 @@ async def test_scripted_market_when_run_through_every_service_then_ledger_tells_
     assert any(b.layer == "data_silence" for b in breakers)
     halts = [r for r in recorded if isinstance(r.event, ev.TradingStateChanged)]
     assert [h.event.state for h in halts] == ["HALTED"]  # type: ignore[attr-defined]
-    critical = [
-        r for r in recorded if isinstance(r.event, ev.AlertRaised) and r.event.severity == "CRITICAL"
-    ]
+    alerts = [r.event for r in recorded if isinstance(r.event, ev.AlertRaised)]
+    critical = [alert for alert in alerts if alert.severity == "CRITICAL"]
     assert len(critical) == 1
     flattens = [
         r.event

@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 
 import msgspec
 
 from aggregates.envelope import NewEvent, RecordedEvent
-from aggregates.events import OrderAccepted, OrderCancelled, OrderFilled, OrderPartiallyFilled
+from aggregates.events import (
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderRequested,
+)
 from eventstore import EventStore
 from projections import ALL_PROJECTIONS
 from projections.postgres import PostgresSink
@@ -57,29 +65,45 @@ async def snapshot(database_url: str) -> Snapshot:
 
 
 def with_acceptances(facts: Sequence[RecordedEvent]) -> list[RecordedEvent]:
-    """The closed-loop driver's venue fills straight from REQUESTED; a real venue (and the order
-    fold) acknowledges first, so an ``OrderAccepted`` is put before each order's first fill."""
+    """Make the closed-loop driver's venue speak like a real one to the strict order fold.
+
+    Its venue fills straight from REQUESTED and may "reject" a partly filled order; a real venue
+    acknowledges first (an ``OrderAccepted`` goes before the first fill) and cancels the rest of
+    an order that already traded (that reject becomes an ``OrderCancelled``).
+    """
+    remaining: dict[str, Decimal] = {}
     accepted: set[str] = set()
     out: list[RecordedEvent] = []
     for fact in facts:
         event = fact.event
-        if isinstance(event, OrderPartiallyFilled | OrderFilled | OrderCancelled) and (
-            event.client_order_id not in accepted
-        ):
-            accepted.add(event.client_order_id)
-            ack = OrderAccepted(
+        if isinstance(event, OrderRequested):
+            remaining[event.client_order_id] = event.contracts
+        elif isinstance(event, OrderRejected) and event.client_order_id in accepted:
+            cancel = OrderCancelled(
                 at_ms=event.at_ms,
                 client_order_id=event.client_order_id,
-                exchange_order_id=f"x-{event.client_order_id}",
                 symbol=event.symbol,
+                reason=event.code,
+                remaining_contracts=remaining[event.client_order_id],
             )
-            out.append(
-                msgspec.structs.replace(
-                    fact,
-                    event=ack,
-                    event_type="order.accepted",
-                    event_id=uuid.uuid5(fact.event_id, "accepted"),
+            fact = msgspec.structs.replace(fact, event=cancel, event_type="order.cancelled")
+        elif isinstance(event, OrderPartiallyFilled | OrderFilled):
+            if event.client_order_id not in accepted:
+                accepted.add(event.client_order_id)
+                ack = OrderAccepted(
+                    at_ms=event.at_ms,
+                    client_order_id=event.client_order_id,
+                    exchange_order_id=f"x-{event.client_order_id}",
+                    symbol=event.symbol,
                 )
-            )
+                out.append(
+                    msgspec.structs.replace(
+                        fact,
+                        event=ack,
+                        event_type="order.accepted",
+                        event_id=uuid.uuid5(fact.event_id, "accepted"),
+                    )
+                )
+            remaining[event.client_order_id] -= event.contracts
         out.append(fact)
     return out

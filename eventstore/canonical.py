@@ -37,7 +37,7 @@ CANONICAL_SQL = (
     "coalesce(correlation_id::text, ''), payload::text)"
 )
 
-_SIMPLE = re.compile(r'^[^"\\\x00-\x1f]*$')
+_SIMPLE = re.compile(r'[^"\\\x00-\x1f]*')
 _ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -60,7 +60,7 @@ def check_stream(stream: str) -> None:
 
 
 def _string(text: str) -> str:
-    if _SIMPLE.match(text):
+    if _SIMPLE.fullmatch(text):
         out = text
     else:
         if "\x00" in text:
@@ -113,6 +113,30 @@ def render_jsonb(value: object) -> str:
     if isinstance(value, float):
         raise CanonicalError("floats are not allowed in ledger payloads (use decimal strings)")
     raise CanonicalError(f"no JSON rendering for {type(value).__name__}")
+
+
+def render_object(data: dict[str, object], key_order: tuple[str, ...]) -> str:
+    """:func:`render_jsonb` of an object whose keys are known and already in jsonb order.
+
+    The hot path for events: a class always has the same keys, so the order is computed once.
+    """
+    parts = []
+    for key in key_order:
+        value = data[key]
+        kind = type(value)
+        if kind is str:
+            text = value if _SIMPLE.fullmatch(value) else _string(value)[1:-1]  # type: ignore[arg-type]
+            parts.append(f'"{key}": "{text}"')
+        elif kind is int:
+            parts.append(f'"{key}": {value}')
+        else:
+            parts.append(f'"{key}": {render_jsonb(value)}')
+    return "{" + ", ".join(parts) + "}"
+
+
+def jsonb_key_order(keys: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Keys in the order jsonb stores and prints them (UTF-8 length, then bytes)."""
+    return tuple(sorted(keys, key=_key_order))
 
 
 def epoch_micros(moment: datetime) -> int:

@@ -16,12 +16,22 @@ import msgspec
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from aggregates.upcasting import UPCASTERS, UpcastError, Upcasters
-from eventstore.canonical import CanonicalError, check_stream, render_jsonb
+from eventstore.canonical import (
+    CanonicalError,
+    check_stream,
+    epoch_micros,
+    jsonb_key_order,
+    render_object,
+)
 from eventstore.errors import CorruptEvent, InvalidEvent
 
 
 class Prepared(msgspec.Struct, frozen=True):
-    """A validated event ready for the appender: everything but position, version and hash."""
+    """A validated event ready for the appender: everything but position, version and hash.
+
+    ``middle`` and ``tail`` are the parts of its canonical text that do not depend on where it
+    lands, computed here, outside the appender's critical section.
+    """
 
     event_id: uuid.UUID
     event_type: str
@@ -31,6 +41,18 @@ class Prepared(msgspec.Struct, frozen=True):
     causation_position: int | None
     correlation_id: uuid.UUID | None
     payload_text: str
+    middle: str
+    tail: str
+
+
+_KEY_ORDER: dict[type, tuple[str, ...]] = {}
+
+
+def _render(kind: type, data: dict[str, object]) -> str:
+    order = _KEY_ORDER.get(kind)
+    if order is None or len(order) != len(data):
+        order = _KEY_ORDER[kind] = jsonb_key_order(list(data))
+    return render_object(data, order)
 
 
 def prepare(stream: str, new: NewEvent) -> Prepared:
@@ -53,9 +75,11 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
     try:
         encoded = ev.encode(event)
         ev.decode(encoded)
-        payload_text = render_jsonb(msgspec.json.decode(encoded))
+        payload_text = _render(kind, msgspec.json.decode(encoded))
     except (msgspec.ValidationError, CanonicalError, UnicodeEncodeError, TypeError) as error:
         raise InvalidEvent(f"invalid {tag} payload: {error}") from None
+    causation, correlation = new.causation_id, new.correlation_id
+    cause_position = new.causation_position
     return Prepared(
         event_id=new.event_id,
         event_type=tag,
@@ -65,6 +89,12 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
         causation_position=new.causation_position,
         correlation_id=new.correlation_id,
         payload_text=payload_text,
+        middle=f"{new.event_id}|{tag}|{kind.schema_version}|{epoch_micros(new.occurred_at)}",
+        tail=(
+            f"{'' if causation is None else causation}|"
+            f"{'' if cause_position is None else cause_position}|"
+            f"{'' if correlation is None else correlation}|{payload_text}"
+        ),
     )
 
 

@@ -37,6 +37,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 
 import asyncpg
@@ -45,7 +46,7 @@ import msgspec
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import sql
-from eventstore.canonical import GENESIS, canonical_text, chain, check_stream
+from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
 from eventstore.codec import Prepared, decode_payload, prepare
 from eventstore.errors import (
     ConcurrencyConflict,
@@ -112,7 +113,7 @@ def _plan(
     known: dict[uuid.UUID, int],
 ) -> _Plan:
     plan = _Plan()
-    recorded_at = plan.recorded_at
+    recorded = epoch_micros(plan.recorded_at)
     (positions, streams, stream_versions, ids, types, schemas, occurred, causes, cause_positions,
      correlations, payloads, hashes) = plan.columns  # fmt: skip
     position, previous = head, head_hash
@@ -134,23 +135,9 @@ def _plan(
         for event in fresh:
             position += 1
             current += 1
-            previous = chain(
-                previous,
-                canonical_text(
-                    position=position,
-                    stream=request.stream,
-                    stream_version=current,
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    schema_version=event.schema_version,
-                    occurred_at=event.occurred_at,
-                    recorded_at=recorded_at,
-                    causation_id=event.causation_id,
-                    causation_position=event.causation_position,
-                    correlation_id=event.correlation_id,
-                    payload_text=event.payload_text,
-                ),
-            )
+            # Same text as canonical.canonical_text (verify() recomputes it that way).
+            text = f"{position}|{request.stream}|{current}|{event.middle}|{recorded}|{event.tail}"
+            previous = sha256(previous + text.encode()).digest()
             assigned[event.event_id] = position
             positions.append(position)
             streams.append(request.stream)

@@ -70,3 +70,7 @@ def test_chain_when_two_links_swap_then_head_differs(texts: list[str]) -> None:
 
     swapped = [texts[1], texts[0], *texts[2:]]
     assert fold(texts) != fold(swapped)
+
+
+def test_render_when_string_ends_with_newline_then_still_escaped() -> None:
+    assert render_jsonb({"\n": "a\n"}) == '{"\\n": "a\\n"}'

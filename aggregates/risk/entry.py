@@ -108,7 +108,7 @@ def decide_entry(state: RiskState, signal: SignalGenerated) -> EntryDecision:
     requested = floor_to_step(target / unit, step)
     qty = requested
     layer, reason = "none", "approved"
-    base = {"equity": equity, "price": price, "contract_size": spec.contract_size}
+    base = {"equity": equity, "mark_price": price, "contract_size": spec.contract_size}
 
     # 4. exposure limit: positions at mark plus pending entries, checked before adding this one
     gross = state.gross_exposure()

@@ -52,6 +52,7 @@ UPSERT_FROM_STAGE = (
     " ON CONFLICT ({key}) DO UPDATE SET {assignments}"
 )
 DROP_TABLE = "DROP TABLE IF EXISTS readmodel.{physical}"
+LOCK_VIEWS = "LOCK TABLE {views} IN ACCESS EXCLUSIVE MODE"
 CREATE_GENERATION = "CREATE TABLE readmodel.{physical} (LIKE readmodel.{template} INCLUDING ALL)"
 REPOINT_VIEW = (
     "CREATE OR REPLACE VIEW readmodel.{name} AS SELECT {columns} FROM readmodel.{physical}"
@@ -166,6 +167,10 @@ class PostgresSink:
     async def prepare_generation(self, tables: Iterable[Table], current: int, new: int) -> None:
         """Empty tables of generation ``new`` shaped like ``current`` (leftovers of a crash go)."""
         for table in tables:
+            if current > 1:  # a rebuild that died between its swap and its clean-up left these
+                await self.conn.execute(
+                    DROP_TABLE.format(physical=physical(table.name, current - 1))
+                )
             await self.conn.execute(DROP_TABLE.format(physical=physical(table.name, new)))
             await self.conn.execute(
                 CREATE_GENERATION.format(
@@ -173,17 +178,31 @@ class PostgresSink:
                 )
             )
 
-    async def swap(self, tables: Iterable[Table], old: int, new: int) -> None:
-        """Point the views at generation ``new`` and drop ``old`` (inside the swap transaction)."""
+    async def lock_views(self, tables: Iterable[Table], *, wait: bool) -> bool:
+        """Take every view exclusively in one statement (inside the swap transaction).
+
+        Without ``wait`` (NOWAIT) it gives up at once if a reader holds one, returning False,
+        so the swap never sits on some views while queued behind a reader of others.
+        """
+        views = ", ".join(f"readmodel.{t.name}" for t in sorted(tables, key=lambda t: t.name))
+        statement = LOCK_VIEWS.format(views=views) + ("" if wait else " NOWAIT")
+        try:
+            async with self.conn.transaction():  # a savepoint: a refusal leaves ours usable
+                await self.conn.execute(statement)
+        except asyncpg.LockNotAvailableError:
+            return False
+        return True
+
+    async def repoint(self, tables: Iterable[Table], generation: int) -> None:
+        """Point the views at ``generation`` (inside the swap transaction, views locked)."""
         for table in tables:
             await self.conn.execute(
                 REPOINT_VIEW.format(
                     name=table.name,
                     columns=", ".join(table.columns),
-                    physical=physical(table.name, new),
+                    physical=physical(table.name, generation),
                 )
             )
-            await self.conn.execute(DROP_TABLE.format(physical=physical(table.name, old)))
 
     async def drop_generation(self, tables: Iterable[Table], generation: int) -> None:
         for table in tables:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -276,13 +277,16 @@ async def rebuild(
 ) -> list[Rebuilt]:
     """Rebuild ``name`` (or every projection) into fresh tables and swap them in atomically.
 
-    The new generation is filled out of sight; one transaction then locks the checkpoints
-    (a live projector's flushes wait), folds whatever was appended meanwhile, repoints the
-    views, moves the checkpoints and drops the old tables. A live projector notices the moved
-    checkpoint and reloads.
+    The new generation is filled out of sight, then caught up to the ledger head. One short
+    transaction locks the checkpoints (a live projector's flushes wait), checks that the head
+    has not moved (else it catches up again), takes the views without waiting behind readers
+    (NOWAIT, retried: a swap that queued behind one reader while holding another view could
+    deadlock with it), repoints them and moves the checkpoints. The old tables go afterwards.
+    A live projector notices the moved checkpoint and reloads.
     """
     projections = select(name)
     names = [p.name for p in projections]
+    tables = [t for p in projections for t in p.tables]
     started = time.perf_counter()
     store = await EventStore.connect(database_url)
     sink = await PostgresSink.connect(database_url)
@@ -295,36 +299,58 @@ async def rebuild(
                 await sink.prepare_generation(p.tables, before[p.name].generation, new[p.name])
         runners = [Runner(p, 0) for p in projections]
         position, recorded_at, events = 0, None, 0
-        unflushed = 0
-        async for fact in store.read_all(after=0, batch_size=read_batch):
-            for runner in runners:
-                runner.apply(fact)
-            position, recorded_at = fact.position, fact.recorded_at
-            events += 1
-            unflushed += 1
-            if unflushed >= batch_events:
-                async with sink.transaction():
-                    await _write(sink, runners, new)
-                unflushed = 0
-        async with sink.transaction():
-            locked = await sink.checkpoints(names, lock=True)
-            for n in names:
-                if locked[n].generation != before[n].generation:
-                    raise CheckpointMoved(f"projection {n} was rebuilt by someone else meanwhile")
+
+        async def fold_new(*, in_transaction: bool) -> None:
+            nonlocal position, recorded_at, events
+            unflushed = 0
             async for fact in store.read_all(after=position, batch_size=read_batch):
                 for runner in runners:
                     runner.apply(fact)
                 position, recorded_at = fact.position, fact.recorded_at
                 events += 1
-            await _write(sink, runners, new)
+                unflushed += 1
+                if unflushed >= batch_events and not in_transaction:
+                    async with sink.transaction():
+                        await _write(sink, runners, new)
+                    unflushed = 0
+            if in_transaction:
+                await _write(sink, runners, new)
+            else:
+                async with sink.transaction():
+                    await _write(sink, runners, new)
+
+        for attempt in itertools.count():
+            await fold_new(in_transaction=False)
+            last_try = attempt >= _SWAP_ATTEMPTS
+            async with sink.transaction():
+                locked = await sink.checkpoints(names, lock=True)
+                for n in names:
+                    if locked[n].generation != before[n].generation:
+                        raise CheckpointMoved(f"projection {n} was rebuilt meanwhile")
+                if await sink.ledger_head() != position:
+                    if not last_try:
+                        continue  # appended meanwhile: catch up out of the transaction, again
+                    # Appends outpace us: fold the rest in here (rows roll back with a failure,
+                    # so a failure now aborts the rebuild rather than retrying with moved state).
+                    await fold_new(in_transaction=True)
+                if await sink.lock_views(tables, wait=last_try):
+                    for p in projections:
+                        await sink.repoint(p.tables, new[p.name])
+                        await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
+                    break
+            await asyncio.sleep(min(0.2, 0.005 * (attempt + 1)))
+        async with sink.transaction():
             for p in projections:
-                await sink.swap(p.tables, before[p.name].generation, new[p.name])
-                await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
+                await sink.drop_generation(p.tables, before[p.name].generation)
         seconds = time.perf_counter() - started
         return [Rebuilt(n, position, new[n], events, seconds) for n in names]
     finally:
         await sink.close()
         await store.close()
+
+
+#: NOWAIT swap attempts before the swap waits for readers (and folds late events inside).
+_SWAP_ATTEMPTS = 200
 
 
 async def _write(

@@ -55,6 +55,7 @@ from aggregates.risk.protect import (
     check_drawdown,
     check_stop,
     exit_position,
+    expire_breakers,
     flatten_all,
     new_day,
 )
@@ -94,8 +95,11 @@ class RiskMachine:
         if kind is OrderFilled or kind is OrderPartiallyFilled:
             return state, _on_fill(state, fact, event)  # type: ignore[arg-type]
         if kind is OrderRejected or kind is OrderCancelled:
-            state.pending.pop(event.client_order_id, None)  # type: ignore[attr-defined]
-            return state, ()
+            order = state.pending.pop(event.client_order_id, None)  # type: ignore[attr-defined]
+            if order is None or not order.reduce_only:
+                return state, ()
+            # A failed exit leaves the position uncovered: protect it again at once.
+            return state, _after_equity_change(state, fact, order.symbol)
         if kind is FundingSettled:
             state.portfolio = evolve(state.portfolio, event)
             return state, _after_equity_change(state, fact)
@@ -169,14 +173,7 @@ def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:
     d = Decision(state, fact)
     if now // DAY_MS > state.day:
         new_day(d)
-    for symbol, until in list(state.abnormal_until.items()):
-        if now >= until:
-            del state.abnormal_until[symbol]
-            d.emit(
-                CircuitBreakerCleared(
-                    at_ms=now, layer="abnormal_market", symbol=symbol, reason="pause_elapsed"
-                )
-            )
+    expire_breakers(d)
     last = state.last_market_ms
     if not state.silence_tripped and last is not None and now - last > limits.silence_ms:
         state.silence_tripped = True
@@ -209,6 +206,9 @@ def _on_signal(state: RiskState, fact: RecordedEvent, signal: SignalGenerated) -
     if signal.at_ms > state.now_ms:
         state.now_ms = signal.at_ms
     d = Decision(state, fact)
+    if state.now_ms // DAY_MS > state.day:
+        new_day(d)
+    expire_breakers(d, signal.symbol)
     symbol = signal.symbol
     held = state.portfolio.contracts(symbol)
     if signal.direction == "flat":

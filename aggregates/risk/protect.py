@@ -79,18 +79,27 @@ class Decision:
             )
 
 
+def expire_breakers(d: Decision, symbol: str | None = None) -> None:
+    """Lift abnormal-market pauses whose time has come (one symbol, or all when None)."""
+    state = d.state
+    now = state.now_ms
+    symbols = list(state.abnormal_until) if symbol is None else [symbol]
+    for name in symbols:
+        until = state.abnormal_until.get(name)
+        if until is not None and now >= until:
+            del state.abnormal_until[name]
+            d.emit(
+                CircuitBreakerCleared(
+                    at_ms=now, layer="abnormal_market", symbol=name, reason="pause_elapsed"
+                )
+            )
+
+
 def abnormal(d: Decision, symbol: str, price: Decimal, limits: Limits) -> None:
     state = d.state
     now = state.now_ms
+    expire_breakers(d, symbol)
     until = state.abnormal_until.get(symbol)
-    if until is not None and now >= until:
-        del state.abnormal_until[symbol]
-        d.emit(
-            CircuitBreakerCleared(
-                at_ms=now, layer="abnormal_market", symbol=symbol, reason="pause_elapsed"
-            )
-        )
-        until = None
     window = state.moves.get(symbol)
     if window is None:
         window = state.moves[symbol] = MoveWindow()

@@ -1,0 +1,171 @@
+"""``replay --from <date>`` (also ``claire replay``): parse, run, map results to exit codes.
+
+Exit codes (DESIGN.md): 0 fine, 1 ``--verify`` found a divergence or a broken hash chain,
+2 bad usage — bad dates or options, an empty window, a window past the end, an invalid
+``--what-if`` parameter, no reachable ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+OK, CHECK_FAILED, USAGE = 0, 1, 2
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replay",
+        description="Rebuild state from the ledger, walk a window, re-decide and compare "
+        "(--verify), try other parameters (--what-if), write an audit report (--report).",
+    )
+    parser.add_argument(
+        "--from", dest="start", required=True, metavar="DATE",
+        help="start of the window: YYYY-MM-DD (midnight UTC) or an ISO-8601 timestamp",
+    )  # fmt: skip
+    parser.add_argument(
+        "--to", dest="end", metavar="DATE",
+        help="end of the window (exclusive; a date alone means the end of that day)",
+    )  # fmt: skip
+    parser.add_argument("--symbol", help="show only this symbol's events, e.g. BTC_USDT")
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="re-run signal, risk (and paper) over the log; exit 1 at the first divergence",
+    )  # fmt: skip
+    parser.add_argument(
+        "--what-if", dest="what_if", nargs="+", metavar="KEY=VALUE",
+        help="the same recorded market with other parameters; prints actual vs counterfactual",
+    )  # fmt: skip
+    parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report")
+    parser.add_argument("--json", action="store_true", help="JSON lines for machines")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no per-event lines, only days and totals"
+    )
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    """Run ``replay``; returns the exit code."""
+    from replay.window import UsageError, parse_moment
+
+    out_stream = stdout if stdout is not None else sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return OK if exit_.code == 0 else USAGE
+    try:
+        start = parse_moment(args.start, option="--from")
+        end = parse_moment(args.end, option="--to", end=True) if args.end else None
+        if args.symbol is not None and not _SYMBOL.match(args.symbol):
+            raise UsageError(f"--symbol {args.symbol!r}: expected a symbol like BTC_USDT")
+        overrides = None
+        if args.what_if is not None:
+            from replay.whatif import parse_overrides
+
+            overrides = parse_overrides(args.what_if)
+        url = _database_url(args.database_url)
+        return asyncio.run(_run(args, url, start, end, overrides, out_stream))
+    except UsageError as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return USAGE
+
+
+def _database_url(explicit: str | None) -> str:
+    from pipeline.database import NoDatabase, resolve_database_url
+    from pipeline.environment import load_environment
+    from replay.window import UsageError
+
+    try:
+        return resolve_database_url(explicit, load_environment())
+    except NoDatabase as error:
+        raise UsageError(str(error)) from error
+
+
+async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ignore[no-untyped-def]
+    from aggregates.config import ConfigError
+    from eventstore import EventStore, EventStoreError, StoreUnavailable
+    from replay.session import Output, replay_pass
+    from replay.window import UsageError, resolve_window
+
+    out = Output(out_stream, json=args.json)
+    try:
+        store = await EventStore.connect(url, max_connections=2)
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    try:
+        window = await resolve_window(store, start, end)
+        if overrides is not None:
+            from replay.whatif import check_overrides
+
+            try:
+                await check_overrides(store, overrides)
+            except ConfigError as error:
+                raise UsageError(f"--what-if: {error}") from error
+        out.emit({"type": "window", **_window_json(window)}, window.describe())
+        report = None
+        sinks = ()
+        if args.report:
+            from replay.report import ReportBuilder
+
+            report = ReportBuilder()
+            sinks = (report.add,)
+        result = await replay_pass(
+            store,
+            window,
+            out,
+            symbol=args.symbol,
+            verify=args.verify,
+            database_url=url,
+            quiet=args.quiet,
+            sinks=sinks,
+        )
+        out.emit(result.summary.to_json(), result.summary.render())
+        code = OK
+        if result.verify is not None:
+            out.emit(result.verify.to_json(), result.verify.render())
+            if not result.verify.ok:
+                code = CHECK_FAILED
+        comparison = None
+        if overrides is not None:
+            from replay.whatif import what_if
+
+            comparison = await what_if(store, window, overrides, symbol=args.symbol)
+            out.emit(comparison.to_json(), comparison.render())
+        if report is not None:
+            path = Path(args.report)
+            html = report.render(window, result, comparison)
+            try:
+                await asyncio.to_thread(path.write_text, html, encoding="utf-8")
+            except OSError as error:
+                raise UsageError(f"--report {path}: cannot write: {error}") from error
+            out.emit({"type": "report", "path": str(path)}, f"report written to {path}")
+        return code
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    except EventStoreError as error:
+        print(f"replay: the ledger could not be read: {error}", file=sys.stderr)
+        return CHECK_FAILED
+    finally:
+        await store.close()
+
+
+def _window_json(window) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat() if window.end else None,
+        "first_position": window.first,
+        "last_position": window.last,
+        "head": window.head,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

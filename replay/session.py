@@ -1,0 +1,154 @@
+"""One streaming pass over the ledger: the walk, and with ``--verify`` the re-decision check.
+
+The log is read once from position 1 (state as of ``--from`` is a fold of everything before it),
+in batches, in bounded memory. With ``--verify`` the hash chain is checked at the same time by
+the store's own ``verify()`` in a worker process, so it costs the other core, not this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import msgspec
+
+from aggregates.envelope import RecordedEvent
+from eventstore import EventStore
+from replay.verify import Verifier, VerifyResult, chain_check_blocking
+from replay.walk import DayStats, Summary, Tally, describe, matches
+from replay.window import Window
+
+_json = msgspec.json.Encoder(decimal_format="string")
+
+
+class Output:
+    """Text for people, or JSON lines (``--json``) for machines; never both."""
+
+    def __init__(self, stream: TextIO, *, json: bool) -> None:
+        self.stream = stream
+        self.json = json
+
+    def emit(self, record: dict[str, Any], text: str) -> None:
+        if self.json:
+            self.stream.write(_json.encode(record).decode() + "\n")
+        else:
+            self.stream.write(text + "\n")
+
+    def text(self, text: str) -> None:
+        if not self.json:
+            self.stream.write(text + "\n")
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal (the bar reads the clock)."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.label = label
+        self.total = max(total, 1)
+        self._next = 0.0
+        self._started = time.monotonic()
+
+    def update(self, position: int) -> None:
+        if not self.enabled or position & 0x3FF:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 0.2
+        done = min(position / self.total, 1.0)
+        filled = int(done * 30)
+        rate = position / max(now - self._started, 1e-9)
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * done:5.1f}% "
+            f"{position}/{self.total} ({rate:,.0f} events/s)"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+@dataclass(slots=True)
+class PassResult:
+    summary: Summary
+    verify: VerifyResult | None
+    events_read: int
+    tally: Tally
+
+
+Sink = Callable[[RecordedEvent], None]
+
+
+async def replay_pass(
+    store: EventStore,
+    window: Window,
+    out: Output,
+    *,
+    symbol: str | None = None,
+    verify: bool = False,
+    database_url: str | None = None,
+    quiet: bool = False,
+    sinks: tuple[Sink, ...] = (),
+    batch_size: int = 5000,
+) -> PassResult:
+    """Walk the window (printing what happened); with ``verify``, re-decide and compare."""
+    tally = Tally(symbol=symbol)
+    verifier = Verifier(window.first, window.last) if verify else None
+    first, last = window.first, window.last
+    chain: asyncio.Future[Any] | None = None
+    pool: ProcessPoolExecutor | None = None
+    if verifier is not None and database_url is not None:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        chain = asyncio.get_running_loop().run_in_executor(pool, chain_check_blocking, database_url)
+    progress = Progress("replay", window.last if verifier is None else window.head)
+    read = 0
+    try:
+        async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
+            position = fact.position
+            read += 1
+            if verifier is not None:
+                verifier.feed(fact)
+            if position < first:
+                tally.prime(fact)
+            elif position <= last:
+                ended = tally.add(fact)
+                if ended is not None:
+                    _day(out, ended)
+                for sink in sinks:
+                    sink(fact)
+                if not quiet and matches(fact, symbol):
+                    line = describe(fact)
+                    if line is not None:
+                        out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
+            elif verifier is None or verifier.done(position):
+                break
+            progress.update(position)
+        progress.close()
+        day = tally.finish()
+        if day is not None:
+            _day(out, day)
+        result = verifier.finish() if verifier is not None else None
+        if chain is not None and result is not None:
+            ok, checked, first_bad, problem = await chain
+            result.chain_ok, result.chain_checked = ok, checked
+            result.chain_first_bad, result.chain_problem = first_bad, problem
+    finally:
+        if chain is not None and not chain.done():
+            chain.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return PassResult(summary=tally.summary, verify=result, events_read=read, tally=tally)
+
+
+def _day(out: Output, day: DayStats) -> None:
+    out.emit(day.to_json(), day.render())

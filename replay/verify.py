@@ -1,0 +1,447 @@
+"""``--verify``: re-decide every step of the window and compare with what the ledger recorded.
+
+Each machine (signal, risk and, when the recorded execution results are the paper venue's,
+paper) folds the whole log from position 1 exactly as ``pipeline/decider.py`` restores a service:
+events it owns are skipped, every other event is stepped. For each step at a position ``p`` in
+the window, the outputs wrapped by :func:`aggregates.envelope.derived` must equal the recorded
+events the machine owns whose ``causation_position == p``: same ids (ids derive from the cause
+and the output index, so equal ids also mean the same order by index), same types, same encoded
+payloads, same causation, correlation and time. A recorded owned event with no recomputed
+counterpart is a divergence too, and so is a recomputed one never recorded.
+
+Recorded outputs come after their cause in the log but not necessarily right after (services
+run concurrently), so recomputed outputs wait in a map keyed by event id until their recorded
+twin arrives: memory is bounded by the decisions in flight, not by the log.
+
+The first divergence is the one with the smallest cause position (then output index); once one
+is found, no new steps are compared, and the scan stops as soon as no earlier expectation is
+left open.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from aggregates import events as ev
+from aggregates.envelope import NewEvent, RecordedEvent, derive_event_id, derived
+from aggregates.machine import Machine
+from aggregates.paper import PaperExchange
+from aggregates.risk import RiskMachine
+from aggregates.signal import SignalMachine
+
+#: The payload comparison: ``aggregates.events.encode`` with map keys sorted, because payloads
+#: come back from jsonb with their object keys in jsonb's order, not the order they were built in.
+_canonical = msgspec.json.Encoder(decimal_format="string", order="deterministic")
+
+#: How many output indexes to try when telling paper-derived execution results from a venue's.
+_PAPER_PROBE = 64
+
+
+def verification_machines() -> list[Machine[Any]]:
+    """The machines ``--verify`` re-runs, in pipeline order."""
+    return [SignalMachine(), RiskMachine(), PaperExchange()]
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """A recomputed output waiting for its recorded twin."""
+
+    cause: int
+    index: int
+    new: NewEvent
+    event_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """The first place where recorded and recomputed decisions differ."""
+
+    machine: str
+    cause_position: int
+    index: int
+    problem: str
+    recorded_position: int | None
+    recorded: dict[str, Any] | None
+    recomputed: dict[str, Any] | None
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.cause_position, self.index, self.recorded_position or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "position": self.recorded_position or self.cause_position,
+            "cause_position": self.cause_position,
+            "index": self.index,
+            "problem": self.problem,
+            "recorded": self.recorded,
+            "recomputed": self.recomputed,
+        }
+
+    def render(self) -> str:
+        where = (
+            f"position {self.recorded_position} (caused by position {self.cause_position})"
+            if self.recorded_position is not None
+            else f"the outputs of position {self.cause_position}"
+        )
+        lines = [f"first divergence at {where}, machine {self.machine}: {self.problem}"]
+        lines.append(f"  recorded:   {_dump(self.recorded)}")
+        lines.append(f"  recomputed: {_dump(self.recomputed)}")
+        return "\n".join(lines)
+
+
+def _dump(envelope: dict[str, Any] | None) -> str:
+    if envelope is None:
+        return "(none)"
+    return ev._encoder.encode(envelope).decode()  # same codec as the events themselves
+
+
+def _envelope(
+    event: ev.Event,
+    event_id: uuid.UUID,
+    occurred_at: datetime,
+    causation_id: uuid.UUID | None,
+    causation_position: int | None,
+    correlation_id: uuid.UUID | None,
+    position: int | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if position is not None:
+        out["position"] = position
+    out.update(
+        event_id=str(event_id),
+        event_type=ev.event_type(event),
+        occurred_at=occurred_at.isoformat(),
+        causation_id=str(causation_id) if causation_id else None,
+        causation_position=causation_position,
+        correlation_id=str(correlation_id) if correlation_id else None,
+        payload=_canonical.encode(event).decode(),
+    )
+    return out
+
+
+def recorded_envelope(fact: RecordedEvent) -> dict[str, Any]:
+    return _envelope(
+        fact.event,
+        fact.event_id,
+        fact.occurred_at,
+        fact.causation_id,
+        fact.causation_position,
+        fact.correlation_id,
+        fact.position,
+    )
+
+
+def recomputed_envelope(new: NewEvent) -> dict[str, Any]:
+    return _envelope(
+        new.event,
+        new.event_id,
+        new.occurred_at,
+        new.causation_id,
+        new.causation_position,
+        new.correlation_id,
+    )
+
+
+@dataclass(slots=True)
+class MachineCheck:
+    """One machine's fold and its outstanding expectations."""
+
+    machine: Machine[Any]
+    state: Any
+    #: None: not known yet whether the ledger's results for this machine are its own (paper).
+    enabled: bool | None = True
+    expected: dict[uuid.UUID, Expected] = field(default_factory=dict)
+    owned: dict[type, bool] = field(default_factory=dict)
+    steps: int = 0
+    decisions: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.machine.name
+
+    def owns(self, event: ev.Event) -> bool:
+        kind = type(event)
+        known = self.owned.get(kind)
+        if known is None:
+            known = self.owned[kind] = self.machine.owns(event)
+        return known
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    """What ``--verify`` found over the window."""
+
+    first_position: int
+    last_position: int
+    steps: dict[str, int]
+    decisions: dict[str, int]
+    skipped: dict[str, str]
+    divergence: Divergence | None
+    chain_ok: bool = True
+    chain_problem: str | None = None
+    chain_first_bad: int | None = None
+    chain_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None and self.chain_ok
+
+    @property
+    def decisions_checked(self) -> int:
+        return sum(self.decisions.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "verify",
+            "ok": self.ok,
+            "first_position": self.first_position,
+            "last_position": self.last_position,
+            "decisions_checked": self.decisions_checked,
+            "steps": self.steps,
+            "decisions": self.decisions,
+            "not_verified": self.skipped,
+            "divergence": None if self.divergence is None else self.divergence.to_json(),
+            "chain": {
+                "ok": self.chain_ok,
+                "events_checked": self.chain_checked,
+                "first_bad_position": self.chain_first_bad,
+                "problem": self.chain_problem,
+            },
+        }
+
+    def render(self) -> str:
+        lines = []
+        if self.chain_ok:
+            lines.append(f"hash chain intact ({self.chain_checked} events checked)")
+        else:
+            where = f" at position {self.chain_first_bad}" if self.chain_first_bad else ""
+            lines.append(f"hash chain BROKEN{where}: {self.chain_problem}")
+        per = ", ".join(
+            f"{name} {self.decisions[name]} decisions over {self.steps[name]} steps"
+            for name in self.steps
+        )
+        for name, why in self.skipped.items():
+            lines.append(f"{name}: not verified ({why})")
+        if self.divergence is not None:
+            lines.append(self.divergence.render())
+            lines.append(f"verify FAILED (checked so far: {per})")
+        elif self.chain_ok:
+            lines.append(
+                f"verify ok: {self.decisions_checked} decisions checked, zero divergences "
+                f"(positions {self.first_position}..{self.last_position}; {per})"
+            )
+        else:
+            lines.append("verify FAILED: the hash chain is broken")
+        return "\n".join(lines)
+
+
+class Verifier:
+    """Feed it every recorded event from position 1, in order; then call :meth:`finish`."""
+
+    def __init__(self, first: int, last: int, machines: list[Machine[Any]] | None = None) -> None:
+        self.first = first
+        self.last = last
+        self.checks = [
+            MachineCheck(machine, machine.initial(), None if machine.name == "paper" else True)
+            for machine in (machines if machines is not None else verification_machines())
+        ]
+        self.divergence: Divergence | None = None
+        self.skipped: dict[str, str] = {}
+        self._active = list(self.checks)
+
+    # ------------------------------------------------------------------ feeding
+
+    def done(self, position: int) -> bool:
+        """Whether reading further can change the result (past the window, nothing open)."""
+        if position < self.last and self.divergence is None:
+            return False
+        horizon = self.divergence.cause_position if self.divergence else self.last + 1
+        return not any(
+            e.cause < horizon
+            for check in self._active
+            if check.enabled is not False
+            for e in check.expected.values()
+        )
+
+    def feed(self, fact: RecordedEvent) -> None:
+        position = fact.position
+        event = fact.event
+        # Past the window (or past the first divergence) only recorded outputs still matter.
+        stepping = position <= self.last and (
+            self.divergence is None or position < self.divergence.cause_position
+        )
+        comparing = stepping and position >= self.first
+        for check in self._active:
+            if check.owns(event):
+                self._recorded(check, fact)
+                continue
+            if not stepping:
+                continue
+            check.state, outputs = check.machine.step(check.state, fact)
+            if not comparing:
+                continue
+            check.steps += 1
+            if outputs:
+                for index, new in enumerate(derived(check.machine.name, fact, outputs)):
+                    check.expected[new.event_id] = Expected(
+                        position, index, new, ev.event_type(new.event), _canonical.encode(new.event)
+                    )
+
+    def _recorded(self, check: MachineCheck, fact: RecordedEvent) -> None:
+        cause = fact.causation_position
+        if check.enabled is None:
+            self._decide_venue(check, fact)
+        if check.enabled is False:
+            return
+        expected = check.expected.pop(fact.event_id, None)
+        if expected is None:
+            if cause is None:
+                cause = fact.position  # no cause at all: nothing can have decided it
+            if not (self.first <= cause <= self.last):
+                return  # decided outside the window
+            twin = self._twin(check, cause, fact.event_type)
+            self._diverged(
+                check,
+                cause,
+                twin.index if twin else 1 << 30,
+                "a recorded event the machine did not decide",
+                fact,
+                twin.new if twin else None,
+            )
+            return
+        problem = _difference(expected, fact)
+        if problem is None:
+            check.decisions += 1
+        else:
+            self._diverged(check, expected.cause, expected.index, problem, fact, expected.new)
+
+    def _twin(self, check: MachineCheck, cause: int, event_type: str) -> Expected | None:
+        """A recomputed output of the same cause, preferably of the same type (for the report)."""
+        same = [e for e in check.expected.values() if e.cause == cause]
+        same.sort(key=lambda e: (e.event_type != event_type, e.index))
+        return same[0] if same else None
+
+    def _decide_venue(self, check: MachineCheck, fact: RecordedEvent) -> None:
+        """Paper is verified only if the recorded execution results are paper-derived ids."""
+        cause_id = fact.causation_id
+        ours = cause_id is not None and any(
+            derive_event_id(check.name, cause_id, index) == fact.event_id
+            for index in range(_PAPER_PROBE)
+        )
+        check.enabled = ours
+        if not ours:
+            check.expected.clear()
+            # A new list: feed() may be iterating over the old one.
+            self._active = [c for c in self._active if c is not check]
+            self.skipped[check.name] = (
+                f"the execution results (first at position {fact.position}) were not "
+                "derived by the paper venue"
+            )
+
+    def _diverged(
+        self,
+        check: MachineCheck,
+        cause: int,
+        index: int,
+        problem: str,
+        fact: RecordedEvent | None,
+        new: NewEvent | None,
+    ) -> None:
+        found = Divergence(
+            machine=check.name,
+            cause_position=cause,
+            index=index,
+            problem=problem,
+            recorded_position=fact.position if fact is not None else None,
+            recorded=recorded_envelope(fact) if fact is not None else None,
+            recomputed=recomputed_envelope(new) if new is not None else None,
+        )
+        if self.divergence is None or found.key < self.divergence.key:
+            self.divergence = found
+
+    # ------------------------------------------------------------------ result
+
+    def finish(self) -> VerifyResult:
+        """Expectations never matched are divergences ("decided but not recorded")."""
+        for check in self.checks:
+            if check.enabled is None:
+                if check.expected:
+                    self.skipped[check.name] = "the ledger holds no execution results"
+                check.expected.clear()
+                continue
+            for expected in sorted(check.expected.values(), key=lambda e: (e.cause, e.index)):
+                if self.divergence is not None and expected.cause >= self.divergence.cause_position:
+                    break
+                self._diverged(
+                    check,
+                    expected.cause,
+                    expected.index,
+                    "the machine decided an event the ledger does not hold",
+                    None,
+                    expected.new,
+                )
+                break
+        verified = [c for c in self.checks if c.enabled]
+        return VerifyResult(
+            first_position=self.first,
+            last_position=self.last,
+            steps={c.name: c.steps for c in verified},
+            decisions={c.name: c.decisions for c in verified},
+            skipped=dict(self.skipped),
+            divergence=self.divergence,
+        )
+
+
+def _difference(expected: Expected, fact: RecordedEvent) -> str | None:
+    """What differs between a recomputed output and its recorded twin (same id), or None."""
+    new = expected.new
+    if fact.event_type != expected.event_type:
+        return f"type {fact.event_type} recorded, {expected.event_type} recomputed"
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        ("payload", lambda: _canonical.encode(fact.event) != expected.payload),
+        ("causation_id", lambda: fact.causation_id != new.causation_id),
+        ("causation_position", lambda: fact.causation_position != new.causation_position),
+        ("correlation_id", lambda: fact.correlation_id != new.correlation_id),
+        ("occurred_at", lambda: fact.occurred_at != new.occurred_at),
+    ]
+    for name, differs in checks:
+        if differs():
+            if name == "payload":
+                return f"payload differs in {', '.join(_fields(fact.event, new.event))}"
+            return f"{name} differs"
+    return None
+
+
+def _fields(recorded: ev.Event, recomputed: ev.Event) -> list[str]:
+    """The payload fields that differ (map fields compared as maps: key order is no difference)."""
+    a = msgspec.to_builtins(recorded)
+    b = msgspec.to_builtins(recomputed)
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key)) or ["encoding"]
+
+
+async def chain_check(url: str) -> tuple[bool, int, int | None, str | None]:
+    """The ledger's own hash-chain verification: (ok, events checked, first bad, problem)."""
+    from eventstore import EventStore
+
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        result = await store.verify()
+    finally:
+        await store.close()
+    return result.ok, result.events_checked, result.first_bad_position, result.problem
+
+
+def chain_check_blocking(url: str) -> tuple[bool, int, int | None, str | None]:
+    """:func:`chain_check` for a worker process (it runs on the other core, beside the fold)."""
+    import asyncio
+
+    return asyncio.run(chain_check(url))

@@ -12,10 +12,10 @@ No I/O, no clock here: this module and the fold modules are as pure as ``aggrega
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aggregates.envelope import RecordedEvent
 from aggregates.events import Event
@@ -34,6 +34,17 @@ def at(ms: int) -> datetime:
 def day_of(ms: int) -> date:
     """The UTC day a domain time falls on: the equity curve's bucket and the drawdown reset."""
     return at(ms).date()
+
+
+class Lazy(NamedTuple):
+    """A keyed row computed only if it is still the last one for its key at flush time.
+
+    A keyed table keeps only the last row per key, so rows that a later fact replaces within
+    the same batch need never be built; ``make`` must close over immutable values only.
+    """
+
+    key: tuple[Any, ...]
+    make: Callable[[], Row]
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class Projection(Protocol[S]):
 
     def evolve(self, state: S, fact: RecordedEvent) -> S: ...
 
-    def rows(self, state: S, fact: RecordedEvent) -> Iterable[tuple[str, Row]]: ...
+    def rows(self, state: S, fact: RecordedEvent) -> Iterable[tuple[str, Row | Lazy]]: ...
 
 
 def fold(projection: Projection[S], facts: Iterable[RecordedEvent], state: S | None = None) -> S:
@@ -96,12 +107,16 @@ class Pending:
     def __init__(self, tables: Iterable[Table]) -> None:
         self.tables = {table.name: table for table in tables}
         self.appended: dict[str, list[Row]] = {}
-        self.keyed: dict[str, dict[tuple[Any, ...], Row]] = {}
+        self.keyed: dict[str, dict[tuple[Any, ...], Row | Lazy]] = {}
 
-    def add(self, table_name: str, row: Row) -> None:
+    def add(self, table_name: str, row: Row | Lazy) -> None:
         table = self.tables[table_name]
         if table.append_only:
+            if isinstance(row, Lazy):
+                raise TypeError(f"table {table_name} is append-only: rows are written eagerly")
             self.appended.setdefault(table_name, []).append(row)
+        elif isinstance(row, Lazy):
+            self.keyed.setdefault(table_name, {})[row.key] = row
         else:
             self.keyed.setdefault(table_name, {})[table.key_of(row)] = row
 
@@ -114,7 +129,7 @@ class Pending:
             rows: Sequence[Row] = (
                 self.appended.get(name, [])
                 if table.append_only
-                else list(self.keyed.get(name, {}).values())
+                else [_made(table, r) for r in self.keyed.get(name, {}).values()]
             )
             if rows:
                 yield table, rows
@@ -122,6 +137,17 @@ class Pending:
     def clear(self) -> None:
         self.appended.clear()
         self.keyed.clear()
+
+
+def _made(table: Table, row: Row | Lazy) -> Row:
+    if not isinstance(row, Lazy):
+        return row
+    made = row.make()
+    if table.key_of(made) != row.key:
+        raise ValueError(
+            f"table {table.name}: lazy row for {row.key} made key {table.key_of(made)}"
+        )
+    return made
 
 
 class Runner(Generic[S]):
@@ -141,21 +167,52 @@ class Runner(Generic[S]):
         self.pending = Pending(projection.tables)
 
     def apply(self, fact: RecordedEvent) -> None:
+        """Fold one fact (the next in global order)."""
         if fact.position <= self.position:
             raise ValueError(
                 f"projection {self.projection.name}: fact {fact.position} after {self.position}"
             )
         self.position = fact.position
-        projection = self.projection
-        if type(fact.event) not in projection.handles:
-            return
-        self.state = projection.evolve(self.state, fact)
+        if type(fact.event) in self.projection.handles:
+            self.fold(fact)
+
+    def fold(self, fact: RecordedEvent) -> None:
+        """Fold a fact the projection handles; position bookkeeping is the caller's."""
+        self.state = self.projection.evolve(self.state, fact)
         if fact.position > self.checkpoint:
             add = self.pending.add
-            for table_name, row in projection.rows(self.state, fact):
+            for table_name, row in self.projection.rows(self.state, fact):
                 add(table_name, row)
 
     def flushed(self) -> None:
         """The pending rows are committed with checkpoint ``position``."""
         self.pending.clear()
         self.checkpoint = max(self.checkpoint, self.position)
+
+
+class Fanout:
+    """Feeds each fact to the runners whose projection handles its type (dispatch cached)."""
+
+    __slots__ = ("_targets", "position", "runners")
+
+    def __init__(self, runners: Sequence[Runner[Any]]) -> None:
+        self.runners = tuple(runners)
+        self.position = max((r.position for r in self.runners), default=0)
+        self._targets: dict[type, tuple[Runner[Any], ...]] = {}
+
+    def apply(self, fact: RecordedEvent) -> None:
+        if fact.position <= self.position:
+            raise ValueError(f"fact {fact.position} does not follow {self.position}")
+        self.position = fact.position
+        kind = type(fact.event)
+        targets = self._targets.get(kind)
+        if targets is None:
+            targets = tuple(r for r in self.runners if kind in r.projection.handles)
+            self._targets[kind] = targets
+        for runner in targets:
+            runner.fold(fact)
+
+    def sync(self) -> None:
+        """Every runner has now seen every fact up to ``position`` (call before a flush)."""
+        for runner in self.runners:
+            runner.position = self.position

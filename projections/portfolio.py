@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 
 import msgspec
 
 from aggregates import events as ev
 from aggregates import portfolio as pf
 from aggregates.envelope import RecordedEvent
-from projections.core import Row, Table, at
+from projections.core import Lazy, Row, Table, at
 
 _EPOCH_DAY = date(1970, 1, 1)
 _ZERO = Decimal(0)
@@ -119,50 +120,56 @@ class PortfolioProjection:
             portfolio=after, changed=True, day_low_equity=low, day_max_drawdown=deepest
         )
 
-    def rows(self, state: PortfolioView, fact: RecordedEvent) -> Iterable[tuple[str, Row]]:
+    def rows(self, state: PortfolioView, fact: RecordedEvent) -> Iterable[tuple[str, Lazy]]:
+        # Lazy: a tick moves all three rows, and only the batch's last one per key is written.
         if not state.changed:
             return
         portfolio = state.portfolio
-        when = at(fact.event.at_ms)
+        at_ms = fact.event.at_ms
         symbol = getattr(fact.event, "symbol", None)
         position = portfolio.positions.get(symbol) if symbol is not None else None
         if position is not None:
-            yield ("positions", position_row(position, fact.position, when))
-        equity = portfolio.equity
-        drawdown = portfolio.drawdown
-        yield (
-            "exposure",
-            (
-                "account",
-                equity,
-                portfolio.cash,
-                portfolio.gross_notional,
-                portfolio.exposure,
-                portfolio.unrealised,
-                portfolio.realised_pnl,
-                portfolio.fees,
-                portfolio.funding,
-                sum(1 for p in portfolio.positions.values() if p.contracts != 0),
-                drawdown,
-                fact.position,
-                when,
-            ),
-        )
-        if portfolio.day >= 0:
             yield (
-                "equity_daily",
-                (
-                    _EPOCH_DAY + timedelta(days=portfolio.day),
-                    portfolio.day_start_equity,
-                    portfolio.day_peak_equity,
-                    state.day_low_equity,
-                    equity,
-                    drawdown,
-                    state.day_max_drawdown,
-                    fact.position,
-                    when,
-                ),
+                "positions",
+                Lazy((symbol,), partial(position_row, position, fact.position, at_ms)),
             )
+        yield "exposure", Lazy(("account",), partial(exposure_row, portfolio, fact.position, at_ms))
+        if portfolio.day >= 0:
+            day = _EPOCH_DAY + timedelta(days=portfolio.day)
+            yield "equity_daily", Lazy((day,), partial(equity_row, state, fact.position, at_ms))
+
+
+def exposure_row(portfolio: pf.Portfolio, updated_position: int, at_ms: int) -> Row:
+    return (
+        "account",
+        portfolio.equity,
+        portfolio.cash,
+        portfolio.gross_notional,
+        portfolio.exposure,
+        portfolio.unrealised,
+        portfolio.realised_pnl,
+        portfolio.fees,
+        portfolio.funding,
+        sum(1 for p in portfolio.positions.values() if p.contracts != 0),
+        portfolio.drawdown,
+        updated_position,
+        at(at_ms),
+    )
+
+
+def equity_row(state: PortfolioView, updated_position: int, at_ms: int) -> Row:
+    portfolio = state.portfolio
+    return (
+        _EPOCH_DAY + timedelta(days=portfolio.day),
+        portfolio.day_start_equity,
+        portfolio.day_peak_equity,
+        state.day_low_equity,
+        portfolio.equity,
+        portfolio.drawdown,
+        state.day_max_drawdown,
+        updated_position,
+        at(at_ms),
+    )
 
 
 def _moved(before: pf.Portfolio, after: pf.Portfolio) -> bool:
@@ -177,7 +184,7 @@ def _moved(before: pf.Portfolio, after: pf.Portfolio) -> bool:
     )
 
 
-def position_row(position: pf.Position, updated_position: int, when: object) -> Row:
+def position_row(position: pf.Position, updated_position: int, at_ms: int) -> Row:
     contracts = position.contracts
     direction = "long" if contracts > 0 else "short" if contracts < 0 else "flat"
     return (
@@ -193,5 +200,5 @@ def position_row(position: pf.Position, updated_position: int, when: object) -> 
         position.fees,
         position.funding,
         updated_position,
-        when,
+        at(at_ms),
     )

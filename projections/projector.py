@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventLog, EventStore
-from projections.core import Projection, Runner
+from projections.core import Fanout, Projection, Runner
 from projections.portfolio import PortfolioProjection
 from projections.postgres import PostgresSink
 from projections.readmodels import (
@@ -92,6 +92,8 @@ class Projector:
         self._seen = 0
         self._unflushed = 0
         self._oldest_unprojected: datetime | None = None
+        self._fanout = Fanout(())
+        self._lowest_checkpoint = 0
         self._last_recorded_at: datetime | None = None
 
     @classmethod
@@ -118,6 +120,8 @@ class Projector:
         names = [p.name for p in self.projections]
         checkpoints = await self.sink.checkpoints(names)
         self.runners = [Runner(p, checkpoints[p.name].position) for p in self.projections]
+        self._fanout = Fanout(self.runners)
+        self._lowest_checkpoint = min(r.checkpoint for r in self.runners)
         self.position = 0
         self._unflushed = 0
         self._oldest_unprojected = None
@@ -140,19 +144,17 @@ class Projector:
         }
 
     def _apply(self, fact: RecordedEvent) -> None:
-        for runner in self.runners:
-            runner.apply(fact)
+        self._fanout.apply(fact)
         self.position = fact.position
         self._seen = max(self._seen, fact.position)
         self._last_recorded_at = fact.recorded_at
-        if self._oldest_unprojected is None and any(
-            fact.position > r.checkpoint for r in self.runners
-        ):
+        if self._oldest_unprojected is None and fact.position > self._lowest_checkpoint:
             self._oldest_unprojected = fact.recorded_at
         self._unflushed += 1
 
     async def flush(self) -> None:
         """Commit pending rows and checkpoints of every projection behind ``position``."""
+        self._fanout.sync()
         due = [r for r in self.runners if r.position > r.checkpoint]
         if not due:
             self._unflushed = 0
@@ -176,6 +178,7 @@ class Projector:
                 )
         for runner in due:
             runner.flushed()
+        self._lowest_checkpoint = min(r.checkpoint for r in self.runners)
         self._unflushed = 0
         self._oldest_unprojected = None
         if self.on_commit is not None:
@@ -298,14 +301,14 @@ async def rebuild(
             for p in projections:
                 await sink.prepare_generation(p.tables, before[p.name].generation, new[p.name])
         runners = [Runner(p, 0) for p in projections]
+        fanout = Fanout(runners)
         position, recorded_at, events = 0, None, 0
 
         async def fold_new(*, in_transaction: bool) -> None:
             nonlocal position, recorded_at, events
             unflushed = 0
             async for fact in store.read_all(after=position, batch_size=read_batch):
-                for runner in runners:
-                    runner.apply(fact)
+                fanout.apply(fact)
                 position, recorded_at = fact.position, fact.recorded_at
                 events += 1
                 unflushed += 1

@@ -88,9 +88,9 @@ def config_mappings(draw: st.DrawFn) -> dict[str, str]:
         MAX_EXPOSURE_PCT=exposure,
         MAX_DAILY_DRAWDOWN_PCT=draw(st.sampled_from(["0.5", "1", "3"])),
         STOP_LOSS_PCT=draw(st.sampled_from(["0.5", "1", "2"])),
-        ABNORMAL_MOVE_PCT=draw(st.sampled_from(["1.5", "3", "6"])),
+        ABNORMAL_MOVE_PCT=draw(st.sampled_from(["2", "6", "12"])),
         MAX_ORDERS_PER_MINUTE=draw(st.sampled_from(["2", "6", "30"])),
-        MAX_ORDER_NOTIONAL_USDT=draw(st.sampled_from(["300", "2500", "100000"])),
+        MAX_ORDER_NOTIONAL_USDT=draw(st.sampled_from(["400", "2500", "100000"])),
         EXIT_COOLDOWN_SECONDS=draw(st.sampled_from(["0", "10", "120"])),
         LOSS_STREAK_COUNT=draw(st.sampled_from(["1", "2", "3"])),
     )
@@ -118,14 +118,16 @@ def market_sequences(
     prices = dict(BASE_PRICE)
     count = draw(st.integers(min_size, max_size))
     kinds = st.sampled_from(
-        ["tick"] * 8 + ["clock", "signal", "settle", "settle", "funding", "command", "gap"]
+        ["tick"] * 10
+        + ["clock", "signal", "signal", "signal", "settle", "settle", "settle"]
+        + ["funding", "command", "gap"]
     )
     for _ in range(count):
         kind = draw(kinds)
         now += draw(st.integers(0, 3_000))
         symbol = draw(st.sampled_from(SYMBOLS))
         if kind == "tick":
-            move_bp = draw(st.integers(-150, 150) | st.sampled_from([-900, -400, 400, 900]))
+            move_bp = draw(st.integers(-120, 120) | st.sampled_from([-700, -300, 300, 700]))
             prices[symbol] = max(
                 D(1), (prices[symbol] * (10_000 + move_bp) / 10_000).quantize(D("0.1"))
             )
@@ -146,7 +148,7 @@ def market_sequences(
             items.append(ClockTicked(at_ms=now))
         elif kind == "signal":
             direction = draw(st.sampled_from(["long", "short", "flat"]))
-            strength = D(0) if direction == "flat" else D(draw(st.integers(1, 100))) / 100
+            strength = D(0) if direction == "flat" else D(draw(st.integers(1, 20))) / 20
             items.append(
                 SignalGenerated(
                     at_ms=now,
@@ -163,7 +165,7 @@ def market_sequences(
         elif kind == "settle":
             items.append(Settle(draw(st.sampled_from(["fill", "fill", "partial", "reject"]))))
         elif kind == "funding":
-            amount = D(draw(st.integers(-500, 200))) / 10
+            amount = D(draw(st.integers(-300, 100))) / 10
             items.append(FundingSettled(at_ms=now, symbol=symbol, rate=D("0.0001"), amount=amount))
         else:
             command = draw(

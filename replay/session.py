@@ -116,12 +116,14 @@ async def replay_pass(
         async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
             position = fact.position
             read += 1
+            folded = None
             if verifier is not None:
                 verifier.feed(fact)
+                folded = verifier.portfolio()
             if position < first:
-                tally.prime(fact)
+                tally.prime(fact, folded)
             elif position <= last:
-                ended = tally.add(fact)
+                ended = tally.add(fact, folded)
                 if ended is not None:
                     _day(out, ended)
                 for sink in sinks:

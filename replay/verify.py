@@ -14,8 +14,8 @@ run concurrently), so recomputed outputs wait in a map keyed by event id until t
 twin arrives: memory is bounded by the decisions in flight, not by the log.
 
 The first divergence is the one with the smallest cause position (then output index); once one
-is found, no new steps are compared, and the scan stops as soon as no earlier expectation is
-left open.
+is found, later steps are no longer compared, and past the window the scan stops as soon as no
+expectation from before the divergence (or the window's end) is left open.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent, derive_event_id, derived
 from aggregates.machine import Machine
 from aggregates.paper import PaperExchange
+from aggregates.portfolio import Portfolio
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 
@@ -257,6 +258,8 @@ class Verifier:
         self.divergence: Divergence | None = None
         self.skipped: dict[str, str] = {}
         self._active = list(self.checks)
+        self._routes: dict[type, tuple[tuple[MachineCheck, bool], ...]] = {}
+        self._risk = next((c for c in self.checks if isinstance(c.machine, RiskMachine)), None)
 
     # ------------------------------------------------------------------ feeding
 
@@ -274,27 +277,41 @@ class Verifier:
 
     def feed(self, fact: RecordedEvent) -> None:
         position = fact.position
-        event = fact.event
-        # Past the window (or past the first divergence) only recorded outputs still matter.
-        stepping = position <= self.last and (
+        kind = type(fact.event)
+        route = self._routes.get(kind)
+        if route is None:
+            route = self._routes[kind] = tuple(
+                (check, check.owns(fact.event)) for check in self._active
+            )
+        if position > self.last:  # past the window only recorded outputs still matter
+            for check, owned in route:
+                if owned:
+                    self._recorded(check, fact)
+            return
+        # Machines keep stepping after a divergence (the walk reads the risk portfolio), but
+        # decisions after the first divergence are no longer compared.
+        comparing = position >= self.first and (
             self.divergence is None or position < self.divergence.cause_position
         )
-        comparing = stepping and position >= self.first
-        for check in self._active:
-            if check.owns(event):
+        for check, owned in route:
+            if owned:
                 self._recorded(check, fact)
-                continue
-            if not stepping:
                 continue
             check.state, outputs = check.machine.step(check.state, fact)
             if not comparing:
                 continue
             check.steps += 1
             if outputs:
-                for index, new in enumerate(derived(check.machine.name, fact, outputs)):
+                name = check.machine.name
+                for index, new in enumerate(derived(name, fact, outputs)):
                     check.expected[new.event_id] = Expected(
                         position, index, new, ev.event_type(new.event), _canonical.encode(new.event)
                     )
+
+    def portfolio(self) -> Portfolio | None:
+        """The risk machine's portfolio after the last event fed (the one portfolio fold over the
+        recorded fills and ticks), so the walk need not fold it a second time."""
+        return self._risk.state.portfolio if self._risk is not None else None
 
     def _recorded(self, check: MachineCheck, fact: RecordedEvent) -> None:
         cause = fact.causation_position
@@ -342,6 +359,7 @@ class Verifier:
             check.expected.clear()
             # A new list: feed() may be iterating over the old one.
             self._active = [c for c in self._active if c is not check]
+            self._routes.clear()
             self.skipped[check.name] = (
                 f"the execution results (first at position {fact.position}) were not "
                 "derived by the paper venue"

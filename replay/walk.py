@@ -217,16 +217,24 @@ class Tally:
 
     # ------------------------------------------------------------------ folding
 
-    def prime(self, fact: RecordedEvent) -> None:
-        """Fold an event before the window: state only."""
+    def prime(self, fact: RecordedEvent, portfolio: Portfolio | None = None) -> None:
+        """Fold an event before the window: state only.
+
+        ``portfolio``: the portfolio after this event when the caller already folded it (the
+        risk machine's, during ``--verify``), to save folding it twice.
+        """
         event = fact.event
-        self.portfolio = evolve(self.portfolio, event)
+        self.portfolio = evolve(self.portfolio, event) if portfolio is None else portfolio
         if type(event) is ev.TradingStateChanged:
             self.trading_state = event.state  # type: ignore[attr-defined]
 
-    def add(self, fact: RecordedEvent) -> DayStats | None:
-        """Fold an event of the window; returns the day that just ended, if this one began a new."""
+    def add(self, fact: RecordedEvent, portfolio: Portfolio | None = None) -> DayStats | None:
+        """Fold an event of the window; returns the day that just ended, if this one began a new.
+
+        ``portfolio`` as for :meth:`prime`.
+        """
         event = fact.event
+        folded = portfolio
         portfolio = self.portfolio
         summary = self.summary
         if not self._started:
@@ -235,7 +243,7 @@ class Tally:
             summary.start_equity = summary.peak_equity = portfolio.equity
             self._last_realised = portfolio.realised_pnl
             self._last_fees = portfolio.fees
-        after = self.portfolio = evolve(portfolio, event)
+        after = self.portfolio = evolve(portfolio, event) if folded is None else folded
         summary.last_position = fact.position
         summary.events += 1
         ended = None

@@ -92,6 +92,10 @@ async def test_verify_when_session_recorded_by_the_machines_then_zero_divergence
     assert verify["decisions_checked"] == owned_in_window > 0
     assert set(verify["decisions"]) == {"signal", "risk", "paper"}
     assert all(verify["decisions"][name] > 0 for name in ("signal", "risk", "paper"))
+    # The walk's figures are the same whether it folds the portfolio or reads the risk machine's.
+    _, _, walked = await run("--from", FROM, "--json", "-q", "--database-url", ledger)
+    assert only(walked, "summary") == only(lines, "summary")
+    assert [x for x in walked if x["type"] == "day"] == [x for x in lines if x["type"] == "day"]
 
 
 async def test_verify_when_text_output_then_states_how_many_decisions_were_checked(

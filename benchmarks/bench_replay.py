@@ -1,0 +1,248 @@
+"""Replay benchmark: ``replay --verify`` speed (events/s) and peak memory over a large log.
+
+    .venv/bin/python benchmarks/bench_replay.py --events 1000000 \
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Generates a session with the real machines (``simulate()``: signal + risk + paper over a
+generated two-symbol market with a clock every 5 s), bulk-appends it into a throwaway database it
+creates (and drops unless ``--keep``), then runs the ``replay`` command line in a child process:
+``--verify -q`` (re-decide every step, compare, hash chain in a worker process) and the plain
+walk ``-q``. Prints events/s and the peak resident memory of the replay process (polled) and of
+its chain-check worker. Never part of the test suite: timings vary by machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aggregates import events as ev
+from aggregates.config import parse_config
+from aggregates.envelope import NewEvent, RecordedEvent
+from aggregates.machine import record
+from aggregates.paper import PaperExchange
+from aggregates.risk import RiskMachine
+from aggregates.signal import SignalMachine
+from aggregates.simulation import simulate
+from eventstore import EventStore
+from eventstore.migrations import upgrade_async
+
+GOAL_EVENTS_PER_SECOND = 200_000
+START_MS = 1_748_822_400_000  # 2025-06-02T00:00:00Z
+PARAMETERS = {
+    "INITIAL_EQUITY_USDT": "10000",
+    "MAX_POSITION_PCT": "40",
+    "MAX_EXPOSURE_PCT": "120",
+    "MAX_DAILY_DRAWDOWN_PCT": "4",
+    "STOP_LOSS_PCT": "6",
+    "LOOKBACK_MINUTES": "3",
+    "SIGNAL_THRESHOLD_PCT": "0.3",
+    "SIGNAL_MIN_TRADES": "20",
+    "SIGNAL_MIN_CONTRACTS": "100",
+    "ABNORMAL_MOVE_PCT": "12",
+    "ABNORMAL_WINDOW_SECONDS": "60",
+    "ABNORMAL_PAUSE_SECONDS": "300",
+    "DATA_SILENCE_SECONDS": "45",
+    "EXIT_COOLDOWN_SECONDS": "60",
+    "LOSS_STREAK_COUNT": "3",
+    "LOSS_STREAK_WINDOW_MINUTES": "60",
+    "LOSS_STREAK_PAUSE_MINUTES": "30",
+    "MAX_ORDERS_PER_MINUTE": "20",
+    "MAX_ORDER_NOTIONAL_USDT": "5000",
+    "TAKER_FEE_RATE": "0.0006",
+    "MAKER_FEE_RATE": "0.0002",
+    "PAPER_SLIPPAGE_BPS": "2",
+    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1,ETH_USDT:0.01:1:1000000:1:0.01",
+}
+
+
+def market(inputs: int, seed: int = 7) -> Iterator[RecordedEvent]:
+    """``inputs`` market events (a generator: bounded memory), as the ledger would record them."""
+    rng = random.Random(seed)
+    # One symbol: long same-stream runs make the bulk append fast; the machines' work per event
+    # (every tick stepped by signal, risk and paper) is the same as with many symbols.
+    symbols = ("BTC_USDT",)
+    price = {"BTC_USDT": Decimal(60000), "ETH_USDT": Decimal(3000)}
+    step = {"BTC_USDT": Decimal("0.1"), "ETH_USDT": Decimal("0.01")}
+    drift = dict.fromkeys(symbols, 0)
+    yield record(parse_config(PARAMETERS).activated(START_MS, "benchmark"), 1)
+    position, at, next_clock = 1, START_MS, START_MS
+    while position < inputs:
+        at += rng.randint(200, 800)
+        while next_clock <= at:
+            position += 1
+            yield record(ev.ClockTicked(at_ms=next_clock), position)
+            next_clock += 5_000
+        symbol = rng.choice(symbols)
+        if rng.random() < 0.01:
+            drift[symbol] = rng.choice([-6, -3, 0, 0, 3, 6])
+        move = (drift[symbol] + rng.randint(-10, 10)) * price[symbol] / 100_000
+        price[symbol] = max(step[symbol], (price[symbol] + move).quantize(step[symbol]))
+        position += 1
+        yield record(
+            ev.TradeTicked(
+                at_ms=at,
+                symbol=symbol,
+                price=price[symbol],
+                contracts=Decimal(rng.randint(1, 400)),
+                taker_side=rng.choice(["buy", "sell"]),
+                position_effect="open",
+            ),
+            position,
+        )
+
+
+def _new(recorded: RecordedEvent) -> NewEvent:
+    return NewEvent(
+        event=recorded.event,
+        event_id=recorded.event_id,
+        occurred_at=recorded.occurred_at,
+        causation_id=recorded.causation_id,
+        causation_position=recorded.causation_position,
+        correlation_id=recorded.correlation_id,
+    )
+
+
+async def generate(url: str, events: int, chunk: int = 5000) -> int:
+    """Append the simulated session (positions as simulated: appends issued in log order)."""
+    store = await EventStore.connect(url)
+    started = time.perf_counter()
+    try:
+        log = simulate([SignalMachine(), RiskMachine(), PaperExchange()], market(events))
+        pending: list[RecordedEvent] = []
+        done = 0
+        for recorded in log:
+            pending.append(recorded)
+            if len(pending) >= chunk:
+                done += await _append(store, pending)
+                pending = []
+                if done % 100_000 < chunk:
+                    rate = done / (time.perf_counter() - started)
+                    print(f"  generated {done:,} events ({rate:,.0f}/s)", flush=True)
+                if done >= events:
+                    break
+        if pending and done < events:
+            done += await _append(store, pending)
+        head, _ = await store.head()
+        return head
+    finally:
+        await store.close()
+
+
+async def _append(store: EventStore, chunk: list[RecordedEvent]) -> int:
+    """One request per run of same-stream events, all issued in log order (group commit)."""
+    runs: list[tuple[str, list[NewEvent]]] = []
+    for recorded in chunk:
+        if runs and runs[-1][0] == recorded.stream:
+            runs[-1][1].append(_new(recorded))
+        else:
+            runs.append((recorded.stream, [_new(recorded)]))
+    positions = await asyncio.gather(*(store.append(stream, news) for stream, news in runs))
+    if positions[0][0] != chunk[0].position or positions[-1][-1] != chunk[-1].position:
+        raise SystemExit("appended positions differ from the simulated ones: not a fresh ledger?")
+    return len(chunk)
+
+
+def run_replay(url: str, *options: str) -> tuple[float, int, int, int]:
+    """Run the CLI; (seconds, exit code, peak RSS of replay, peak RSS of its children)."""
+    command = [sys.executable, "-m", "replay.cli", "--from", "2025-06-02", "-q", *options]
+    started = time.perf_counter()
+    child = psutil.Popen(
+        [*command, "--database-url", url],
+        stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    peak = peak_children = 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, child.memory_info().rss)
+            for sub in child.children(recursive=True):
+                peak_children = max(peak_children, sub.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    return time.perf_counter() - started, child.returncode, peak, peak_children
+
+
+async def _database(server: str, name: str, *, create: bool) -> str:
+    conn = await asyncpg.connect(server)
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    base, _, query = server.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a server URL; the benchmark creates and drops its own database there",
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="log size (events)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--reuse", metavar="URL", help="replay an existing generated ledger")
+    parser.add_argument("--skip-walk", action="store_true", help="only the --verify run")
+    args = parser.parse_args()
+
+    name = f"claire_bench_replay_{secrets.token_hex(4)}"
+    url = args.reuse
+    if url is None:
+        url = asyncio.run(_database(args.database_url, name, create=True))
+        asyncio.run(upgrade_async(url))
+        print(f"generating ~{args.events:,} events with simulate() into {name} ...", flush=True)
+        started = time.perf_counter()
+        head = asyncio.run(generate(url, args.events))
+        print(f"  {head:,} events in {time.perf_counter() - started:,.0f} s", flush=True)
+    try:
+        runs = [("replay --verify -q", ("--verify",))]
+        if not args.skip_walk:
+            runs.append(("replay -q (walk only)", ()))
+        head = asyncio.run(_head(url))
+        print(f"\nreplay over {head:,} events (python {sys.version.split()[0]}):")
+        for label, options in runs:
+            seconds, code, peak, children = run_replay(url, *options)
+            rate = head / seconds
+            goal = f" (goal {GOAL_EVENTS_PER_SECOND:,})" if "verify" in label else ""
+            print(
+                f"  {label:<24} exit {code}  {seconds:8.1f} s  {rate:>10,.0f} events/s{goal}  "
+                f"peak RSS {peak / 2**20:6.0f} MiB (chain-check worker "
+                f"{children / 2**20:.0f} MiB)",
+                flush=True,
+            )
+    finally:
+        if args.reuse is None and not args.keep:
+            asyncio.run(_database(args.database_url, name, create=False))
+        elif args.reuse is None:
+            print(f"kept: {url}")
+
+
+async def _head(url: str) -> int:
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        return (await store.head())[0]
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""replay: forensic replay, decision verification, what-if and the audit report."""

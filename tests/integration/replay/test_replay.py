@@ -268,8 +268,8 @@ async def test_what_if_when_recorded_parameters_then_counterfactual_equals_actua
     )
     assert code == 0
     what_if = only(lines, "what_if")
-    assert what_if["identical"]
-    assert what_if["actual"] == what_if["counterfactual"]
+    assert what_if["identical"] and what_if["reproduced"]
+    assert what_if["actual"] == what_if["counterfactual"] == what_if["baseline"]
     assert what_if["actual"]["trades"] > 0
 
 
@@ -285,6 +285,7 @@ async def test_what_if_when_parameters_change_then_differs_and_nothing_is_writte
     assert code == 0
     what_if = only(lines, "what_if")
     assert not what_if["identical"]
+    assert what_if["reproduced"]  # a session the machines recorded keeping up
     assert what_if["overrides"] == {"MAX_POSITION_PCT": "5", "STOP_LOSS_PCT": "1"}
     actual, counter = what_if["actual"], what_if["counterfactual"]
     assert Decimal(counter["fees"]) < Decimal(actual["fees"])  # smaller positions, smaller fees

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.bus import RedisBus
 from adapters.http import HealthState, HttpServer
@@ -36,11 +37,11 @@ from pipeline.activation import activate_config, record_contract_specs
 from pipeline.alerts import AlertsService
 from pipeline.decider import DecisionService
 from pipeline.ingest import Clock, MarketIngest, TimeSource
-from pipeline.instruments import Instruments
+from pipeline.instruments import Instruments, probe_ledger
 from pipeline.live_execution import LiveExecution
 from pipeline.relay import Relay
 from pipeline.settings import RuntimeSettings
-from pipeline.source import LedgerFeed
+from pipeline.source import LedgerFeed, SharedFeed
 from projections.projector import Projector
 
 _log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ async def run_pipeline(
             await activate_config(store, config, now)
             await record_contract_specs(store, options.contract_specs)
 
-        def feed_from(position: int) -> LedgerFeed:
+        def ledger_feed(position: int) -> LedgerFeed:
             return LedgerFeed(
                 store,
                 bus if settings.redis_url else None,
@@ -161,6 +162,13 @@ async def run_pipeline(
                     "redis", source == "redis", f"reading from {source}"
                 ),
             )
+
+        feed_from: Callable[[int], Any] = ledger_feed
+        consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
+        if len(consumers) > 1:  # one subscription for the whole process
+            hub = SharedFeed(store, ledger_feed((await store.head())[0]))
+            tasks["hub"] = asyncio.create_task(hub.run(), name="claire-hub")
+            feed_from = hub.feed
 
         machines = {
             "signal": SignalMachine(),
@@ -283,6 +291,7 @@ def _start_feed(
 async def _heartbeat(pipeline: Pipeline, options: RunOptions) -> None:
     while True:
         pipeline.health.heartbeat()
+        await probe_ledger(pipeline.store, pipeline.health)
         risk = pipeline.deciders.get("risk")
         if risk is not None and risk.state is not None:
             portfolio = risk.state.portfolio

@@ -10,6 +10,7 @@ output that *was* recorded is never written twice (the store's idempotency is th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,9 +21,13 @@ from aggregates.envelope import NewEvent, RecordedEvent, derived
 from aggregates.machine import Machine
 from aggregates.streams import stream_for
 from eventstore import EventStore
+from pipeline.queues import next_item, pump
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
+
+MAX_QUEUE = 20_000
+MAX_BATCH = 2_000
 
 #: Called after a step's outputs are committed: (cause, outputs, their positions).
 OnDecided = Callable[[RecordedEvent, Sequence[NewEvent], Sequence[int]], None]
@@ -106,20 +111,48 @@ class DecisionService:
         self.progress.recovered = len(undelivered)
 
     async def run(self) -> None:
-        """Restore, then decide on every new event until cancelled."""
+        """Restore, then decide on every new event until cancelled.
+
+        Decisions are taken as fast as events arrive; their outputs are appended in one group
+        commit whenever the input queue runs dry (or a batch fills up). That is safe because the
+        machine's state already accounts for its outputs, and anything decided but not yet
+        appended when the process dies is re-derived and appended by :meth:`restore`.
+        """
         await self.restore()
         self.ready.set()
-        feed = self._feed(self.progress.last_position)
+        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=MAX_QUEUE)
+        reader = pump(
+            self._feed(self.progress.last_position).events(), queue, f"{self.name}-reader"
+        )
         machine = self.machine
-        async for recorded in feed.events():
-            self.progress.last_position = recorded.position
-            if machine.owns(recorded.event):
-                continue
-            self._on_input(recorded)
-            self.state, outputs = machine.step(self.state, recorded)
-            self.progress.steps += 1
-            if outputs:
-                news = derived(machine.name, recorded, outputs)
-                positions = await append_grouped(self._store, news)
-                self.progress.decisions += len(news)
-                self._on_decided(recorded, news, positions)
+        pending: list[tuple[RecordedEvent, list[NewEvent]]] = []
+        waiting = 0
+        try:
+            while True:
+                if pending and (queue.empty() or waiting >= MAX_BATCH):
+                    await self._flush(pending)
+                    pending, waiting = [], 0
+                recorded = await next_item(queue, reader)
+                self.progress.last_position = recorded.position
+                if machine.owns(recorded.event):
+                    continue
+                self._on_input(recorded)
+                self.state, outputs = machine.step(self.state, recorded)
+                self.progress.steps += 1
+                if outputs:
+                    news = derived(machine.name, recorded, outputs)
+                    pending.append((recorded, news))
+                    waiting += len(news)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _flush(self, pending: list[tuple[RecordedEvent, list[NewEvent]]]) -> None:
+        news = [new for _, batch in pending for new in batch]
+        positions = await append_grouped(self._store, news)
+        self.progress.decisions += len(news)
+        offset = 0
+        for cause, batch in pending:
+            self._on_decided(cause, batch, positions[offset : offset + len(batch)])
+            offset += len(batch)

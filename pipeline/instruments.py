@@ -7,14 +7,19 @@ that started the chain), verdict -> fill follows the client order id.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
+from adapters.http import HealthState
 from adapters.metrics import Metrics
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent
+from eventstore import EventStore, EventStoreError
 
+_log = logging.getLogger(__name__)
 _REMEMBER = 50_000
 
 
@@ -79,3 +84,21 @@ class Instruments:
             self.metrics.append_batch_size.observe(len(outputs))
 
         return on_decided
+
+
+async def probe_ledger(store: EventStore, health: HealthState, patience: float = 2.0) -> bool:
+    """Is PostgreSQL answering? Mirrors the answer into ``claire_dependency_up{postgres}`` and
+    ``/health`` and logs each change, so an outage alerts instead of passing in silence."""
+    before = health.report()[1]["dependencies"]
+    was_up = before.get("postgres", {}).get("up", True)  # type: ignore[attr-defined]
+    try:
+        await asyncio.wait_for(store.head(), patience)
+    except (EventStoreError, OSError, TimeoutError) as error:
+        if was_up:
+            _log.error("ledger database unreachable; decisions pause: %s", error)
+        health.set_dependency("postgres", False, type(error).__name__)
+        return False
+    if not was_up:
+        _log.warning("ledger database reachable again")
+    health.set_dependency("postgres", True)
+    return True

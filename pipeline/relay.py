@@ -16,6 +16,7 @@ from collections.abc import Callable
 from adapters.bus import BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
+from pipeline.queues import next_item, pump
 from pipeline.source import BusFactory
 
 _log = logging.getLogger(__name__)
@@ -44,17 +45,11 @@ class Relay:
         """Run until cancelled."""
         self.last = (await self._store.head())[0] if after is None else after
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=50_000)
-
-        async def pump() -> None:
-            async with contextlib.aclosing(self._store.subscribe(after=self.last)) as live:
-                async for recorded in live:
-                    await queue.put(recorded)
-
-        reader = asyncio.create_task(pump(), name="relay-reader")
+        reader = pump(self._store.subscribe(after=self.last), queue, "relay-reader")
         bus: RedisBus | None = None
         try:
             while True:
-                batch = [await _next(queue, reader)]
+                batch = [await next_item(queue, reader)]
                 while len(batch) < MAX_BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
                 self.last = batch[-1].position
@@ -75,17 +70,3 @@ class Relay:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-
-
-async def _next(queue: asyncio.Queue[RecordedEvent], reader: asyncio.Task[None]) -> RecordedEvent:
-    """The next event, or the reader's failure (e.g. PostgreSQL lost) if it died."""
-    getter = asyncio.ensure_future(queue.get())
-    try:
-        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not getter.done():
-            getter.cancel()
-    if getter in done:
-        return getter.result()
-    reader.result()  # raises the reader's error
-    raise RuntimeError("the relay's log reader stopped without an error")

@@ -136,3 +136,67 @@ class LedgerFeed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class SharedFeed:
+    """One :class:`LedgerFeed` fanned out to every consumer in this process.
+
+    When all services run in one process (``claire run``), each would otherwise decode every
+    message from its own Redis subscription. Here one subscription feeds per-consumer queues. A
+    consumer registers its queue first, then catches up from the log; everything the hub delivers
+    after registration is at or below the head that catch-up reached, or contiguous after it, so
+    the handover neither skips nor repeats (positions are gapless and commit-ordered).
+    """
+
+    def __init__(self, store: EventStore, source: LedgerFeed, *, queue_size: int = 50_000) -> None:
+        self._store = store
+        self._source = source
+        self._queues: list[asyncio.Queue[RecordedEvent]] = []
+        self._queue_size = queue_size
+
+    async def run(self) -> None:
+        """Deliver the source to every registered consumer (back-pressure: the slowest one)."""
+        async for recorded in self._source.events():
+            for queue in self._queues:
+                await queue.put(recorded)
+
+    def feed(self, after: int) -> _HubFeed:
+        return _HubFeed(self, after)
+
+    def _register(self) -> asyncio.Queue[RecordedEvent]:
+        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=self._queue_size)
+        self._queues.append(queue)
+        return queue
+
+
+class _HubFeed:
+    """A consumer's view of a :class:`SharedFeed`, with the same ``events()`` as LedgerFeed."""
+
+    def __init__(self, hub: SharedFeed, after: int) -> None:
+        self._hub = hub
+        self.last = after
+
+    async def events(self) -> AsyncIterator[RecordedEvent]:
+        queue = self._hub._register()
+        try:
+            async with contextlib.aclosing(self._hub._store.read_all(after=self.last)) as rows:
+                async for recorded in rows:
+                    self.last = recorded.position
+                    yield recorded
+            while True:
+                recorded = await queue.get()
+                if recorded.position <= self.last:
+                    continue
+                if recorded.position > self.last + 1:  # never expected; the log decides
+                    async with contextlib.aclosing(
+                        self._hub._store.read_all(after=self.last)
+                    ) as rows:
+                        async for missing in rows:
+                            if missing.position >= recorded.position:
+                                break
+                            self.last = missing.position
+                            yield missing
+                self.last = recorded.position
+                yield recorded
+        finally:
+            self._hub._queues.remove(queue)

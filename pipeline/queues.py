@@ -1,0 +1,35 @@
+"""A producer task feeding a queue, and a consumer that notices when the producer died."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def pump(source: AsyncIterator[T], queue: asyncio.Queue[T], name: str) -> asyncio.Task[None]:
+    """Copy ``source`` into ``queue`` in a task of its own (back-pressure: the queue's size)."""
+
+    async def copy() -> None:
+        async for item in source:
+            await queue.put(item)
+
+    return asyncio.create_task(copy(), name=name)
+
+
+async def next_item(queue: asyncio.Queue[T], producer: asyncio.Task[None]) -> T:
+    """The next item, or the producer's failure (e.g. PostgreSQL lost) if it stopped."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        done, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter in done:
+        return getter.result()
+    producer.result()  # raises the producer's error
+    raise RuntimeError(f"{producer.get_name()} stopped without an error")

@@ -108,9 +108,16 @@ class Series:
         self._count = 0
 
     def add(self, at_ms: int, value: Decimal) -> None:
+        if self.wants():
+            self.put(at_ms, value)
+
+    def wants(self) -> bool:
+        """Count one more point; whether it is one to keep (so its value need not be computed)."""
         self._count += 1
-        if self._count % self._stride:
-            return
+        return not self._count % self._stride
+
+    def put(self, at_ms: int, value: Decimal) -> None:
+        """Keep a point :meth:`wants` asked for."""
         self.points.append((at_ms, value))
         if len(self.points) >= self.limit:
             self.points = self.points[::2]
@@ -306,7 +313,9 @@ class Tally:
     def _moved(self, fact: RecordedEvent, after: Portfolio, day: DayStats) -> None:
         summary = self.summary
         equity = after.equity
-        drawdown = after.drawdown
+        peak = after.day_peak_equity
+        # The drawdown from the day's peak (Portfolio.drawdown), divided only when below it.
+        drawdown = (peak - equity) / peak if peak > equity and peak > 0 else ZERO
         realised = after.realised_pnl
         fees = after.fees
         summary.end_equity = equity
@@ -321,10 +330,11 @@ class Tally:
             day.low_equity = equity
         if drawdown > day.max_drawdown:
             day.max_drawdown = drawdown
-        at_ms = fact.event.at_ms
-        self.equity.add(at_ms, equity)
-        self.drawdown.add(at_ms, drawdown)
-        self.exposure.add(at_ms, after.exposure)
+        if self.equity.wants():  # the three series are sampled together
+            at_ms = fact.event.at_ms
+            self.equity.put(at_ms, equity)
+            self.drawdown.put(at_ms, drawdown)
+            self.exposure.put(at_ms, after.exposure)
         if realised is not self._last_realised or fees is not self._last_fees:
             # Window and day totals are differences from the state at the window's start.
             delta_realised = realised - self._last_realised

@@ -388,3 +388,32 @@ async def test_replay_when_ledger_is_empty_then_exit_2(fresh_database_url: Fresh
     code, _, _ = await run("--from", FROM, "--database-url", url)
     assert code == 2
     assert "empty" in capfd.readouterr().err
+
+
+async def test_verify_when_an_event_was_edited_in_place_then_the_broken_chain_fails_it(
+    fresh_database_url: Fresh, recorded_log: list[RecordedEvent]
+) -> None:
+    import asyncpg
+
+    url = await fresh_database_url(migrate=True)
+    await append_log(url, recorded_log)
+    first = window_positions(recorded_log)
+    tick = next(
+        r for r in recorded_log if isinstance(r.event, ev.ClockTicked) and r.position > first
+    )
+    conn = await asyncpg.connect(url)
+    try:  # what only a superuser bypassing the refusal triggers could do
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE ledger.events SET recorded_at = recorded_at + interval '1 second' "
+            "WHERE position = $1",
+            tick.position,
+        )
+    finally:
+        await conn.close()
+    code, _, lines = await run("--from", FROM, "--verify", "--json", "-q", "--database-url", url)
+    assert code == 1
+    verify = only(lines, "verify")
+    assert verify["divergence"] is None  # the decisions still hold ...
+    assert not verify["chain"]["ok"]  # ... but the ledger was edited
+    assert verify["chain"]["first_bad_position"] == tick.position

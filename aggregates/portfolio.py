@@ -178,6 +178,7 @@ def _configure(portfolio: Portfolio, event: ConfigActivated) -> Portfolio:
         portfolio,
         configured=True,
         cash=portfolio.cash + config.initial_equity,
+        day_start_equity=portfolio.day_start_equity + config.initial_equity,
         fallback_sizes=fallback,
     )
 

@@ -125,6 +125,8 @@ async def generate(url: str, events: int, chunk: int = 5000) -> int:
         log = simulate([SignalMachine(), RiskMachine(), PaperExchange()], market(events))
         pending: list[RecordedEvent] = []
         done = 0
+        # ``market`` stops after ``events`` inputs and every decision they caused is appended:
+        # a log cut in the middle of a decision would (rightly) fail --verify at its tail.
         for recorded in log:
             pending.append(recorded)
             if len(pending) >= chunk:
@@ -133,9 +135,7 @@ async def generate(url: str, events: int, chunk: int = 5000) -> int:
                 if done % 100_000 < chunk:
                     rate = done / (time.perf_counter() - started)
                     print(f"  generated {done:,} events ({rate:,.0f}/s)", flush=True)
-                if done >= events:
-                    break
-        if pending and done < events:
+        if pending:
             done += await _append(store, pending)
         head, _ = await store.head()
         return head
@@ -202,7 +202,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     parser.add_argument("--reuse", metavar="URL", help="replay an existing generated ledger")
     parser.add_argument("--skip-walk", action="store_true", help="only the --verify run")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the read and each machine alone"
+    )
+    parser.add_argument(
+        "--in-memory", action="store_true",
+        help="no database: verify + walk over simulate() output (memory over --events)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.in_memory:
+        in_memory(args.events)
+        return
 
     name = f"claire_bench_replay_{secrets.token_hex(4)}"
     url = args.reuse
@@ -229,11 +239,69 @@ def main() -> None:
                 f"{children / 2**20:.0f} MiB)",
                 flush=True,
             )
+        if args.breakdown:
+            print("where the time goes (in-process, one machine at a time):")
+            asyncio.run(breakdown(url))
     finally:
         if args.reuse is None and not args.keep:
             asyncio.run(_database(args.database_url, name, create=False))
         elif args.reuse is None:
             print(f"kept: {url}")
+
+
+async def breakdown(url: str) -> None:
+    """In this process: the read alone, then the read plus each machine alone (events/s)."""
+    stages: list[tuple[str, object]] = [
+        ("read + decode only", None),
+        ("read + signal", SignalMachine()),
+        ("read + risk", RiskMachine()),
+        ("read + paper", PaperExchange()),
+    ]
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        for label, machine in stages:
+            started = time.perf_counter()
+            count = 0
+            state = machine.initial() if machine is not None else None  # type: ignore[attr-defined]
+            async for fact in store.read_all(batch_size=5000):
+                count += 1
+                if machine is not None and not machine.owns(fact.event):  # type: ignore[attr-defined]
+                    state, _ = machine.step(state, fact)  # type: ignore[attr-defined]
+            rate = count / (time.perf_counter() - started)
+            print(f"  {label:<24} {rate:>10,.0f} events/s", flush=True)
+    finally:
+        await store.close()
+
+
+def in_memory(events: int) -> None:
+    """``--verify``'s fold and comparison plus the walk over a simulated log, no database.
+
+    Shows that replay's own memory stays flat however long the log (the database read is
+    batched by construction); prints the peak RSS as the log grows.
+    """
+    import resource
+
+    from replay.verify import Verifier
+    from replay.walk import Tally
+
+    log = simulate([SignalMachine(), RiskMachine(), PaperExchange()], market(events))
+    verifier = Verifier(1, 1 << 62)
+    tally = Tally()
+    started = time.perf_counter()
+    count = 0
+    for fact in log:
+        count += 1
+        verifier.feed(fact)
+        tally.add(fact, verifier.portfolio())
+        if count % 1_000_000 == 0:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rate = count / (time.perf_counter() - started)
+            print(f"  {count:>12,} events  {rate:>8,.0f} events/s (incl. simulate)  "
+                  f"peak RSS {peak:,.0f} MiB", flush=True)  # fmt: skip
+    verifier.last = count
+    result = verifier.finish()
+    print(f"  done: {count:,} events, {result.decisions_checked:,} decisions checked, "
+          f"divergence: {result.divergence is not None}")  # fmt: skip
 
 
 async def _head(url: str) -> int:

@@ -216,7 +216,7 @@ def _on_signal(state: RiskState, fact: RecordedEvent, signal: SignalGenerated) -
             exit_position(d, symbol, "exit", "none", "signal_flat", "approved")
         return tuple(d.outputs)
     if held != 0 and (held > 0) != (signal.direction == "long"):
-        exit_position(d, symbol, "exit", "none", "signal_reversal", "approved")
+        exit_position(d, symbol, "exit", "none", "signal_reversal", "approved", cooldown=False)
     entry = decide_entry(state, signal)
     d.emit(
         RiskVerdictIssued(

@@ -257,7 +257,14 @@ def loss_streak(d: Decision, limits: Limits) -> None:
 
 
 def exit_position(
-    d: Decision, symbol: str, intent: str, layer: str, reason: str, decision: str
+    d: Decision,
+    symbol: str,
+    intent: str,
+    layer: str,
+    reason: str,
+    decision: str,
+    *,
+    cooldown: bool = True,
 ) -> None:
     """A reduce-only order for the part of the position not already leaving; nothing if none."""
     state = d.state
@@ -290,4 +297,5 @@ def exit_position(
     d.order(symbol, side, contracts, intent, True, price)
     limits = state.limits
     assert limits is not None
-    state.cooldown_until[symbol] = state.now_ms + limits.cooldown_ms
+    if cooldown:  # a reversal's exit is half of one decision: its entry is not cooled down
+        state.cooldown_until[symbol] = state.now_ms + limits.cooldown_ms

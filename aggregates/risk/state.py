@@ -14,6 +14,7 @@ from aggregates.config import ContractSpec, TradingConfig
 from aggregates.portfolio import EMPTY, Portfolio
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 HUNDRED = Decimal(100)
 MINUTE_MS = 60_000
 SECOND_MS = 1_000
@@ -179,7 +180,8 @@ class RiskState:
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of ``step`` not above ``value`` (quantity precision)."""
-    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    whole = (value / step).to_integral_value(rounding=ROUND_FLOOR).quantize(ONE)
+    return whole * step
 
 
 def numbers(**values: object) -> dict[str, str]:

@@ -127,6 +127,12 @@ def _operator(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     return OK
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from replay.cli import main as replay_main
+
+    return replay_main(args.replay_args)
+
+
 def register(
     commands: argparse._SubParsersAction,  # type: ignore[type-arg]
     database_url: DatabaseUrl,
@@ -157,6 +163,12 @@ def register(
     rebuild = projection_commands.add_parser("rebuild", help="rebuild read models atomically")
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
     rebuild.set_defaults(handler=lambda args: _rebuild(args, usage_error, database_url))
+
+    replay = commands.add_parser(
+        "replay", help="forensic replay, --verify, --what-if, --report (same as `replay`)"
+    )
+    replay.add_argument("replay_args", nargs=argparse.REMAINDER, help="see `replay --help`")
+    replay.set_defaults(handler=_replay)
 
     operator = commands.add_parser("operator", help="record an operator command in the ledger")
     operator.add_argument(

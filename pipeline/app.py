@@ -256,7 +256,10 @@ def _start_feed(
     if not settings.symbols:
         from decimal import Decimal
 
-        screener = ScreenerConfig(top_n=settings.screener_top_n, min_volume_24h=Decimal(0))
+        screener = ScreenerConfig(
+            top_n=settings.screener_top_n,
+            min_volume_24h=Decimal(settings.screener_min_volume_24h),
+        )
     feed_config = options.feed_config or FeedConfig(url=settings.mexc_ws_url)
     ingest = MarketIngest(
         pipeline.store,

@@ -184,6 +184,7 @@ async def _play(server_url: str, redis_url: str, speed: float) -> tuple[DemoSumm
             metrics_port=0,
             clock_interval_seconds=0.25,
             screener_top_n=3,
+            screener_min_volume_24h=1_000_000,  # the tape's thin PEPE_USDT must not be chosen
             bus_namespace="claire-demo",
         )
         minutes = (tape[-1].at_ms - tape[0].at_ms) / 60_000

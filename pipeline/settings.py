@@ -41,6 +41,7 @@ class RuntimeSettings:
     metrics_port: int = 9108
     clock_interval_seconds: float = 1.0
     screener_top_n: int = 3
+    screener_min_volume_24h: int = 0
     symbols: tuple[str, ...] = ()
     bus_namespace: str = "claire"
 
@@ -135,6 +136,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         metrics_port=int(number("METRICS_PORT", 9108, int, 0, 65535)),
         clock_interval_seconds=number("CLOCK_INTERVAL_SECONDS", 1.0, float, 0.01, 3600),
         screener_top_n=int(number("SCREENER_TOP_N", 3, int, 1, 50)),
+        screener_min_volume_24h=int(number("SCREENER_MIN_VOLUME_24H", 0, int, 0, 10**15)),
         symbols=symbols,
         bus_namespace=namespace,
     )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.bus import RedisBus
+from adapters.bus import BusUnavailable, RedisBus
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
 from adapters.mexc.feed import FeedConfig, MexcFeed
@@ -99,8 +99,6 @@ class BusConnector:
         self._bus: RedisBus | None = None
 
     async def __call__(self) -> RedisBus:
-        from adapters.bus import BusUnavailable
-
         if self._url is None:
             raise BusUnavailable("no REDIS_URL configured")
         if self._bus is None:
@@ -113,10 +111,6 @@ class BusConnector:
                 raise
             self._metrics.set_dependency("redis", True)
         return self._bus
-
-    def lost(self) -> None:
-        self._metrics.set_dependency("redis", False)
-        self._bus = None
 
     async def close(self) -> None:
         if self._bus is not None:

@@ -106,7 +106,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
     for name in ("DATABASE_URL", "REDIS_URL"):
         raw = text(name)
         if raw is not None and "://" not in raw:
-            problems.append(f"{name}={redact_url(raw)!r}: expected a URL such as scheme://host/...")
+            problems.append(f"{name}: expected a URL such as scheme://host/... (not shown: secret)")
     for name in ("MEXC_WS_URL",):
         raw = text(name)
         if raw is not None and not raw.startswith(("ws://", "wss://")):

@@ -45,7 +45,7 @@ async def _misbehave(server: LocalMexcServer, total: int) -> list[str]:
     done = []
 
     async def at(fraction: float) -> None:
-        while server.stats.tape_position < total * fraction:
+        while server.stats.tape_position < total * fraction:  # noqa: ASYNC110 - no event to await
             await asyncio.sleep(0.01)
 
     await at(0.10)

@@ -104,11 +104,22 @@ async def _health(port: int) -> tuple[int, dict]:
         return r.status, await r.json()
 
 
+@pytest.fixture
+async def background() -> AsyncIterator[list[asyncio.Task[object]]]:
+    """Tasks a test started; any still running when it ends (say, after a failure) is cancelled."""
+    tasks: list[asyncio.Task[object]] = []
+    yield tasks
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
 # --------------------------------------------------------------------------- Redis
 
 
 async def test_redis_when_killed_and_restarted_mid_run_then_every_event_once_in_order(
-    fresh_database_url, private_redis: PrivateRedis, redis_namespace: str
+    fresh_database_url, private_redis: PrivateRedis, redis_namespace: str, background: list
 ) -> None:
     url = await fresh_database_url()
     tape = _tape()
@@ -121,6 +132,7 @@ async def test_redis_when_killed_and_restarted_mid_run_then_every_event_once_in_
         run = asyncio.create_task(
             run_pipeline(settings, parse_config(TRADING_ENV), _options(server, started, done))
         )
+        background.append(run)
         pipeline = await asyncio.wait_for(started, 60)
         port = pipeline.http_port
         assert port is not None
@@ -134,6 +146,7 @@ async def test_redis_when_killed_and_restarted_mid_run_then_every_event_once_in_
                     seen.append(recorded.position)
 
         consumer = asyncio.create_task(consume())
+        background.append(consumer)
 
         async def flowing() -> bool:
             return await count_where(url, TRADES) > len(tape) // 4
@@ -225,7 +238,7 @@ def _start_postgres(server: object, socket_dir: str) -> None:
     "pipeline/app.py that restarts a service (restore from the log) on a lost ledger.",
 )
 async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resume(
-    redis_url: str, redis_namespace: str
+    redis_url: str, redis_namespace: str, background: list
 ) -> None:
     tape = _tape()
     started: asyncio.Future[Pipeline] = asyncio.get_running_loop().create_future()
@@ -238,6 +251,7 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
         run = asyncio.create_task(
             run_pipeline(settings, parse_config(TRADING_ENV), _options(server, started))
         )
+        background.append(run)
         pipeline = await asyncio.wait_for(started, 60)
         port = pipeline.http_port
         assert port is not None

@@ -218,6 +218,7 @@ class Tally:
         self.drawdown = Series(sample_limit)
         self.exposure = Series(sample_limit)
         self._started = False
+        self._day_index = -1
         self._last_realised = ZERO
         self._last_fees = ZERO
         self._filling: set[str] = set()
@@ -256,7 +257,8 @@ class Tally:
         ended = None
         day = self.day
         today = event.at_ms // DAY_MS
-        if day is None or today > (day.day - date(1970, 1, 1)).days:
+        if today > self._day_index:
+            self._day_index = today
             ended = day
             equity = after.equity
             start = after.day_start_equity if after.day == today else equity

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from aggregates.paper import PaperExchange
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 from aggregates.simulation import simulate
+from replay.session import Progress
 from replay.verify import Verifier
 from replay.walk import Series, Tally
 from replay.whatif import parse_overrides
@@ -244,3 +246,18 @@ def test_parse_overrides_when_malformed_or_repeated_then_usage_error() -> None:
         parse_overrides(["A"])
     with pytest.raises(UsageError, match="twice"):
         parse_overrides(["A=1", "A=2"])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "drawn"), [(_Terminal(), True), (io.StringIO(), False)])
+def test_progress_when_stderr_is_or_is_not_a_terminal_then_bar_drawn_only_on_a_terminal(
+    stream: io.StringIO, drawn: bool
+) -> None:
+    progress = Progress("replay", 4096, stream)
+    progress.update(2048)
+    progress.close()
+    assert ("[" in stream.getvalue() and "2048/4096" in stream.getvalue()) is drawn

@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             from replay.whatif import parse_overrides
 
             overrides = parse_overrides(args.what_if)
+        if args.report is not None and not Path(args.report).resolve().parent.is_dir():
+            raise UsageError(f"--report {args.report}: the folder does not exist")
         url = _database_url(args.database_url)
         return asyncio.run(_run(args, url, start, end, overrides, out_stream))
     except UsageError as error:

@@ -373,6 +373,7 @@ def _intent_of(log: list[RecordedEvent], client_order_id: str) -> str:
         (["--from", FROM, "--symbol", "btc"], "--symbol"),
         ([], "--from"),
         (["--from", FROM, "--bogus"], "unrecognized"),
+        (["--from", FROM, "--report", "/nonexistent/folder/r.html"], "does not exist"),
     ],
 )
 async def test_replay_when_arguments_are_bad_then_exit_2_with_a_clear_message(

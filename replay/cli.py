@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -78,6 +80,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     except UsageError as error:
         print(f"replay: {error}", file=sys.stderr)
         return USAGE
+    except BrokenPipeError:
+        # The reader went away (``replay ... | head``): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, out_stream.fileno())
+        return CHECK_FAILED
 
 
 def _database_url(explicit: str | None) -> str:

@@ -261,7 +261,7 @@ class Tally:
             self._day_index = today
             ended = day
             equity = after.equity
-            start = after.day_start_equity if after.day == today else equity
+            start = portfolio.equity  # the equity the day began with: before its first event
             day = self.day = DayStats(
                 day=date(1970, 1, 1) + timedelta(days=today),
                 start_equity=start,

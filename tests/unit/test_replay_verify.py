@@ -201,6 +201,8 @@ def test_tally_when_fed_the_whole_log_then_counts_match_the_log() -> None:
         }
     )
     assert summary.start_equity == Decimal(10000)  # the deposit is not profit
+    assert tally.day is not None and tally.day.start_equity == Decimal(10000)  # counted once
+    assert tally.day.close_equity == summary.end_equity
     assert summary.fees > 0
 
 

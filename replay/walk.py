@@ -430,6 +430,19 @@ def _text(event: ev.Event) -> str:
         return f"accepted {event.symbol} [{event.client_order_id[:8]}]"
     if isinstance(event, ev.ConfigActivated):
         return f"config activated {event.config_hash[:12]} from {event.source}"
+    if isinstance(event, ev.ContractSpecified):
+        return (
+            f"contract {event.symbol} size {event.contract_size} contracts "
+            f"{event.min_contracts}..{event.max_contracts} step {event.contracts_step} "
+            f"({event.source})"
+        )
+    if isinstance(event, ev.MoversSelected):
+        return f"movers selected: {', '.join(event.symbols) or 'none'}"
+    if isinstance(event, ev.ExecutionReconciled):
+        return (
+            f"execution reconciled ({event.venue}): {len(event.open_orders)} open orders, "
+            f"{len(event.corrections)} corrections"
+        )
     if isinstance(event, ev.OperatorCommandIssued):
         return f"operator {event.operator}: {event.command} {event.note}".rstrip()
     return ev.event_type(event)

@@ -11,7 +11,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.port import EventLog
-from eventstore.postgres import EventStore, VerifyResult
+from eventstore.postgres import EventStore, VerifyResult, connection_lost
 
 __all__ = [
     "ConcurrencyConflict",
@@ -22,4 +22,5 @@ __all__ = [
     "InvalidEvent",
     "StoreUnavailable",
     "VerifyResult",
+    "connection_lost",
 ]

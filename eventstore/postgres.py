@@ -55,7 +55,23 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 
-_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)
+#: The server went away or will not take us now (class 08 connection exceptions, class 57
+#: operator intervention such as a shutdown): the ledger is unavailable, not the request wrong.
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,  # the connection broke mid-protocol
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` means PostgreSQL is unreachable (so waiting and retrying is right)."""
+    return isinstance(error, (StoreUnavailable, *_CONNECTION_ERRORS))
+
+
 _VERSION_CACHE_LIMIT = 100_000
 
 
@@ -256,6 +272,8 @@ class EventStore:
                 outcomes = await self._commit(batch)
             except Exception as error:
                 self._forget()
+                if not isinstance(error, ConcurrencyConflict | InvalidEvent):
+                    self._drop_writer()  # its protocol state is unknown now: never reuse it
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
@@ -274,6 +292,11 @@ class EventStore:
     def _forget(self) -> None:
         self._head = None
         self._versions.clear()
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.terminate()
+            self._writer = None
 
     async def _connection(self) -> asyncpg.Connection:
         if self._writer is None or self._writer.is_closed():

@@ -20,10 +20,11 @@ _LEVEL = {"CRITICAL": logging.CRITICAL, "WARNING": logging.WARNING, "INFO": logg
 
 
 class AlertsService:
-    """Follows the ledger from its head and reports every alert raised after that."""
+    """Follows the ledger from a position (the head at start) and reports every alert after it."""
 
-    def __init__(self, feed: Callable[[int], LedgerFeed], *, keep: int = 100) -> None:
+    def __init__(self, feed: Callable[[int], LedgerFeed], *, after: int, keep: int = 100) -> None:
         self._feed = feed
+        self.last = after
         self.recent: deque[RecordedEvent] = deque(maxlen=keep)
         self.counts: dict[str, int] = {"CRITICAL": 0, "WARNING": 0, "INFO": 0}
 
@@ -43,6 +44,8 @@ class AlertsService:
             alert.message,
         )
 
-    async def run(self, after: int = 0) -> None:
-        async for recorded in self._feed(after).events():
+    async def run(self) -> None:
+        """Report alerts after ``last``; a restart goes on from the last one seen."""
+        async for recorded in self._feed(self.last).events():
             self.handle(recorded)
+            self.last = recorded.position

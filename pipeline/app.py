@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from aggregates.paper import PaperExchange
 from aggregates.risk.machine import RiskMachine
 from aggregates.screener import ScreenerConfig
 from aggregates.signal import SignalMachine
-from eventstore import EventStore
+from eventstore import EventStore, connection_lost
 from pipeline.activation import activate_config, record_contract_specs
 from pipeline.alerts import AlertsService
 from pipeline.decider import DecisionService
@@ -157,11 +157,14 @@ async def run_pipeline(
                 ),
             )
 
+        def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+            tasks[name] = asyncio.create_task(_supervised(name, run, health), name=f"claire-{name}")
+
         feed_from: Callable[[int], Any] = ledger_feed
         consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
         if len(consumers) > 1:  # one subscription for the whole process
             hub = SharedFeed(store, ledger_feed((await store.head())[0]))
-            tasks["hub"] = asyncio.create_task(hub.run(), name="claire-hub")
+            supervise("hub", hub.run)
             feed_from = hub.feed
 
         machines = {
@@ -171,10 +174,7 @@ async def run_pipeline(
         }
         live = "execution" in options.services and settings.live_enabled
         if live:
-            tasks["execution"] = asyncio.create_task(
-                _live_execution(settings, store, feed_from, options).run(),
-                name="claire-execution-live",
-            )
+            supervise("execution", _live_execution(settings, store, feed_from, options).run)
         for service in DECIDERS:
             if service in options.services and not (live and service == "execution"):
                 decider = DecisionService(
@@ -185,21 +185,24 @@ async def run_pipeline(
                     on_input=instruments.observed(service),
                 )
                 pipeline.deciders[service] = decider
-                tasks[service] = asyncio.create_task(decider.run(), name=f"claire-{service}")
+                supervise(service, decider.run)
         if "projector" in options.services:
-            pipeline.projector = await Projector.open(database_url)
-            tasks["projector"] = asyncio.create_task(
-                pipeline.projector.run(), name="claire-projector"
-            )
+
+            async def run_projector() -> None:
+                pipeline.projector = await Projector.open(database_url)
+                try:
+                    await pipeline.projector.run()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pipeline.projector.close()
+
+            supervise("projector", run_projector)
         if "relay" in options.services:
             pipeline.relay = Relay(store, bus)
-            tasks["relay"] = asyncio.create_task(pipeline.relay.run(), name="claire-relay")
+            supervise("relay", pipeline.relay.run)
         if "alerts" in options.services:
-            pipeline.alerts = AlertsService(feed_from)
-            start = (await store.head())[0]
-            tasks["alerts"] = asyncio.create_task(
-                pipeline.alerts.run(after=start), name="claire-alerts"
-            )
+            alerts = pipeline.alerts = AlertsService(feed_from, after=(await store.head())[0])
+            supervise("alerts", lambda: alerts.run())
         if "feed" in options.services:
             _start_feed(pipeline, settings, options, tasks)
         tasks["heartbeat"] = asyncio.create_task(_heartbeat(pipeline, options), name="heartbeat")
@@ -209,18 +212,39 @@ async def run_pipeline(
         await _drain(pipeline, tasks, options.drain_timeout)
         return pipeline
     finally:
+        if pipeline.ingest is not None:
+            pipeline.ingest.stop_retrying()  # shutting down: do not wait for a lost ledger
         for task in tasks.values():
             task.cancel()
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if pipeline.projector is not None:
-            with contextlib.suppress(Exception):
-                await pipeline.projector.flush()
-            await pipeline.projector.close()
         await bus.close()
         await http.stop()
         await store.close()
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]], health: HealthState) -> None:
+    """Run a service; while the ledger is unreachable, wait and start it again.
+
+    Trading pauses safely when PostgreSQL is down: nothing can be decided or sent that is not in
+    the ledger, and every service resumes from the log (a decision service re-folds it, so a
+    restart is always safe). Any other error is a bug and ends the run loudly.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except Exception as error:
+            if not connection_lost(error):
+                raise
+            health.set_dependency("postgres", False, type(error).__name__)
+            _log.error(
+                "%s paused, the ledger is unreachable (%s); retry in %.1fs", name, error, delay
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 def _live_execution(
@@ -281,7 +305,9 @@ def _start_feed(
             feed.set_symbols(chosen)
         await feed.run()
 
-    tasks["feed"] = asyncio.create_task(run_feed(), name="claire-feed")
+    tasks["feed"] = asyncio.create_task(
+        _supervised("feed", run_feed, pipeline.health), name="claire-feed"
+    )
     tasks["clock"] = asyncio.create_task(pipeline.clock.run(), name="claire-clock")
 
 

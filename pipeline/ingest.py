@@ -69,7 +69,12 @@ class MarketIngest:
         self._on_appended = on_appended or (lambda count: None)
         self._screener_state = ScreenerState()
         self._last_snapshot_ms = -(10**15)
+        self._retrying = True
         self.appended = 0
+
+    def stop_retrying(self) -> None:
+        """From now on a lost ledger fails the batch instead of holding it (shutdown)."""
+        self._retrying = False
 
     async def restore(self) -> tuple[str, ...]:
         """The symbols the screener last chose (from the ledger), so a restart resumes them."""
@@ -113,6 +118,8 @@ class MarketIngest:
             try:
                 await append_grouped(self._store, news)
             except StoreUnavailable as error:
+                if not self._retrying:
+                    raise
                 _log.error("ledger unavailable, holding %d market events: %s", len(news), error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -91,8 +91,14 @@ async def probe_ledger(store: EventStore, health: HealthState, patience: float =
     ``/health`` and logs each change, so an outage alerts instead of passing in silence."""
     before = health.report()[1]["dependencies"]
     was_up = before.get("postgres", {}).get("up", True)  # type: ignore[attr-defined]
+    # Not wait_for: cancelling a query on a dying connection can itself hang; leave it behind.
+    query = asyncio.ensure_future(store.head())
+    done, _ = await asyncio.wait({query}, timeout=patience)
     try:
-        await asyncio.wait_for(store.head(), patience)
+        if not done:
+            query.cancel()
+            raise TimeoutError(f"no answer within {patience}s")
+        query.result()
     except (EventStoreError, OSError, TimeoutError) as error:
         if was_up:
             _log.error("ledger database unreachable; decisions pause: %s", error)

@@ -229,14 +229,6 @@ def _start_postgres(server: object, socket_dir: str) -> None:
     _pg_ctl(server, "-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(inner.log), "start")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (reported to the lead): a lost PostgreSQL connection ends `claire run`: "
-    "Projector.run, Relay.run, AlertsService.run and DecisionService.run let the store's error "
-    "escape, _wait() then stops every service, and run_pipeline's cleanup raises in "
-    "projector.close() before the HTTP server and the store are closed. Needs a supervisor in "
-    "pipeline/app.py that restarts a service (restore from the log) on a lost ledger.",
-)
 async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resume(
     redis_url: str, redis_namespace: str, background: list
 ) -> None:

@@ -204,9 +204,7 @@ async def bench_lag(url: str, rate: int, seconds: float) -> None:
         if target[0] and position >= target[0]:
             done.set()
 
-    projector = await Projector.open(
-        url, on_commit=lambda p: committed.append((p, time.perf_counter()))
-    )
+    projector = await Projector.open(url, on_commit=on_commit)
     await projector.catch_up()
     running = asyncio.create_task(projector.follow())
     tick = 0.05
@@ -229,7 +227,10 @@ async def bench_lag(url: str, rate: int, seconds: float) -> None:
     target[0] = max(appended)
     if committed and committed[-1][0] >= target[0]:
         done.set()
-    await done.wait()
+    waiting = asyncio.create_task(done.wait())
+    await asyncio.wait({waiting, running}, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # the projector stopped: show why
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
     await projector.close()

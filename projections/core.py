@@ -184,6 +184,11 @@ class Runner(Generic[S]):
             for table_name, row in self.projection.rows(self.state, fact):
                 add(table_name, row)
 
+    def detach(self) -> Pending:
+        """Hand over the pending rows, start a fresh buffer (for writes that overlap folding)."""
+        pending, self.pending = self.pending, Pending(self.projection.tables)
+        return pending
+
     def flushed(self) -> None:
         """The pending rows are committed with checkpoint ``position``."""
         self.pending.clear()

@@ -305,17 +305,29 @@ async def rebuild(
         position, recorded_at, events = 0, None, 0
 
         async def fold_new(*, in_transaction: bool) -> None:
+            # Out of a transaction, a batch's COPY runs while the next batch is read and folded:
+            # PostgreSQL works on the other core meanwhile. One write at a time (one connection).
             nonlocal position, recorded_at, events
             unflushed = 0
-            async for fact in store.read_all(after=position, batch_size=read_batch):
-                fanout.apply(fact)
-                position, recorded_at = fact.position, fact.recorded_at
-                events += 1
-                unflushed += 1
-                if unflushed >= batch_events and not in_transaction:
-                    async with sink.transaction():
-                        await _write(sink, runners, new)
-                    unflushed = 0
+            writing: asyncio.Task[None] | None = None
+            try:
+                async for fact in store.read_all(after=position, batch_size=read_batch):
+                    fanout.apply(fact)
+                    position, recorded_at = fact.position, fact.recorded_at
+                    events += 1
+                    unflushed += 1
+                    if unflushed >= batch_events and not in_transaction:
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(_write_detached(sink, runners, new))
+                        unflushed = 0
+                if writing is not None:
+                    await writing
+            finally:
+                if writing is not None and not writing.done():
+                    writing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await writing
             if in_transaction:
                 await _write(sink, runners, new)
             else:
@@ -354,6 +366,17 @@ async def rebuild(
 
 #: NOWAIT swap attempts before the swap waits for readers (and folds late events inside).
 _SWAP_ATTEMPTS = 200
+
+
+async def _write_detached(
+    sink: PostgresSink, runners: Iterable[Runner], generations: dict[str, int]
+) -> None:
+    """Take the runners' pending rows now (folding goes on into fresh buffers); write them."""
+    taken = [(runner.projection.name, runner.detach()) for runner in runners]
+    async with sink.transaction():
+        for name, pending in taken:
+            for table, rows in pending.batches():
+                await sink.write(table, generations[name], rows)
 
 
 async def _write(

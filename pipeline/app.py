@@ -237,7 +237,8 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]], health: Hea
             await run()
             return
         except Exception as error:
-            if not connection_lost(error):
+            task = asyncio.current_task()
+            if not connection_lost(error) or (task is not None and task.cancelling()):
                 raise
             health.set_dependency("postgres", False, type(error).__name__)
             _log.error(

@@ -1,6 +1,6 @@
 """The ledger: an append-only, gapless, hash-chained PostgreSQL event store.
 
-``from eventstore import EventStore`` — see ``docs/LEDGER.md`` for guarantees and the API.
+``from eventstore import EventStore`` — see the README, "The ledger" for guarantees and the API.
 """
 
 from eventstore.errors import (

@@ -501,7 +501,7 @@ class EventStore:
     # ------------------------------------------------------------------ verify
 
     async def verify(self, expect: tuple[int, bytes] | None = None) -> VerifyResult:
-        """Recompute the whole chain from the stored rows; see ``docs/LEDGER.md``.
+        """Recompute the whole chain from the stored rows; see the README, "The ledger".
 
         Also checks the head row against the last event, that the refusal triggers are in
         place and enabled, and, with ``expect=(position, hash)``, that the anchor still holds

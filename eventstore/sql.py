@@ -1,7 +1,7 @@
 """Every SQL statement of the event store, as named constants (STYLE.md principle 6).
 
 Only :mod:`eventstore.postgres` executes them; the auditor query is also printed in
-``docs/LEDGER.md`` for use in ``psql`` without our code.
+the README ("The ledger") for use in ``psql`` without our code.
 """
 
 from __future__ import annotations

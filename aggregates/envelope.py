@@ -7,7 +7,7 @@ replay all consume recorded events, and none of them may depend on the database 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -44,6 +44,11 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: uuid.UUID | None
     event: Event
     hash: bytes
+
+
+def utc_from_ms(at_ms: int) -> datetime:
+    """An event's domain time (UTC epoch milliseconds) as the envelope's aware datetime."""
+    return datetime.fromtimestamp(at_ms / 1000, tz=UTC)
 
 
 def derive_event_id(producer: str, cause_id: uuid.UUID, index: int) -> uuid.UUID:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from aggregates.envelope import RecordedEvent
+from aggregates.envelope import RecordedEvent, utc_from_ms
 from aggregates.events import Event, event_type
 from aggregates.streams import stream_for
 
@@ -64,7 +63,7 @@ def record(event: Event, position: int, *, stream_version: int = 0) -> RecordedE
 
     The id derives from the position, so the same sequence always gets the same ids.
     """
-    occurred = datetime.fromtimestamp(event.at_ms / 1000, tz=UTC)
+    occurred = utc_from_ms(event.at_ms)
     return RecordedEvent(
         position=position,
         stream=stream_for(event),

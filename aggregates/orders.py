@@ -86,7 +86,8 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
         return self.contracts - self.filled_contracts
 
     @property
-    def is_open(self) -> bool:
+    def is_working(self) -> bool:
+        """Still able to trade: neither filled, cancelled nor rejected."""
         return self.status not in TERMINAL
 
     @property
@@ -216,7 +217,7 @@ class OrderBook:
             return None
         order_id = event.client_order_id
         state = apply(self._orders.get(order_id), event)
-        if state.is_open:
+        if state.is_working:
             self._orders[order_id] = state
             self._open[order_id] = None
         else:

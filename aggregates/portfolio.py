@@ -72,10 +72,6 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     def entry_notional(self) -> Decimal:
         return abs(self.contracts) * self.contract_size * self.average_entry
 
-    @property
-    def is_open(self) -> bool:
-        return self.contracts != 0
-
 
 class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
     """The account. ``unrealised`` and ``gross_notional`` are kept incrementally for speed."""

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
+from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 
 GOALS = {
@@ -59,28 +60,6 @@ def _tick(n: int) -> ev.TradeTicked:
 
 def _new(n: int) -> NewEvent:
     return NewEvent(event=_tick(n), event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _create(admin: str, name: str) -> str:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return _with_db(admin, name)
-
-
-async def _drop(admin: str, name: str) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # ----------------------------------------------------------------------------- ours
@@ -257,7 +236,7 @@ async def _main(args: argparse.Namespace) -> None:
     admin = args.database_url
     name = f"claire_bench_{secrets.token_hex(4)}"
     other = f"claire_bench_es_{secrets.token_hex(4)}"
-    url = await _create(admin, name)
+    url = await create_database(admin, name)
     try:
         conn = await asyncpg.connect(url)
         settings = {
@@ -269,15 +248,15 @@ async def _main(args: argparse.Namespace) -> None:
         print(f"PostgreSQL {version}, {settings}, {os.cpu_count()} CPUs", file=sys.stderr)
         ours = await _ours(url, args)
     finally:
-        await _drop(admin, name)
+        await drop_database(admin, name)
     theirs = None
     if not args.skip_eventsourcing:
-        es_url = await _create(admin, other)
+        es_url = await create_database(admin, other)
         try:
             run: Callable[[str, argparse.Namespace], dict[str, float] | None] = _eventsourcing
             theirs = await asyncio.to_thread(run, es_url, args)
         finally:
-            await _drop(admin, other)
+            await drop_database(admin, other)
     print(_table(ours, theirs))
 
 

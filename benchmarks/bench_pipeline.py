@@ -27,13 +27,13 @@ import uuid
 
 import psutil
 
-from adapters.embedded import create_database, drop_database
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import TapeEntry
 from aggregates import events as ev
 from aggregates.config import parse_config
+from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock, demo_config

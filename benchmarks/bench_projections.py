@@ -24,12 +24,12 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
-from adapters.embedded import create_database, drop_database
 from aggregates import events as ev
 from aggregates.config import parse_config
 from aggregates.envelope import NewEvent
 from aggregates.streams import stream_for
 from eventstore import EventStore
+from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from projections import Projector, fold, rebuild, select
 from projections.core import at

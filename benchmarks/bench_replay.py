@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,6 +38,7 @@ from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 from aggregates.simulation import simulate
 from eventstore import EventStore
+from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 
 GOAL_EVENTS_PER_SECOND = 200_000
@@ -178,19 +178,6 @@ def run_replay(url: str, *options: str) -> tuple[float, int, int, int]:
     return time.perf_counter() - started, child.returncode, peak, peak_children
 
 
-async def _database(server: str, name: str, *, create: bool) -> str:
-    conn = await asyncpg.connect(server)
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-    base, _, query = server.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -217,7 +204,7 @@ def main() -> None:
     name = f"claire_bench_replay_{secrets.token_hex(4)}"
     url = args.reuse
     if url is None:
-        url = asyncio.run(_database(args.database_url, name, create=True))
+        url = asyncio.run(create_database(args.database_url, name))
         asyncio.run(upgrade_async(url))
         print(f"generating ~{args.events:,} events with simulate() into {name} ...", flush=True)
         started = time.perf_counter()
@@ -244,7 +231,7 @@ def main() -> None:
             asyncio.run(breakdown(url))
     finally:
         if args.reuse is None and not args.keep:
-            asyncio.run(_database(args.database_url, name, create=False))
+            asyncio.run(drop_database(args.database_url, name))
         elif args.reuse is None:
             print(f"kept: {url}")
 

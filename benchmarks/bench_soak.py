@@ -125,7 +125,8 @@ def _trend(values: list[float]) -> float:
 
 
 async def soak(args: argparse.Namespace) -> int:
-    from adapters.embedded import create_database, drop_database, start_postgres, start_redis
+    from adapters.embedded import start_postgres, start_redis
+    from eventstore.admin import create_database, drop_database
     from eventstore.migrations import upgrade_async
 
     scratch = Path(tempfile.mkdtemp(prefix="claire-soak-"))

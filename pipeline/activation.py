@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import msgspec
 
 from aggregates import events as ev
 from aggregates.config import TradingConfig
-from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent
+from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, utc_from_ms
 from aggregates.streams import stream_for
 from eventstore import ConcurrencyConflict, EventStore
 
@@ -38,7 +37,7 @@ async def activate_config(store: EventStore, config: TradingConfig, at_ms: int) 
         new = NewEvent(
             event=event,
             event_id=uuid.uuid5(CLAIRE_NAMESPACE, f"config/{version}/{event.config_hash}"),
-            occurred_at=datetime.fromtimestamp(at_ms / 1000, tz=UTC),
+            occurred_at=utc_from_ms(at_ms),
         )
         try:
             await store.append("config", [new], expected_version=version)
@@ -63,7 +62,7 @@ async def record_contract_specs(store: EventStore, specs: Sequence[ev.ContractSp
         new = NewEvent(
             event=spec,
             event_id=uuid.uuid5(CLAIRE_NAMESPACE, f"contract/{body}"),
-            occurred_at=datetime.fromtimestamp(spec.at_ms / 1000, tz=UTC),
+            occurred_at=utc_from_ms(spec.at_ms),
         )
         await store.append(stream, [new])
         appended += 1

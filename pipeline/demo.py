@@ -14,19 +14,20 @@ import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.embedded import create_database, drop_database, start_postgres, start_redis
+from adapters.embedded import start_postgres, start_redis
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import DEMO_TAPE, demo_contract_specs, read_tape
 from aggregates import events as ev
 from aggregates.config import TradingConfig, parse_config
+from aggregates.envelope import utc_from_ms
 from aggregates.portfolio import EMPTY, evolve
 from eventstore import EventStore
+from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.settings import RuntimeSettings
@@ -137,7 +138,7 @@ async def summarise(store: EventStore, malformed: int) -> DemoSummary:
         elif isinstance(event, ev.OrderFilled | ev.OrderPartiallyFilled):
             summary.fills += 1
         elif isinstance(event, ev.TradingStateChanged) and event.state == "HALTED":
-            when = datetime.fromtimestamp(event.at_ms / 1000, tz=UTC).isoformat()
+            when = utc_from_ms(event.at_ms).isoformat()
             summary.halts.append(
                 f"{when} by {event.changed_by}: {event.reason} (position {recorded.position})"
             )
@@ -149,7 +150,7 @@ async def summarise(store: EventStore, malformed: int) -> DemoSummary:
     position, digest = await store.head()
     summary.head = f"{position}:{digest.hex()}"
     if first_ms is not None:
-        summary.first_day = datetime.fromtimestamp(first_ms / 1000, tz=UTC).date().isoformat()
+        summary.first_day = utc_from_ms(first_ms).date().isoformat()
     return summary
 
 

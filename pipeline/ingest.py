@@ -13,10 +13,9 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 from aggregates import events as ev
-from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, committed, derived
+from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, committed, derived, utc_from_ms
 from aggregates.screener import ScreenerConfig, ScreenerState, decide
 from eventstore import EventStore, StoreUnavailable
 from pipeline.decider import append_grouped
@@ -25,10 +24,6 @@ _log = logging.getLogger(__name__)
 
 #: Milliseconds since the epoch, from whatever clock this deployment trusts.
 TimeSource = Callable[[], int]
-
-
-def occurred(at_ms: int) -> datetime:
-    return datetime.fromtimestamp(at_ms / 1000, tz=UTC)
 
 
 def market_event_ids(events: Sequence[ev.Event]) -> list[uuid.UUID]:
@@ -45,7 +40,7 @@ def market_event_ids(events: Sequence[ev.Event]) -> list[uuid.UUID]:
 
 def as_new_events(events: Sequence[ev.Event]) -> list[NewEvent]:
     return [
-        NewEvent(event=event, event_id=event_id, occurred_at=occurred(event.at_ms))
+        NewEvent(event=event, event_id=event_id, occurred_at=utc_from_ms(event.at_ms))
         for event, event_id in zip(events, market_event_ids(events), strict=True)
     ]
 
@@ -144,7 +139,7 @@ class Clock:
         new = NewEvent(
             event=event,
             event_id=uuid.uuid5(CLAIRE_NAMESPACE, f"clock/{at_ms}"),
-            occurred_at=occurred(at_ms),
+            occurred_at=utc_from_ms(at_ms),
         )
         (position,) = await self._store.append("clock", [new])
         self.ticks += 1

@@ -16,13 +16,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
 from adapters.mexc.live import LiveVenue
 from aggregates import events as ev
-from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived
+from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived, utc_from_ms
 from aggregates.orders import OrderBook, OrderState, OrderStatus
 from eventstore import EventStore
 from pipeline.activation import record_contract_specs
@@ -144,7 +143,7 @@ class LiveExecution:
         )
         await self._store.append(
             "execution",
-            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=_at(event.at_ms))],
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))],
         )
         self._needs_reconcile = False
         return event
@@ -228,7 +227,7 @@ class LiveExecution:
                 event_id=uuid.uuid5(
                     CLAIRE_NAMESPACE, f"{PRODUCER}/{state.client_order_id}/{ev.encode(event)!r}"
                 ),
-                occurred_at=_at(event.at_ms),
+                occurred_at=utc_from_ms(event.at_ms),
                 causation_id=request.event_id,
                 causation_position=request.position,
                 correlation_id=request.correlation_id or request.event_id,
@@ -251,7 +250,3 @@ class LiveExecution:
                     continue
                 if found is not None:
                     await self._sync_fills(state, found)
-
-
-def _at(at_ms: int) -> datetime:
-    return datetime.fromtimestamp(at_ms / 1000, tz=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -13,8 +14,10 @@ def pump(source: AsyncIterator[T], queue: asyncio.Queue[T], name: str) -> asynci
     """Copy ``source`` into ``queue`` in a task of its own (back-pressure: the queue's size)."""
 
     async def copy() -> None:
-        async for item in source:
-            await queue.put(item)
+        # aclosing: a generator's own clean-up (e.g. closing a LISTEN connection) runs on cancel
+        async with contextlib.aclosing(source) as items:  # type: ignore[type-var]
+            async for item in items:
+                await queue.put(item)
 
     return asyncio.create_task(copy(), name=name)
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from adapters.bus import EVENT_TOPICS, BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
+from pipeline.queues import next_item, pump
 
 _log = logging.getLogger(__name__)
 
@@ -135,19 +136,8 @@ class LedgerFeed:
         """Follow the log live for ``seconds`` (then the caller tries Redis again)."""
         if self._connect_bus is None:
             seconds = float("inf")
-        queue: asyncio.Queue[RecordedEvent | BaseException] = asyncio.Queue(maxsize=10_000)
-
-        async def pump() -> None:
-            try:
-                async with contextlib.aclosing(self._store.subscribe(after=self.last)) as live:
-                    async for recorded in live:
-                        await queue.put(recorded)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as error:  # handed to the consumer, who re-raises it
-                await queue.put(error)
-
-        task = asyncio.create_task(pump(), name="ledger-feed-log")
+        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=10_000)
+        task = pump(self._store.subscribe(after=self.last), queue, "ledger-feed-log")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         try:
@@ -155,12 +145,10 @@ class LedgerFeed:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
-                try:
-                    item = await asyncio.wait_for(queue.get(), min(remaining, 3600.0))
+                try:  # next_item raises what stopped the log reader (e.g. PostgreSQL lost)
+                    item = await asyncio.wait_for(next_item(queue, task), min(remaining, 3600.0))
                 except TimeoutError:
                     continue
-                if isinstance(item, BaseException):
-                    raise item
                 if item.position == self.last + 1:
                     self.last = item.position
                     yield item

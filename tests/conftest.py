@@ -23,10 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from adapters.embedded import create_database, drop_database, start_postgres, start_redis
+from adapters.embedded import start_postgres, start_redis
 from aggregates.envelope import RecordedEvent
 from aggregates.events import Event, event_type
 from aggregates.streams import stream_for
+from eventstore.admin import create_database, drop_database
 
 DATABASE_ENV = "CLAIRE_TEST_DATABASE_URL"
 REDIS_ENV = "CLAIRE_TEST_REDIS_URL"

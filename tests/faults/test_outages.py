@@ -34,7 +34,7 @@ from fault_helpers import (
 )
 
 from adapters.bus import RedisBus
-from adapters.embedded import create_database, start_postgres
+from adapters.embedded import start_postgres
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.secrets import Secret
@@ -42,6 +42,7 @@ from adapters.mexc.tape import TapeEntry
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
+from eventstore.admin import create_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock

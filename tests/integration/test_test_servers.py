@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.embedded import create_database, drop_database, quote_identifier, with_database
+from eventstore.admin import create_database, drop_database, quote_identifier, with_database
 
 pytestmark = [pytest.mark.db]
 

@@ -71,7 +71,7 @@ def test_fold_when_partial_fills_then_final_fill_then_filled_with_average_price(
     assert state.fees == D("0.02")
     assert state.fill_count == 2
     assert state.exchange_order_id == "x-o1"
-    assert not state.is_open
+    assert not state.is_working
 
 
 def test_reject_when_requested_then_rejected_with_reason():

@@ -204,7 +204,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         for order_id, state in self.states.items():
             assert self.book.get(order_id) == state
         open_ids = {o.client_order_id for o in self.book.open_orders()}
-        assert open_ids == {i for i, s in self.states.items() if s.is_open}  # type: ignore[attr-defined]
+        assert open_ids == {i for i, s in self.states.items() if s.is_working}  # type: ignore[attr-defined]
 
 
 OrderLifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

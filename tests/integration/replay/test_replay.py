@@ -53,7 +53,7 @@ def recorded_log() -> list[RecordedEvent]:
 @pytest.fixture(scope="module")
 async def ledger(recorded_log: list[RecordedEvent], postgres_server_url: str):
     """One intact recorded ledger shared by the read-only tests of this module."""
-    from adapters.embedded import create_database, drop_database
+    from eventstore.admin import create_database, drop_database
     from eventstore.migrations import upgrade_async
 
     name = f"claire_test_replay_{os.getpid()}_{secrets.token_hex(4)}"

@@ -30,9 +30,11 @@ class Prepared(msgspec.Struct, frozen=True):
     """A validated event ready for the appender: everything but position, version and hash.
 
     ``middle`` and ``tail`` are the parts of its canonical text that do not depend on where it
-    lands, computed here, outside the appender's critical section.
+    lands, computed here, outside the appender's critical section. ``event`` is kept for the
+    store's in-process commit listeners (:meth:`EventStore.on_commit`).
     """
 
+    event: ev.Event
     event_id: uuid.UUID
     event_type: str
     schema_version: int
@@ -81,6 +83,7 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
     causation, correlation = new.causation_id, new.correlation_id
     cause_position = new.causation_position
     return Prepared(
+        event=event,
         event_id=new.event_id,
         event_type=tag,
         schema_version=kind.schema_version,

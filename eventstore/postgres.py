@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -44,6 +45,7 @@ import asyncpg
 import msgspec
 
 from aggregates.envelope import NewEvent, RecordedEvent
+from aggregates.events import Event
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import sql
 from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
@@ -73,6 +75,11 @@ def connection_lost(error: BaseException) -> bool:
 
 
 _VERSION_CACHE_LIMIT = 100_000
+
+_log = logging.getLogger(__name__)
+
+#: Receives the events one append committed (see :meth:`EventStore.on_commit`).
+CommitListener = Callable[[list[RecordedEvent]], None]
 
 
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +119,7 @@ class _Plan:
 
     def __init__(self) -> None:
         self.columns: list[list[Any]] = [[] for _ in range(12)]
+        self.events: list[Event] = []
         self.outcomes: list[list[int] | EventStoreError] = []
         self.head = 0
         self.hash = GENESIS
@@ -167,6 +175,7 @@ def _plan(
             correlations.append(event.correlation_id)
             payloads.append(event.payload_text)
             hashes.append(previous)
+            plan.events.append(event.event)
         versions[request.stream] = current
         plan.versions[request.stream] = current
         plan.outcomes.append(
@@ -191,6 +200,7 @@ class EventStore:
         self._writer: asyncpg.Connection | None = None
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
+        self._listeners: list[CommitListener] = []
         self._closed = False
 
     @classmethod
@@ -260,6 +270,47 @@ class EventStore:
             self._appender = asyncio.create_task(self._append_loop(), name="claire-appender")
         return await future
 
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener`` with the events each append of *this* store commits, in commit order.
+
+        The in-process fast path for services sharing a process: they see a commit the moment
+        it is durable, without the NOTIFY -> relay -> Redis round trip. Events appended by other
+        processes are not delivered here (a consumer finds them by their positions' gap). The
+        listener must not block; returns a function that unregisters it.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _announce(self, plan: _Plan) -> None:
+        if not self._listeners or not plan.events:
+            return
+        recorded_at = plan.recorded_at
+        (positions, streams, versions, ids, types, schemas, occurred, causes, cause_positions,
+         correlations, _, hashes) = plan.columns  # fmt: skip
+        committed = [
+            RecordedEvent(
+                position=positions[i],
+                stream=streams[i],
+                stream_version=versions[i],
+                event_id=ids[i],
+                event_type=types[i],
+                schema_version=schemas[i],
+                occurred_at=occurred[i].astimezone(UTC),
+                recorded_at=recorded_at,
+                causation_id=causes[i],
+                causation_position=cause_positions[i],
+                correlation_id=correlations[i],
+                event=event,
+                hash=hashes[i],
+            )
+            for i, event in enumerate(plan.events)
+        ]
+        for listener in list(self._listeners):
+            try:
+                listener(committed)
+            except Exception:  # a listener's bug must never fail an append that committed
+                _log.exception("commit listener %r failed", listener)
+
     async def _append_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
@@ -269,7 +320,7 @@ class EventStore:
                 batch.append(request)
                 size += len(request.events)
             try:
-                outcomes = await self._commit(batch)
+                plan = await self._commit(batch)
             except Exception as error:
                 self._forget()
                 if not isinstance(error, ConcurrencyConflict | InvalidEvent):
@@ -279,7 +330,8 @@ class EventStore:
                         request.future.set_exception(error)
                     self._queue.task_done()
                 continue
-            for request, outcome in zip(batch, outcomes, strict=True):
+            self._announce(plan)
+            for request, outcome in zip(batch, plan.outcomes, strict=True):
                 if request.future.done():
                     pass
                 elif isinstance(outcome, Exception):
@@ -306,13 +358,13 @@ class EventStore:
                 raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return self._writer
 
-    async def _commit(self, batch: list[_Request]) -> list[list[int] | EventStoreError]:
+    async def _commit(self, batch: list[_Request]) -> _Plan:
         conn = await self._connection()
         try:
             if self._head is not None:
                 plan = await self._try_fast(conn, batch)
                 if plan is not None:
-                    return plan.outcomes
+                    return plan
             self._forget()
             for attempt in range(3):
                 try:
@@ -346,9 +398,7 @@ class EventStore:
         self._remember(plan)
         return plan
 
-    async def _locked(
-        self, conn: asyncpg.Connection, batch: list[_Request]
-    ) -> list[list[int] | EventStoreError]:
+    async def _locked(self, conn: asyncpg.Connection, batch: list[_Request]) -> _Plan:
         streams = list(dict.fromkeys(r.stream for r in batch))
         ids = list({e.event_id for r in batch for e in r.events})
         await conn.execute(sql.BEGIN_AND_LOCK_HEAD)
@@ -370,7 +420,7 @@ class EventStore:
             raise
         self._versions.update(versions)
         self._remember(plan)
-        return plan.outcomes
+        return plan
 
     @staticmethod
     def _apply_args(plan: _Plan, head: int) -> list[Any]:

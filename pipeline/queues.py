@@ -1,4 +1,4 @@
-"""A producer task feeding a queue, and a consumer that notices when the producer died."""
+"""A producer task feeding a queue, a consumer that notices when the producer died, and a merge."""
 
 from __future__ import annotations
 
@@ -36,3 +36,22 @@ async def next_item(queue: asyncio.Queue[T], producer: asyncio.Task[None]) -> T:
         return getter.result()
     producer.result()  # raises the producer's error
     raise RuntimeError(f"{producer.get_name()} stopped without an error")
+
+
+async def merged(*sources: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Items of every source as they arrive; ends when any source ends, raises what one raises."""
+    pending = {asyncio.ensure_future(anext(source)): source for source in sources}
+    try:
+        while True:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in [f for f in pending if f in done]:  # in the sources' order
+                source = pending.pop(future)
+                try:
+                    item = future.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+                pending[asyncio.ensure_future(anext(source))] = source
+    finally:
+        for future in pending:
+            future.cancel()

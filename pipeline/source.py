@@ -2,10 +2,13 @@
 
 Redis is for speed, PostgreSQL is for truth (DESIGN.md, "Topics"). A service reads the topics
 through :class:`LedgerFeed`: messages arrive from Redis; a jump in positions means something was
-missed, so the hole is read from the log before going on; a duplicate is skipped. When Redis is
-unreachable the feed follows the log itself (LISTEN/NOTIFY) and tries Redis again every few
-seconds. Because every published message is a committed event and positions are gapless and
-commit-ordered, "read the hole from the log" always finds exactly the missing events.
+missed, so the hole is read from the log before going on; a duplicate is skipped. Services that
+share a process also get that process's own commits straight from its event store
+(:meth:`EventStore.on_commit`), ahead of their Redis copies: same events, same positions, no
+NOTIFY -> relay -> Redis hop; the same gap and duplicate rules make the two sources one.
+When Redis is unreachable the feed follows the log itself (LISTEN/NOTIFY) and tries Redis again
+every few seconds. Because every published message is a committed event and positions are
+gapless and commit-ordered, "read the hole from the log" always finds exactly the missing events.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from adapters.bus import EVENT_TOPICS, BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
-from pipeline.queues import next_item, pump
+from pipeline.queues import merged, next_item, pump
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class LedgerFeed:
                     yield recorded
                 continue
             self._switch("redis")
+            local = _LocalCommits(self._store)
+            messages = merged(local, subscription)
             stalled = asyncio.Event()
             watchdog = asyncio.create_task(self._watch(stalled), name="ledger-feed-watchdog")
             getter: asyncio.Future[RecordedEvent] | None = None
@@ -73,7 +78,7 @@ class LedgerFeed:
                 while True:
                     # The pending read is kept across a stall (never cancelled mid-message).
                     if getter is None:
-                        getter = asyncio.ensure_future(anext(subscription))
+                        getter = asyncio.ensure_future(anext(messages))
                     if not await _first(getter, stalled):
                         stalled.clear()  # nothing from Redis while the log moved on
                         async for recorded in self._read_log(until=None):
@@ -95,6 +100,9 @@ class LedgerFeed:
                 watchdog.cancel()
                 if getter is not None:
                     getter.cancel()
+                local.close()
+                with contextlib.suppress(Exception):
+                    await messages.aclose()
                 with contextlib.suppress(Exception):
                     await subscription.close()
 
@@ -156,6 +164,34 @@ class LedgerFeed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class _LocalCommits:
+    """This process's own commits as an async iterator, registered at once (before catch-up).
+
+    Never blocks the appender: when the queue is full an event is dropped, and the consumer's
+    gap rule reads it from the log.
+    """
+
+    def __init__(self, store: EventStore, size: int = 20_000) -> None:
+        self._queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=size)
+        self._unregister = store.on_commit(self._put)
+
+    def _put(self, events: list[RecordedEvent]) -> None:
+        for recorded in events:
+            if self._queue.full():
+                return
+            self._queue.put_nowait(recorded)
+
+    def __aiter__(self) -> _LocalCommits:
+        return self
+
+    async def __anext__(self) -> RecordedEvent:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._unregister()
 
 
 async def _first(getter: asyncio.Future[RecordedEvent], stalled: asyncio.Event) -> bool:

@@ -365,6 +365,8 @@ class Subscription(Generic[T]):
         except (RedisError, OSError):
             _log.debug("closing a broken redis client", exc_info=True)
 
+    aclose = close  # so contextlib.aclosing (and pipeline.queues.pump) can close it
+
     async def __aenter__(self) -> Subscription[T]:
         return self
 

@@ -33,6 +33,7 @@ from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import TapeEntry
 from aggregates import events as ev
 from aggregates.config import parse_config
+from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
@@ -86,7 +87,7 @@ async def run(args: argparse.Namespace) -> None:
     database_url = await create_database(args.database_url, name)
     await upgrade_async(database_url)
     process = psutil.Process(os.getpid())
-    samples: list[tuple[float, float, int, int]] = []
+    samples: list[tuple[float, float, int, int, float]] = []
     processed_at: dict[int, float] = {}
     try:
         async with LocalMexcServer(tape=tape, speed=speed) as server:
@@ -124,7 +125,7 @@ async def run(args: argparse.Namespace) -> None:
                     appended = pipeline.ingest.appended if pipeline.ingest else 0
                     samples.append(
                         (time.monotonic() - started, process.memory_info().rss / 2**20, lag,
-                         appended)
+                         appended, process.cpu_percent())
                     )  # fmt: skip
                     if args.verbose:
                         behind = {n: head - d.progress.last_position
@@ -146,9 +147,9 @@ async def run(args: argparse.Namespace) -> None:
         verdicts = list(pipeline.instruments.tick_to_verdict)
         print(f"target rate            {args.rate} ticks/s for {args.seconds} s (speed {speed:g}x)")
         print(f"ticks appended         {ticks} ({ticks / args.seconds:,.0f}/s average)")
-        print("t(s)   rss(MB)  decider lag(events)  ticks appended")
-        for at, rss, lag, appended in samples:
-            print(f"{at:5.0f}  {rss:7.1f}  {lag:19d}  {appended:14d}")
+        print("t(s)   rss(MB)  decider lag(events)  ticks appended  cpu(% of a core)")
+        for at, rss, lag, appended, cpu in samples:
+            print(f"{at:5.0f}  {rss:7.1f}  {lag:19d}  {appended:14d}  {cpu:16.0f}")
         to_risk = list(processed_at.values())
         if to_risk:
             print(
@@ -160,8 +161,39 @@ async def run(args: argparse.Namespace) -> None:
                 f"tick->verdict commit   p50 {1000 * statistics.median(verdicts):.2f} ms  "
                 f"p99 {1000 * _pct(verdicts, 0.99):.2f} ms  (n={len(verdicts)})"
             )
+        await _print_stages(database_url)
     finally:
         await drop_database(args.database_url, name)
+
+
+async def _print_stages(database_url: str) -> None:
+    """Where a tick->verdict chain spends its time, from the ledger: each hop's recorded_at is
+    taken just before its append, so a hop is delivery + decision + the previous commit."""
+    by_id: dict[uuid.UUID, object] = {}
+    hops: dict[str, list[float]] = {"tick -> signal": [], "signal -> verdict": []}
+    store = await EventStore.connect(database_url)
+    try:
+        async for recorded in store.read_all():
+            by_id[recorded.event_id] = recorded
+            if not isinstance(recorded.event, ev.SignalGenerated | ev.RiskVerdictIssued):
+                continue
+            cause = by_id.get(recorded.causation_id)  # type: ignore[arg-type]
+            if cause is None:
+                continue
+            hop = "tick -> signal" if isinstance(recorded.event, ev.SignalGenerated) else (
+                "signal -> verdict")  # fmt: skip
+            if hop == "signal -> verdict" and not isinstance(cause.event, ev.SignalGenerated):  # type: ignore[attr-defined]
+                continue
+            seconds = (recorded.recorded_at - cause.recorded_at).total_seconds()  # type: ignore[attr-defined]
+            hops[hop].append(seconds)
+    finally:
+        await store.close()
+    for hop, values in hops.items():
+        if values:
+            print(
+                f"  {hop:18s} p50 {1000 * statistics.median(values):.2f} ms  "
+                f"p99 {1000 * _pct(values, 0.99):.2f} ms  (n={len(values)})"
+            )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from eventstore.errors import (
     InvalidEvent,
     StoreUnavailable,
 )
+from eventstore.follow import follow
 from eventstore.port import EventLog
 from eventstore.postgres import EventStore, VerifyResult, connection_lost
 
@@ -23,4 +24,5 @@ __all__ = [
     "StoreUnavailable",
     "VerifyResult",
     "connection_lost",
+    "follow",
 ]

@@ -219,6 +219,11 @@ class EventStore:
             raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return cls(url, pool, upcasters, max_batch_events)
 
+    @property
+    def url(self) -> str:
+        """The database URL this store was opened with (it may hold a password: never log it)."""
+        return self._url
+
     async def __aenter__(self) -> EventStore:
         return self
 

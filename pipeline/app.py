@@ -41,7 +41,7 @@ from pipeline.instruments import Instruments, probe_ledger
 from pipeline.live_execution import LiveExecution
 from pipeline.relay import Relay
 from pipeline.settings import RuntimeSettings
-from pipeline.source import LedgerFeed, SharedFeed
+from pipeline.source import LedgerFeed, LogFollower, SharedFeed
 from projections.projector import Projector
 
 _log = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ async def run_pipeline(
 
         feed_from: Callable[[int], Any] = ledger_feed
         consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
-        if len(consumers) > 1:  # one subscription for the whole process
-            hub = SharedFeed(store, ledger_feed((await store.head())[0]))
+        if len(consumers) > 1:  # one source for the whole process: its own commits, first hand
+            hub = SharedFeed(store, LogFollower(store, (await store.head())[0]))
             supervise("hub", hub.run)
             feed_from = hub.feed
 
@@ -198,7 +198,11 @@ async def run_pipeline(
 
             supervise("projector", run_projector)
         if "relay" in options.services:
-            pipeline.relay = Relay(store, bus)
+            pipeline.relay = Relay(
+                store,
+                bus,
+                on_bus=lambda up, detail: health.set_dependency("redis", up, detail),
+            )
             supervise("relay", pipeline.relay.run)
         if "alerts" in options.services:
             alerts = pipeline.alerts = AlertsService(feed_from, after=(await store.head())[0])

@@ -10,7 +10,6 @@ output that *was* recorded is never written twice (the store's idempotency is th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from aggregates.envelope import NewEvent, RecordedEvent, derived
 from aggregates.machine import Machine
 from aggregates.streams import stream_for
 from eventstore import EventStore
-from pipeline.queues import next_item, pump
+from pipeline.queues import Pipe, pump, stop
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
@@ -49,6 +48,9 @@ async def append_grouped(store: EventStore, events: Sequence[NewEvent]) -> list[
     by_stream: dict[str, list[NewEvent]] = {}
     for new in events:
         by_stream.setdefault(stream_for(new.event), []).append(new)
+    if len(by_stream) == 1:  # the common case: no tasks to gather (each costs loop turns)
+        ((stream, batch),) = by_stream.items()
+        return await store.append(stream, batch)
     results = await asyncio.gather(
         *(store.append(stream, batch) for stream, batch in by_stream.items())
     )
@@ -120,7 +122,7 @@ class DecisionService:
         """
         await self.restore()
         self.ready.set()
-        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=MAX_QUEUE)
+        queue: Pipe[RecordedEvent] = Pipe(MAX_QUEUE)
         reader = pump(
             self._feed(self.progress.last_position).events(), queue, f"{self.name}-reader"
         )
@@ -132,7 +134,7 @@ class DecisionService:
                 if pending and (queue.empty() or waiting >= MAX_BATCH):
                     await self._flush(pending)
                     pending, waiting = [], 0
-                recorded = await next_item(queue, reader)
+                recorded = await queue.get()  # or what stopped the reader (PostgreSQL lost)
                 self.progress.last_position = recorded.position
                 if machine.owns(recorded.event):
                     continue
@@ -144,9 +146,7 @@ class DecisionService:
                     pending.append((recorded, news))
                     waiting += len(news)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await stop(reader)
 
     async def _flush(self, pending: list[tuple[RecordedEvent, list[NewEvent]]]) -> None:
         news = [new for _, batch in pending for new in batch]

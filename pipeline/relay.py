@@ -8,15 +8,13 @@ consumers notice the hole in positions and read it from the log, so nothing is l
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from adapters.bus import BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
-from eventstore import EventStore
-from pipeline.queues import next_item, pump
+from eventstore import EventStore, follow
+from pipeline.queues import Pipe, pump, stop
 from pipeline.source import BusFactory
 
 _log = logging.getLogger(__name__)
@@ -33,40 +31,47 @@ class Relay:
         connect_bus: BusFactory,
         *,
         on_published: Callable[[list[RecordedEvent]], None] | None = None,
+        on_bus: Callable[[bool, str], None] | None = None,
     ) -> None:
         self._store = store
         self._connect_bus = connect_bus
         self._on_published = on_published or (lambda batch: None)
+        self._on_bus = on_bus or (lambda up, detail: None)
         self.published = 0
         self.skipped = 0
+        self.skipped_since_up = 0
         self.last = 0
 
     async def run(self, after: int | None = None) -> None:
         """Run until cancelled."""
         self.last = (await self._store.head())[0] if after is None else after
-        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=50_000)
-        reader = pump(self._store.subscribe(after=self.last), queue, "relay-reader")
+        queue: Pipe[RecordedEvent] = Pipe(50_000)
+        reader = pump(follow(self._store, self.last), queue, "relay-reader")
         bus: RedisBus | None = None
         try:
             while True:
-                batch = [await next_item(queue, reader)]
+                batch = [await queue.get()]  # or what stopped the reader (PostgreSQL lost)
                 while len(batch) < MAX_BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
                 self.last = batch[-1].position
                 try:
                     bus = bus or await self._connect_bus()
                     await bus.publish(batch)
+                    if self.skipped_since_up:
+                        self._on_bus(True, "publishing")
+                        self.skipped_since_up = 0
                     self.published += len(batch)
                     self._on_published(batch)
                 except BusUnavailable as error:
                     bus = None
+                    if not self.skipped_since_up:
+                        self._on_bus(False, f"cannot publish: {error}")
                     self.skipped += len(batch)
+                    self.skipped_since_up += len(batch)
                     _log.warning(
                         "relay: redis unavailable, %d events left to the log (%s)",
                         len(batch),
                         error,
                     )
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await stop(reader)

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from adapters.bus import EVENT_TOPICS, BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
-from eventstore import EventStore
-from pipeline.queues import merged, next_item, pump
+from eventstore import EventStore, follow
+from pipeline.queues import Pipe, PipeClosed, pump, stop
 
 _log = logging.getLogger(__name__)
 
 BusFactory = Callable[[], Awaitable[RedisBus]]
+
+#: Tells the feed that Redis went quiet while the log moved on (see ``LedgerFeed._watch``).
+STALLED = object()
+INBOX_SIZE = 20_000
 
 
 class LedgerFeed:
@@ -66,25 +71,23 @@ class LedgerFeed:
                     yield recorded
                 continue
             self._switch("redis")
-            local = _LocalCommits(self._store)
-            messages = merged(local, subscription)
-            stalled = asyncio.Event()
-            watchdog = asyncio.create_task(self._watch(stalled), name="ledger-feed-watchdog")
-            getter: asyncio.Future[RecordedEvent] | None = None
+            # One inbox, three writers: this process's commits (never blocking the appender: on
+            # overflow an event is dropped and the gap rule reads it), Redis, and the watchdog.
+            inbox: Pipe[RecordedEvent | object] = Pipe(INBOX_SIZE)
+            unregister = self._store.on_commit(functools.partial(_offer, inbox))
+            redis = pump(subscription, inbox, "ledger-feed-redis")
+            watchdog = asyncio.create_task(self._watch(inbox), name="ledger-feed-watchdog")
             try:
                 # Subscribed first, then caught up: nothing can fall between the two.
                 async for recorded in self._read_log(until=None):
                     yield recorded
                 while True:
-                    # The pending read is kept across a stall (never cancelled mid-message).
-                    if getter is None:
-                        getter = asyncio.ensure_future(anext(messages))
-                    if not await _first(getter, stalled):
-                        stalled.clear()  # nothing from Redis while the log moved on
+                    message = await inbox.get()  # raises what ended the Redis subscription
+                    if message is STALLED:  # nothing came while the log moved on
                         async for recorded in self._read_log(until=None):
                             yield recorded
                         continue
-                    message, getter = getter.result(), None
+                    assert isinstance(message, RecordedEvent)
                     if message.position <= self.last:
                         continue
                     if message.position > self.last + 1:
@@ -94,19 +97,16 @@ class LedgerFeed:
                     if message.position == self.last + 1:
                         self.last = message.position
                         yield message
-            except (BusUnavailable, StopAsyncIteration) as error:
+            except (BusUnavailable, PipeClosed) as error:
                 _log.warning("redis lost (%r); following the log until it returns", error)
             finally:
+                unregister()
                 watchdog.cancel()
-                if getter is not None:
-                    getter.cancel()
-                local.close()
-                with contextlib.suppress(Exception):
-                    await messages.aclose()
+                await stop(redis)
                 with contextlib.suppress(Exception):
                     await subscription.close()
 
-    async def _watch(self, stalled: asyncio.Event) -> None:
+    async def _watch(self, inbox: Pipe[RecordedEvent | object]) -> None:
         """Flag a stall: no progress for a while although the log has newer events.
 
         Redis only carries what the relay publishes; if the relay is down, or a message was lost
@@ -118,7 +118,7 @@ class LedgerFeed:
             if self.last == seen:
                 with contextlib.suppress(Exception):
                     if (await self._store.head())[0] > self.last:
-                        stalled.set()
+                        inbox.put_nowait(STALLED)
             seen = self.last
 
     async def _subscribe(self):  # type: ignore[no-untyped-def]
@@ -144,7 +144,7 @@ class LedgerFeed:
         """Follow the log live for ``seconds`` (then the caller tries Redis again)."""
         if self._connect_bus is None:
             seconds = float("inf")
-        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=10_000)
+        queue: Pipe[RecordedEvent] = Pipe(10_000)
         task = pump(self._store.subscribe(after=self.last), queue, "ledger-feed-log")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -153,70 +153,55 @@ class LedgerFeed:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
-                try:  # next_item raises what stopped the log reader (e.g. PostgreSQL lost)
-                    item = await asyncio.wait_for(next_item(queue, task), min(remaining, 3600.0))
+                try:  # get() raises what stopped the log reader (e.g. PostgreSQL lost)
+                    item = await asyncio.wait_for(queue.get(), min(remaining, 3600.0))
                 except TimeoutError:
                     continue
                 if item.position == self.last + 1:
                     self.last = item.position
                     yield item
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop(task)
 
 
-class _LocalCommits:
-    """This process's own commits as an async iterator, registered at once (before catch-up).
+def _offer(inbox: Pipe[RecordedEvent | object], events: list[RecordedEvent]) -> None:
+    for recorded in events:
+        if not inbox.put_nowait(recorded):
+            return
 
-    Never blocks the appender: when the queue is full an event is dropped, and the consumer's
-    gap rule reads it from the log.
+
+class LogFollower:
+    """The log for the services of the process that writes it (``eventstore.follow``).
+
+    Own commits come straight from the event store, other processes' from the log after their
+    NOTIFY: no Redis round trip in between (the relay still publishes everything for services
+    running elsewhere). Resumable: ``events()`` continues after the last event it gave.
     """
 
-    def __init__(self, store: EventStore, size: int = 20_000) -> None:
-        self._queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=size)
-        self._unregister = store.on_commit(self._put)
+    def __init__(self, store: EventStore, after: int) -> None:
+        self._store = store
+        self.last = after
 
-    def _put(self, events: list[RecordedEvent]) -> None:
-        for recorded in events:
-            if self._queue.full():
-                return
-            self._queue.put_nowait(recorded)
-
-    def __aiter__(self) -> _LocalCommits:
-        return self
-
-    async def __anext__(self) -> RecordedEvent:
-        return await self._queue.get()
-
-    def close(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._unregister()
-
-
-async def _first(getter: asyncio.Future[RecordedEvent], stalled: asyncio.Event) -> bool:
-    """Wait for the next message or a stall; True if the message came first."""
-    if getter.done():
-        return True
-    stall = asyncio.ensure_future(stalled.wait())
-    try:
-        await asyncio.wait({getter, stall}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stall.cancel()
-    return getter.done()
+    async def events(self) -> AsyncIterator[RecordedEvent]:
+        async with contextlib.aclosing(follow(self._store, self.last)) as events:
+            async for recorded in events:
+                self.last = recorded.position
+                yield recorded
 
 
 class SharedFeed:
-    """One :class:`LedgerFeed` fanned out to every consumer in this process.
+    """One source fanned out to every consumer in this process.
 
-    When all services run in one process (``claire run``), each would otherwise decode every
-    message from its own Redis subscription. Here one subscription feeds per-consumer queues. A
+    When all services run in one process (``claire run``), the source is a :class:`LogFollower`
+    (this process wrote most of the log; nothing to decode); per-consumer queues share it. A
     consumer registers its queue first, then catches up from the log; everything the hub delivers
     after registration is at or below the head that catch-up reached, or contiguous after it, so
     the handover neither skips nor repeats (positions are gapless and commit-ordered).
     """
 
-    def __init__(self, store: EventStore, source: LedgerFeed, *, queue_size: int = 50_000) -> None:
+    def __init__(
+        self, store: EventStore, source: LedgerFeed | LogFollower, *, queue_size: int = 50_000
+    ) -> None:
         self._store = store
         self._source = source
         self._queues: list[asyncio.Queue[RecordedEvent]] = []

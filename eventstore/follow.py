@@ -1,0 +1,102 @@
+"""Follow the log from inside the process that writes most of it.
+
+:meth:`EventStore.subscribe` reads every event back from PostgreSQL after each NOTIFY. A process
+that runs several services (``claire run``) appended most of those events itself a moment
+earlier, so :func:`follow` takes them straight from the store's commit listeners and reads the
+log only for what someone else appended: a NOTIFY naming a head beyond what it has, or a hole in
+positions between two of its own commits. Exactly once and in order for the same reason as
+``subscribe``: positions are gapless and commit-ordered, so when an event at ``p`` is committed,
+everything below ``p`` is already readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from aggregates.envelope import RecordedEvent
+from eventstore import sql
+from eventstore.errors import StoreUnavailable
+from eventstore.postgres import EventStore
+
+#: Own commits held for a slow reader; beyond this they are dropped and read from the log.
+LOCAL_LIMIT = 50_000
+
+
+async def follow(
+    store: EventStore, after: int = 0, *, poll_interval: float = 1.0
+) -> AsyncIterator[RecordedEvent]:
+    """Catch up from ``after``, then follow live; every event exactly once, in order."""
+    local: deque[RecordedEvent] = deque()
+    wake = asyncio.Event()
+    notified = 0
+
+    def committed(events: list[RecordedEvent]) -> None:
+        if len(local) + len(events) <= LOCAL_LIMIT:  # else: the hole is read from the log
+            local.extend(events)
+        wake.set()
+
+    def notify(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+        nonlocal notified
+        with contextlib.suppress(ValueError):
+            notified = max(notified, int(payload))
+        wake.set()
+
+    try:
+        listener = await asyncpg.connect(store.url)
+        await listener.add_listener(sql.CHANNEL, notify)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise StoreUnavailable(f"cannot listen to the ledger: {error}") from error
+    unregister = store.on_commit(committed)
+    last = after
+    try:
+        # Listening first, then caught up: nothing committed in between can be missed.
+        async for recorded in _read(store, last, until=None):
+            last = recorded.position
+            yield recorded
+        while True:
+            wake.clear()
+            while local:
+                recorded = local.popleft()
+                if recorded.position <= last:
+                    continue
+                async for missing in _read(store, last, until=recorded.position):
+                    last = missing.position  # someone else's commits, between two of ours
+                    yield missing
+                if recorded.position != last + 1:  # cannot happen (commit order); never skip
+                    local.appendleft(recorded)
+                    notified = max(notified, recorded.position)
+                    break
+                last = recorded.position
+                yield recorded
+            if notified > last:
+                await asyncio.sleep(0)  # our own appender may be announcing this very commit
+                if local:
+                    continue
+                async for recorded in _read(store, last, until=None):
+                    last = recorded.position
+                    yield recorded
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), poll_interval)
+            if not wake.is_set() and (await store.head())[0] > last:  # a missed wake-up
+                notified = max(notified, last + 1)
+    finally:
+        unregister()
+        with contextlib.suppress(Exception):
+            await listener.close()
+
+
+async def _read(store: EventStore, after: int, until: int | None) -> AsyncIterator[RecordedEvent]:
+    """The log after ``after`` and before ``until`` (or up to its head)."""
+    if until is not None and until <= after + 1:
+        return
+    async with contextlib.aclosing(store.read_all(after=after)) as rows:
+        async for recorded in rows:
+            if until is not None and recorded.position >= until:
+                return
+            yield recorded

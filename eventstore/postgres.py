@@ -49,7 +49,7 @@ from aggregates.events import Event
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import sql
 from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
-from eventstore.codec import Prepared, decode_payload, prepare
+from eventstore.codec import Prepared, decode_payload, prepare_all
 from eventstore.errors import (
     ConcurrencyConflict,
     EventStoreError,
@@ -261,7 +261,7 @@ class EventStore:
             not isinstance(expected_version, int) or expected_version < 0
         ):
             raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
-        prepared = [prepare(stream, event) for event in events]
+        prepared = prepare_all(stream, events)
         if not prepared:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()

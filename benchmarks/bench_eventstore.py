@@ -74,7 +74,8 @@ async def _ours(url: str, args: argparse.Namespace) -> dict[str, float]:
         started = time.perf_counter()
         for _ in range(n):
             await store.append("market-BTC_USDT", [_new(next(counter))])
-        out["append, 1 event/txn, 1 writer"] = n / (time.perf_counter() - started)
+        if n:
+            out["append, 1 event/txn, 1 writer"] = n / (time.perf_counter() - started)
 
         per_writer = args.concurrent
 
@@ -84,15 +85,19 @@ async def _ours(url: str, args: argparse.Namespace) -> dict[str, float]:
 
         started = time.perf_counter()
         await asyncio.gather(*(writer(i) for i in range(8)))
-        out["append, 1 event/txn, 8 writers"] = 8 * per_writer / (time.perf_counter() - started)
+        if per_writer:
+            out["append, 1 event/txn, 8 writers"] = 8 * per_writer / (time.perf_counter() - started)
 
         for size, calls, label in ((100, args.calls100, "100"), (1000, args.calls1000, "1,000")):
             batches = [[_new(next(counter)) for _ in range(size)] for _ in range(calls)]
             started = time.perf_counter()
             for batch in batches:
                 await store.append("market-ETH_USDT", batch)
-            out[f"append, {label} events/call"] = size * calls / (time.perf_counter() - started)
+            if calls:
+                out[f"append, {label} events/call"] = size * calls / (time.perf_counter() - started)
 
+        if args.skip_read:
+            return out
         total = 0
         started = time.perf_counter()
         async for _record in store.read_all(batch_size=5000):
@@ -275,6 +280,7 @@ def main() -> None:
         "--stream-events", type=int, default=5_000_000, help="log size for the memory run (0: skip)"
     )
     parser.add_argument("--skip-eventsourcing", action="store_true")
+    parser.add_argument("--skip-read", action="store_true", help="append phases only (0 skips one)")
     asyncio.run(_main(parser.parse_args()))
 
 

@@ -21,6 +21,8 @@ from eventstore import (
     EventStore,
     InvalidEvent,
 )
+from eventstore.postgres import audit
+from eventstore.sql import COPY_MIN_EVENTS
 
 pytestmark = [pytest.mark.db]
 
@@ -284,3 +286,27 @@ async def test_recorded_at_when_appended_then_close_to_now_and_utc(store: EventS
     [record] = [r async for r in store.read_all()]
     assert record.recorded_at.tzinfo is not None
     assert abs(record.recorded_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+async def test_append_when_batches_are_big_then_copy_path_keeps_ids_conflicts_and_chain(
+    store: EventStore, ledger_url: str
+) -> None:
+    size = COPY_MIN_EVENTS
+    first = await store.append("big", [tick(n) for n in range(size)])
+    assert first == list(range(1, size + 1))
+    other = await EventStore.connect(ledger_url)
+    try:  # another store moved the head: our fast path misses and the locked one COPYs
+        await other.append("big-2", [tick(n, label="o") for n in range(size)])
+        assert await store.append("big", [tick(n, label="b") for n in range(size)]) == list(
+            range(2 * size + 1, 3 * size + 1)
+        )
+        # Re-sent ids inside a big batch: COPY hits UNIQUE(event_id), the locked path answers.
+        resent = [tick(n) for n in range(size - 1)] + [tick(0, label="new")]
+        assert await store.append("big", resent) == [*first[:-1], 3 * size + 1]
+        with pytest.raises(ConcurrencyConflict):
+            await store.append("big", [tick(n, label="c") for n in range(size)], expected_version=0)
+    finally:
+        await other.close()
+    assert await _count(ledger_url) == 3 * size + 1
+    assert (await store.verify()).ok
+    assert await audit(ledger_url) is None

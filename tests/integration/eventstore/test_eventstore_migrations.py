@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from eventstore.migrations import head_revision
+from eventstore.migrations import ROOT, head_revision
 from pipeline.cli import main
 
 pytestmark = [pytest.mark.db]
+
+_spec = importlib.util.spec_from_file_location(
+    "checks_0003", ROOT / "alembic" / "versions" / "0003_cheaper_checks.py"
+)
+assert _spec is not None and _spec.loader is not None
+_checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_checks)
+STREAM_OLD, STREAM_NEW = _checks.STREAM_OLD, _checks.STREAM_NEW
+TYPE_OLD, TYPE_NEW = _checks.TYPE_OLD, _checks.TYPE_NEW
 
 
 async def test_db_upgrade_when_database_empty_then_ledger_at_head_and_rerun_is_noop(
@@ -30,3 +42,30 @@ async def test_db_upgrade_when_database_empty_then_ledger_at_head_and_rerun_is_n
         assert len(roles) == 2
     finally:
         await conn.close()
+
+
+_NAMES = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=210
+) | st.text(st.sampled_from("Aaz09_.:-|é \n"), min_size=0, max_size=205)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(names=st.lists(_NAMES, min_size=1, max_size=30))
+async def test_name_checks_when_rewritten_by_0003_then_accept_exactly_what_0001_did(
+    ledger_url: str, names: list[str]
+) -> None:
+    names += ["a" * 100, "a" * 101, "a" * 200, "a" * 201, "", "x|y"]
+    conn = await asyncpg.connect(ledger_url)
+    try:
+        rows = await conn.fetch(
+            f"SELECT {STREAM_OLD.replace('stream', 'n')}, {STREAM_NEW.replace('stream', 'n')},"
+            f" {TYPE_OLD.replace('event_type', 'n')}, {TYPE_NEW.replace('event_type', 'n')}"
+            " FROM unnest($1::text[]) AS t(n)",
+            names,
+        )
+    finally:
+        await conn.close()
+    for name, (stream_old, stream_new, type_old, type_new) in zip(names, rows, strict=True):
+        assert (stream_old, type_old) == (stream_new, type_new), name

@@ -307,6 +307,11 @@ async def rebuild(
     (NOWAIT, retried: a swap that queued behind one reader while holding another view could
     deadlock with it), repoints them and moves the checkpoints. The old tables go afterwards.
     A live projector notices the moved checkpoint and reloads.
+
+    Speed: the log is read ahead (the next batch is in flight while one is folded), batches
+    fan out in one call, and the rows of every ``batch_events`` facts are COPYed while the next
+    are folded. The new generation's tables are ordinary (logged) tables, so what the swap
+    exposes is as durable as any committed write.
     """
     projections = select(name)
     names = [p.name for p in projections]

@@ -40,11 +40,13 @@ class Lazy(NamedTuple):
     """A keyed row computed only if it is still the last one for its key at flush time.
 
     A keyed table keeps only the last row per key, so rows that a later fact replaces within
-    the same batch need never be built; ``make`` must close over immutable values only.
+    the same batch need never be built. The row is ``make(*args)``; ``make`` and ``args`` must
+    hold immutable values only (``args`` rather than a closure: one tuple per row is cheaper).
     """
 
     key: tuple[Any, ...]
-    make: Callable[[], Row]
+    make: Callable[..., Row]
+    args: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,19 +108,32 @@ class Pending:
 
     def __init__(self, tables: Iterable[Table]) -> None:
         self.tables = {table.name: table for table in tables}
-        self.appended: dict[str, list[Row]] = {}
-        self.keyed: dict[str, dict[tuple[Any, ...], Row | Lazy]] = {}
+        # One container per table, made up front: the per-row path is a lookup and a store.
+        self.appended: dict[str, list[Row]] = {
+            name: [] for name, table in self.tables.items() if table.append_only
+        }
+        self.keyed: dict[str, dict[tuple[Any, ...], Row | Lazy]] = {
+            name: {} for name, table in self.tables.items() if not table.append_only
+        }
 
     def add(self, table_name: str, row: Row | Lazy) -> None:
-        table = self.tables[table_name]
-        if table.append_only:
-            if isinstance(row, Lazy):
-                raise TypeError(f"table {table_name} is append-only: rows are written eagerly")
-            self.appended.setdefault(table_name, []).append(row)
-        elif isinstance(row, Lazy):
-            self.keyed.setdefault(table_name, {})[row.key] = row
-        else:
-            self.keyed.setdefault(table_name, {})[table.key_of(row)] = row
+        self.add_all(((table_name, row),))
+
+    def add_all(self, rows: Iterable[tuple[str, Row | Lazy]]) -> None:
+        """Add a fact's rows (the fold's hot path: one call per fact, not per row)."""
+        keyed = self.keyed
+        for table_name, row in rows:
+            target = keyed.get(table_name)
+            if target is None:
+                if table_name not in self.appended:
+                    raise KeyError(f"no table {table_name!r} in this projection")
+                if isinstance(row, Lazy):
+                    raise TypeError(f"table {table_name} is append-only: rows are written eagerly")
+                self.appended[table_name].append(row)
+            elif isinstance(row, Lazy):
+                target[row.key] = row
+            else:
+                target[self.tables[table_name].key_of(row)] = row
 
     def __len__(self) -> int:
         return sum(map(len, self.appended.values())) + sum(map(len, self.keyed.values()))
@@ -127,22 +142,24 @@ class Pending:
         """Each table with rows to write, in a stable order (the tables' declaration order)."""
         for name, table in self.tables.items():
             rows: Sequence[Row] = (
-                self.appended.get(name, [])
+                self.appended[name]
                 if table.append_only
-                else [_made(table, r) for r in self.keyed.get(name, {}).values()]
+                else [_made(table, r) for r in self.keyed[name].values()]
             )
             if rows:
                 yield table, rows
 
     def clear(self) -> None:
-        self.appended.clear()
-        self.keyed.clear()
+        for appended in self.appended.values():
+            appended.clear()
+        for keyed in self.keyed.values():
+            keyed.clear()
 
 
 def _made(table: Table, row: Row | Lazy) -> Row:
     if not isinstance(row, Lazy):
         return row
-    made = row.make()
+    made = row.make(*row.args)
     if table.key_of(made) != row.key:
         raise ValueError(
             f"table {table.name}: lazy row for {row.key} made key {table.key_of(made)}"
@@ -157,7 +174,7 @@ class Runner(Generic[S]):
     in the tables); later facts also produce rows. That is how a restart resumes exactly.
     """
 
-    __slots__ = ("checkpoint", "pending", "position", "projection", "state")
+    __slots__ = ("_evolve", "_rows", "checkpoint", "pending", "position", "projection", "state")
 
     def __init__(self, projection: Projection[S], checkpoint: int = 0) -> None:
         self.projection = projection
@@ -165,6 +182,8 @@ class Runner(Generic[S]):
         self.checkpoint = checkpoint
         self.position = 0
         self.pending = Pending(projection.tables)
+        self._evolve = projection.evolve
+        self._rows = projection.rows
 
     def apply(self, fact: RecordedEvent) -> None:
         """Fold one fact (the next in global order)."""
@@ -178,11 +197,9 @@ class Runner(Generic[S]):
 
     def fold(self, fact: RecordedEvent) -> None:
         """Fold a fact the projection handles; position bookkeeping is the caller's."""
-        self.state = self.projection.evolve(self.state, fact)
+        self.state = state = self._evolve(self.state, fact)
         if fact.position > self.checkpoint:
-            add = self.pending.add
-            for table_name, row in self.projection.rows(self.state, fact):
-                add(table_name, row)
+            self.pending.add_all(self._rows(state, fact))
 
     def detach(self) -> Pending:
         """Hand over the pending rows, start a fresh buffer (for writes that overlap folding)."""
@@ -203,19 +220,29 @@ class Fanout:
     def __init__(self, runners: Sequence[Runner[Any]]) -> None:
         self.runners = tuple(runners)
         self.position = max((r.position for r in self.runners), default=0)
-        self._targets: dict[type, tuple[Runner[Any], ...]] = {}
+        self._targets: dict[type, tuple[Callable[[RecordedEvent], None], ...]] = {}
 
     def apply(self, fact: RecordedEvent) -> None:
-        if fact.position <= self.position:
-            raise ValueError(f"fact {fact.position} does not follow {self.position}")
-        self.position = fact.position
-        kind = type(fact.event)
-        targets = self._targets.get(kind)
-        if targets is None:
-            targets = tuple(r for r in self.runners if kind in r.projection.handles)
-            self._targets[kind] = targets
-        for runner in targets:
-            runner.fold(fact)
+        self.apply_all((fact,))
+
+    def apply_all(self, facts: Iterable[RecordedEvent]) -> None:
+        """Fold ``facts`` (the next ones, in order); one call per batch keeps the loop tight."""
+        targets_of = self._targets
+        position = self.position
+        try:
+            for fact in facts:
+                if fact.position <= position:
+                    raise ValueError(f"fact {fact.position} does not follow {position}")
+                position = fact.position
+                kind = type(fact.event)
+                targets = targets_of.get(kind)
+                if targets is None:
+                    targets = tuple(r.fold for r in self.runners if kind in r.projection.handles)
+                    targets_of[kind] = targets
+                for fold in targets:
+                    fold(fact)
+        finally:
+            self.position = position
 
     def sync(self) -> None:
         """Every runner has now seen every fact up to ``position`` (call before a flush)."""

@@ -165,18 +165,22 @@ class PostgresSink:
         )
 
     async def prepare_generation(self, tables: Iterable[Table], current: int, new: int) -> None:
-        """Empty tables of generation ``new`` shaped like ``current`` (leftovers of a crash go)."""
+        """Empty tables of generation ``new`` shaped like ``current`` (leftovers of a crash go).
+
+        One round trip: the statements go as one simple-protocol script (names are checked).
+        """
+        statements = []
         for table in tables:
             if current > 1:  # a rebuild that died between its swap and its clean-up left these
-                await self.conn.execute(
-                    DROP_TABLE.format(physical=physical(table.name, current - 1))
-                )
-            await self.conn.execute(DROP_TABLE.format(physical=physical(table.name, new)))
-            await self.conn.execute(
+                statements.append(DROP_TABLE.format(physical=physical(table.name, current - 1)))
+            statements.append(DROP_TABLE.format(physical=physical(table.name, new)))
+            statements.append(
                 CREATE_GENERATION.format(
                     physical=physical(table.name, new), template=physical(table.name, current)
                 )
             )
+        if statements:
+            await self.conn.execute(";\n".join(statements))
 
     async def lock_views(self, tables: Iterable[Table], *, wait: bool) -> bool:
         """Take every view exclusively in one statement (inside the swap transaction).

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -152,6 +153,20 @@ class Projector:
             self._oldest_unprojected = fact.recorded_at
         self._unflushed += 1
 
+    def _apply_all(self, facts: Sequence[RecordedEvent]) -> None:
+        """:meth:`_apply` for a batch (the catch-up's path): the bookkeeping once per batch."""
+        if not facts:
+            return
+        self._fanout.apply_all(facts)
+        last = facts[-1]
+        self.position = last.position
+        self._seen = max(self._seen, last.position)
+        self._last_recorded_at = last.recorded_at
+        if self._oldest_unprojected is None and last.position > self._lowest_checkpoint:
+            lowest = self._lowest_checkpoint
+            self._oldest_unprojected = next(f.recorded_at for f in facts if f.position > lowest)
+        self._unflushed += len(facts)
+
     async def flush(self) -> None:
         """Commit pending rows and checkpoints of every projection behind ``position``."""
         self._fanout.sync()
@@ -198,10 +213,16 @@ class Projector:
         """Fold (and write) everything up to the current head; returns the position reached."""
         if not self.runners:
             await self.load()
-        async for fact in self.store.read_all(after=self.position, batch_size=10_000):
-            self._apply(fact)
-            if self._unflushed >= self.batch_events:
-                await self.flush()
+        reading = read_ahead(self.store, self.position, _READ_BATCH)
+        async with contextlib.aclosing(reading):  # a failure stops the reader at once
+            async for facts in reading:
+                start = 0
+                while start < len(facts):  # a flush every batch_events facts, as one by one
+                    end = start + self.batch_events - self._unflushed
+                    self._apply_all(facts if start == 0 and end >= len(facts) else facts[start:end])
+                    start = end
+                    if self._unflushed >= self.batch_events:
+                        await self.flush()
         await self.flush()
         return self.position
 
@@ -286,6 +307,11 @@ async def rebuild(
     (NOWAIT, retried: a swap that queued behind one reader while holding another view could
     deadlock with it), repoints them and moves the checkpoints. The old tables go afterwards.
     A live projector notices the moved checkpoint and reloads.
+
+    Speed: the log is read ahead (the next batch is in flight while one is folded), batches
+    fan out in one call, and the rows of every ``batch_events`` facts are COPYed while the next
+    are folded. The new generation's tables are ordinary (logged) tables, so what the swap
+    exposes is as durable as any committed write.
     """
     projections = select(name)
     names = [p.name for p in projections]
@@ -293,6 +319,11 @@ async def rebuild(
     started = time.perf_counter()
     store = await EventStore.connect(database_url)
     sink = await PostgresSink.connect(database_url)
+    # The cyclic collector pauses for the rebuild: it allocates millions of acyclic objects that
+    # reference counting frees at once, but the batches in flight survive long enough to be
+    # promoted, so full collections kept walking them (a quarter of the rebuild's CPU).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         await sink.lock_rebuild(names)
         before = await sink.checkpoints(names)
@@ -311,16 +342,18 @@ async def rebuild(
             unflushed = 0
             writing: asyncio.Task[None] | None = None
             try:
-                async for fact in store.read_all(after=position, batch_size=read_batch):
-                    fanout.apply(fact)
-                    position, recorded_at = fact.position, fact.recorded_at
-                    events += 1
-                    unflushed += 1
-                    if unflushed >= batch_events and not in_transaction:
-                        if writing is not None:
-                            await writing
-                        writing = asyncio.create_task(_write_detached(sink, runners, new))
-                        unflushed = 0
+                reading = read_ahead(store, position, read_batch)
+                async with contextlib.aclosing(reading):  # a failure stops the reader at once
+                    async for facts in reading:
+                        fanout.apply_all(facts)
+                        position, recorded_at = facts[-1].position, facts[-1].recorded_at
+                        events += len(facts)
+                        unflushed += len(facts)
+                        if unflushed >= batch_events and not in_transaction:
+                            if writing is not None:
+                                await writing
+                            writing = asyncio.create_task(_write_detached(sink, runners, new))
+                            unflushed = 0
                 if writing is not None:
                     await writing
             finally:
@@ -360,12 +393,58 @@ async def rebuild(
         seconds = time.perf_counter() - started
         return [Rebuilt(n, position, new[n], events, seconds) for n in names]
     finally:
+        if collecting:
+            gc.enable()
         await sink.close()
         await store.close()
 
 
 #: NOWAIT swap attempts before the swap waits for readers (and folds late events inside).
 _SWAP_ATTEMPTS = 200
+#: Events per read of a catch-up or rebuild: big enough that per-query costs vanish, small
+#: enough that the next read is always in flight while one is folded.
+_READ_BATCH = 5_000
+
+
+async def read_ahead(
+    store: EventLog, after: int, size: int, *, depth: int = 2
+) -> AsyncIterator[list[RecordedEvent]]:
+    """``store.read_all(after)`` in lists of ``size`` facts, read ahead by up to ``depth`` lists.
+
+    A task reads while the caller folds: PostgreSQL serves the next rows (on the other core)
+    instead of idling until the fold asks. Facts come in log order, each exactly once; the
+    reader stops with the caller (its failure is raised to the caller).
+    """
+    queue: asyncio.Queue[list[RecordedEvent] | None] = asyncio.Queue(maxsize=depth)
+
+    async def read() -> None:
+        facts: list[RecordedEvent] = []
+        async for fact in store.read_all(after=after, batch_size=size):  # type: ignore[call-arg]
+            facts.append(fact)
+            if len(facts) >= size:
+                await queue.put(facts)
+                facts = []
+        if facts:
+            await queue.put(facts)
+        await queue.put(None)
+
+    reader = asyncio.create_task(read(), name="claire-projections-read-ahead")
+    try:
+        while True:
+            getting = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getting, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():  # the reader stopped without handing over its end: it failed
+                getting.cancel()
+                reader.result()
+                raise RuntimeError("the log reader stopped early")
+            facts = getting.result()
+            if facts is None:
+                return
+            yield facts
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
 
 
 async def _write_detached(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import date
 from decimal import Decimal
@@ -10,23 +11,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregates.events import ClockTicked
 from aggregates.machine import record_all
 from projections import ALL_PROJECTIONS, fold
 from projections.core import Fanout, Lazy, Pending, Runner, Table
+from projections.projector import read_ahead
 from projections.status import PositionLine, ProjectionLine, StatusReport
 from tests.integration.projections.projection_helpers import with_acceptances
 from tests.unit.strategies import drive, market_sequences
 
 
-def _rows_after(facts, cuts: list[int]) -> dict[str, list[tuple]]:
+def _rows_after(facts, cuts: list[int], *, one_by_one: bool = True) -> dict[str, list[tuple]]:
     """Fold with a flush (rows collected, pending cleared) at every cut; last row per key wins."""
     runners = [Runner(p, 0) for p in ALL_PROJECTIONS]
     fanout = Fanout(runners)
     tables: dict[str, dict] = {}
     bounds = sorted({0, len(facts), *(c for c in cuts if c < len(facts))})
     for start, end in itertools.pairwise(bounds):
-        for fact in facts[start:end]:
-            fanout.apply(fact)
+        if one_by_one:
+            for fact in facts[start:end]:
+                fanout.apply(fact)
+        else:
+            fanout.apply_all(facts[start:end])
         fanout.sync()
         for runner in runners:
             for table, rows in runner.pending.batches():
@@ -44,12 +50,49 @@ def _rows_after(facts, cuts: list[int]) -> dict[str, list[tuple]]:
 def test_fold_when_split_into_any_batches_then_rows_and_state_equal_one_pass(items, cuts) -> None:
     facts = with_acceptances(drive(items).facts)
     facts = record_all([f.event for f in facts])
-    assert _rows_after(facts, cuts) == _rows_after(facts, [])
+    assert _rows_after(facts, cuts) == _rows_after(facts, [], one_by_one=False)
     for projection in ALL_PROJECTIONS:
         if projection.name == "portfolio":
             half = len(facts) // 2
             resumed = fold(projection, facts[half:], fold(projection, facts[:half]))
             assert resumed == fold(projection, facts)
+
+
+class _Log:
+    """A stand-in event log: ``read_all`` over a list of facts, failing after ``fail_after``."""
+
+    def __init__(self, facts, fail_after: int | None = None) -> None:
+        self.facts = facts
+        self.fail_after = fail_after
+
+    async def read_all(self, after: int = 0, *, batch_size: int = 2000):
+        for count, fact in enumerate(f for f in self.facts if f.position > after):
+            if count == self.fail_after:
+                raise ConnectionError("lost the ledger")
+            if count % batch_size == 0:
+                await asyncio.sleep(0)  # a fetch
+            yield fact
+
+
+@given(size=st.integers(1, 40), after=st.integers(0, 60))
+async def test_read_ahead_when_reading_in_batches_then_every_fact_once_in_order(
+    size, after
+) -> None:
+    facts = record_all([ClockTicked(at_ms=1_767_225_600_000 + i) for i in range(50)])
+    got = [batch async for batch in read_ahead(_Log(facts), after, size)]
+    assert all(0 < len(batch) <= size for batch in got)
+    assert [f.position for batch in got for f in batch] == [
+        f.position for f in facts if f.position > after
+    ]
+
+
+async def test_read_ahead_when_the_log_fails_then_the_reader_sees_the_failure() -> None:
+    facts = record_all([ClockTicked(at_ms=1_767_225_600_000 + i) for i in range(50)])
+    got = []
+    with pytest.raises(ConnectionError, match="lost the ledger"):
+        async for batch in read_ahead(_Log(facts, fail_after=23), 0, 10):
+            got.extend(batch)
+    assert [f.position for f in got] == [f.position for f in facts[:20]]
 
 
 def test_table_when_key_is_not_a_column_then_it_is_refused() -> None:

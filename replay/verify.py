@@ -2,7 +2,8 @@
 
 Each machine (signal, risk and, when the recorded execution results are the paper venue's,
 paper) folds the whole log from position 1 exactly as ``pipeline/decider.py`` restores a service:
-events it owns are skipped, every other event is stepped. For each step at a position ``p`` in
+events it owns are skipped, every other event is stepped (except types outside the machine's
+``consumes``, on which its ``step`` is a tested no-op: skipping them changes nothing). For each step at a position ``p`` in
 the window, the outputs wrapped by :func:`aggregates.envelope.derived` must equal the recorded
 events the machine owns whose ``causation_position == p``: same ids (ids derive from the cause
 and the output index, so equal ids also mean the same order by index), same types, same encoded

@@ -3,7 +3,7 @@
 Each machine (signal, risk and, when the recorded execution results are the paper venue's,
 paper) folds the whole log from position 1 exactly as ``pipeline/decider.py`` restores a service:
 events it owns are skipped, every other event is stepped (except types outside the machine's
-``consumes``, on which its ``step`` is a tested no-op: skipping them changes nothing). For each step at a position ``p`` in
+``consumes``, on which its ``step`` is a tested no-op). For each step at a position ``p`` in
 the window, the outputs wrapped by :func:`aggregates.envelope.derived` must equal the recorded
 events the machine owns whose ``causation_position == p``: same ids (ids derive from the cause
 and the output index, so equal ids also mean the same order by index), same types, same encoded
@@ -299,8 +299,8 @@ class Verifier:
             route = self._routes[kind] = self._route(event)
         position = fact.position
         # Machines keep stepping after a divergence (the walk reads the risk portfolio), but
-        # decisions after the first divergence are no longer compared (decided before a
-        # divergence this very event may reveal, as the order of checks must not matter).
+        # decisions after the first divergence are no longer compared. Decided before matching
+        # this event's own records, so a divergence they reveal does not change its steps.
         comparing = self.first <= position < self._compare_below
         for check in route.owners:
             self._recorded(check, fact)

@@ -1,4 +1,4 @@
-"""``Machine.consumes`` is honest: stepping any other event type is a no-op, so folds may skip it."""
+"""``Machine.consumes`` is honest: stepping any other event type is a no-op, so folds skip it."""
 
 from __future__ import annotations
 

@@ -37,6 +37,17 @@ class Machine(Protocol[S]):
     def step(self, state: S, fact: RecordedEvent) -> tuple[S, tuple[Event, ...]]: ...
 
 
+def reacts_to(machine: Machine[S], kind: type) -> bool:
+    """Whether ``machine.step`` may react to events of type ``kind``.
+
+    A machine may declare ``consumes``, a frozenset of event types, when its ``step`` is a no-op
+    (same state back, no output) for every other type; a fold may then skip those steps. Without
+    the declaration every type counts as consumed.
+    """
+    declared: frozenset[type] | None = getattr(machine, "consumes", None)
+    return declared is None or kind in declared
+
+
 def run(
     machine: Machine[S], facts: Iterable[RecordedEvent], state: S | None = None
 ) -> tuple[S, list[Step]]:

@@ -120,6 +120,10 @@ class PaperExchange:
     """The paper venue as a :class:`~aggregates.machine.Machine` named ``"paper"``."""
 
     name = "paper"
+    #: The only event types ``step`` reacts to (see :attr:`SignalMachine.consumes`).
+    consumes = frozenset(
+        {ev.TradeTicked, ev.OrderRequested, ev.ContractSpecified, ev.ConfigActivated}
+    )
 
     def initial(self) -> PaperState:
         return PaperState()

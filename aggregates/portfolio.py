@@ -148,6 +148,13 @@ def evolve(portfolio: Portfolio, event: Event) -> Portfolio:
     return portfolio
 
 
+def evolve_tick(portfolio: Portfolio, tick: TradeTicked) -> Portfolio:
+    """:func:`evolve` for a ``TradeTicked`` (the bulk of the log), without the type dispatch."""
+    if tick.at_ms // DAY_MS > portfolio.day:
+        return evolve(portfolio, tick)
+    return _mark(portfolio, tick)
+
+
 def fold(events: list[Event] | tuple[Event, ...], portfolio: Portfolio = EMPTY) -> Portfolio:
     """Fold events in order: ``fold(a + b) == fold(b, fold(a))``."""
     for event in events:

@@ -61,20 +61,13 @@ class SignalState:
     windows: dict[str, SymbolWindow] = field(default_factory=dict)
 
 
-def direction_of(momentum_x100: Decimal, first: Decimal, threshold_pct: Decimal) -> str:
-    """Compare ``(last-first)*100`` with ``threshold*first`` so no division is needed per tick."""
-    bar = threshold_pct * first
-    if momentum_x100 >= bar:
-        return "long"
-    if momentum_x100 <= -bar:
-        return "short"
-    return "flat"
-
-
 class SignalMachine:
     """Machine ``signal``: owns ``SignalGenerated``."""
 
     name = "signal"
+    #: The only event types ``step`` reacts to; on any other it returns its state and no output,
+    #: so a fold may skip those (``tests/unit/test_machine_consumes.py`` pins this).
+    consumes = frozenset({TradeTicked, ConfigActivated})
 
     def initial(self) -> SignalState:
         return SignalState()
@@ -107,12 +100,14 @@ def _on_trade(state: SignalState, tick: TradeTicked) -> SignalGenerated | None:
     params = state.params
     assert params is not None
     now = tick.at_ms
+    price = tick.price
+    size = tick.contracts
     window = state.windows.get(tick.symbol)
     if window is None:
         window = state.windows[tick.symbol] = SymbolWindow(first_seen_ms=now)
     trades = window.trades
-    trades.append((now, tick.price, tick.contracts))
-    contracts = window.contracts + tick.contracts
+    trades.append((now, price, size))
+    contracts = window.contracts + size
     horizon = now - params.lookback_ms
     while trades[0][0] <= horizon:
         contracts -= trades.popleft()[2]
@@ -122,12 +117,14 @@ def _on_trade(state: SignalState, tick: TradeTicked) -> SignalGenerated | None:
     first = trades[0][1]
     if len(trades) < params.min_trades or contracts < params.min_contracts:
         direction = "flat"
-    else:
-        direction = direction_of((tick.price - first) * HUNDRED, first, params.threshold_pct)
+    else:  # (last - first) * 100 against threshold * first: no division per tick
+        moved = (price - first) * HUNDRED
+        bar = params.threshold_pct * first
+        direction = "long" if moved >= bar else "short" if moved <= -bar else "flat"
     if direction == window.direction:
         return None
     window.direction = direction
-    momentum = (tick.price - first) * HUNDRED / first
+    momentum = (price - first) * HUNDRED / first
     if direction == "flat":
         strength = ZERO
     else:

@@ -7,7 +7,8 @@ Generates a session with the real machines (``simulate()``: signal + risk + pape
 generated two-symbol market with a clock every 5 s), bulk-appends it into a throwaway database it
 creates (and drops unless ``--keep``), then runs the ``replay`` command line in a child process:
 ``--verify -q`` (re-decide every step, compare, hash chain in a worker process) and the plain
-walk ``-q``. Prints events/s and the peak resident memory of the replay process (polled) and of
+walk ``-q``. Prints events/s, the CPU seconds of the replay process and its worker (the figure
+to compare on a busy machine) and the peak resident memory of the replay process (polled) and of
 its chain-check worker. Never part of the test suite: timings vary by machine.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import secrets
 import subprocess
 import sys
@@ -157,9 +159,14 @@ async def _append(store: EventStore, chunk: list[RecordedEvent]) -> int:
     return len(chunk)
 
 
-def run_replay(url: str, *options: str) -> tuple[float, int, int, int]:
-    """Run the CLI; (seconds, exit code, peak RSS of replay, peak RSS of its children)."""
+def run_replay(url: str, *options: str) -> tuple[float, int, int, int, float]:
+    """Run the CLI; (seconds, exit code, peak RSS of replay, peak RSS of its children, CPU s).
+
+    The CPU seconds (user + system of the replay process and its chain-check worker) are what
+    to compare on a busy machine: wall time there depends on what else runs.
+    """
     command = [sys.executable, "-m", "replay.cli", "--from", "2025-06-02", "-q", *options]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = psutil.Popen(
         [*command, "--database-url", url],
@@ -175,7 +182,10 @@ def run_replay(url: str, *options: str) -> tuple[float, int, int, int]:
         except psutil.Error:
             pass
         time.sleep(0.1)
-    return time.perf_counter() - started, child.returncode, peak, peak_children
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, child.returncode, peak, peak_children, cpu
 
 
 def main() -> None:
@@ -217,12 +227,12 @@ def main() -> None:
         head = asyncio.run(_head(url))
         print(f"\nreplay over {head:,} events (python {sys.version.split()[0]}):")
         for label, options in runs:
-            seconds, code, peak, children = run_replay(url, *options)
+            seconds, code, peak, children, cpu = run_replay(url, *options)
             rate = head / seconds
             goal = f" (goal {GOAL_EVENTS_PER_SECOND:,})" if "verify" in label else ""
             print(
                 f"  {label:<24} exit {code}  {seconds:8.1f} s  {rate:>10,.0f} events/s{goal}  "
-                f"peak RSS {peak / 2**20:6.0f} MiB (chain-check worker "
+                f"CPU {cpu:5.1f} s  peak RSS {peak / 2**20:6.0f} MiB (chain-check worker "
                 f"{children / 2**20:.0f} MiB)",
                 flush=True,
             )

@@ -20,7 +20,7 @@ import msgspec
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
-from replay.verify import Verifier, VerifyResult, chain_check_blocking
+from replay.verify import Verifier, VerifyResult, chain_check_blocking, rare_collections
 from replay.walk import DayStats, Summary, Tally, describe, matches
 from replay.window import Window
 
@@ -112,29 +112,36 @@ async def replay_pass(
         chain = asyncio.get_running_loop().run_in_executor(pool, chain_check_blocking, database_url)
     progress = Progress("replay", window.last if verifier is None else window.head)
     read = 0
+    # Bound once: this loop runs per event, so every lookup saved here counts.
+    feed = verifier.feed if verifier is not None else None
+    folded_portfolio = verifier.portfolio if verifier is not None else None
+    add = tally.add
+    show = progress.update if progress.enabled else None
     try:
-        async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
-            position = fact.position
-            read += 1
-            folded = None
-            if verifier is not None:
-                verifier.feed(fact)
-                folded = verifier.portfolio()
-            if position < first:
-                tally.prime(fact, folded)
-            elif position <= last:
-                ended = tally.add(fact, folded)
-                if ended is not None:
-                    _day(out, ended)
-                for sink in sinks:
-                    sink(fact)
-                if not quiet and matches(fact, symbol):
-                    line = describe(fact)
-                    if line is not None:
-                        out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
-            elif verifier is None or verifier.done(position):
-                break
-            progress.update(position)
+        with rare_collections():
+            async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
+                position = fact.position
+                read += 1
+                folded = None
+                if feed is not None:
+                    feed(fact)
+                    folded = folded_portfolio()  # type: ignore[misc]
+                if position < first:
+                    tally.prime(fact, folded)
+                elif position <= last:
+                    ended = add(fact, folded)
+                    if ended is not None:
+                        _day(out, ended)
+                    for sink in sinks:
+                        sink(fact)
+                    if not quiet and matches(fact, symbol):
+                        line = describe(fact)
+                        if line is not None:
+                            out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
+                elif verifier is None or verifier.done(position):
+                    break
+                if show is not None:
+                    show(position)
         progress.close()
         day = tally.finish()
         if day is not None:

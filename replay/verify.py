@@ -2,7 +2,8 @@
 
 Each machine (signal, risk and, when the recorded execution results are the paper venue's,
 paper) folds the whole log from position 1 exactly as ``pipeline/decider.py`` restores a service:
-events it owns are skipped, every other event is stepped. For each step at a position ``p`` in
+events it owns are skipped, every other event is stepped (except types outside the machine's
+``consumes``, on which its ``step`` is a tested no-op). For each step at a position ``p`` in
 the window, the outputs wrapped by :func:`aggregates.envelope.derived` must equal the recorded
 events the machine owns whose ``causation_position == p``: same ids (ids derive from the cause
 and the output index, so equal ids also mean the same order by index), same types, same encoded
@@ -20,8 +21,10 @@ expectation from before the divergence (or the window's end) is left open.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,7 +33,7 @@ import msgspec
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent, derive_event_id, derived
-from aggregates.machine import Machine
+from aggregates.machine import Machine, reacts_to
 from aggregates.paper import PaperExchange
 from aggregates.portfolio import Portfolio
 from aggregates.risk import RiskMachine
@@ -162,7 +165,6 @@ class MachineCheck:
     enabled: bool | None = True
     expected: dict[uuid.UUID, Expected] = field(default_factory=dict)
     owned: dict[type, bool] = field(default_factory=dict)
-    steps: int = 0
     decisions: int = 0
 
     @property
@@ -175,6 +177,16 @@ class MachineCheck:
         if known is None:
             known = self.owned[kind] = self.machine.owns(event)
         return known
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What one event type means to the active machines: who records it, who must step on it."""
+
+    owners: tuple[MachineCheck, ...]
+    #: (check, its machine's step) for the machines that do not own the type and react to it;
+    #: machines that provably ignore it (:func:`aggregates.machine.reacts_to`) are not stepped.
+    steppers: tuple[tuple[MachineCheck, Callable[..., Any]], ...]
 
 
 @dataclass(slots=True)
@@ -258,7 +270,11 @@ class Verifier:
         self.divergence: Divergence | None = None
         self.skipped: dict[str, str] = {}
         self._active = list(self.checks)
-        self._routes: dict[type, tuple[tuple[MachineCheck, bool], ...]] = {}
+        self._routes: dict[type, Route] = {}
+        #: Events compared, by type: a machine's steps are those of the types it does not own.
+        self._compared: dict[type, int] = {}
+        #: Decisions are compared at positions below this: the window's end, then the divergence.
+        self._compare_below = last + 1
         self._risk = next((c for c in self.checks if isinstance(c.machine, RiskMachine)), None)
 
     # ------------------------------------------------------------------ feeding
@@ -276,37 +292,48 @@ class Verifier:
         )
 
     def feed(self, fact: RecordedEvent) -> None:
-        position = fact.position
-        kind = type(fact.event)
+        event = fact.event
+        kind = type(event)
         route = self._routes.get(kind)
         if route is None:
-            route = self._routes[kind] = tuple(
-                (check, check.owns(fact.event)) for check in self._active
-            )
-        if position > self.last:  # past the window only recorded outputs still matter
-            for check, owned in route:
-                if owned:
-                    self._recorded(check, fact)
-            return
+            route = self._routes[kind] = self._route(event)
+        position = fact.position
         # Machines keep stepping after a divergence (the walk reads the risk portfolio), but
-        # decisions after the first divergence are no longer compared.
-        comparing = position >= self.first and (
-            self.divergence is None or position < self.divergence.cause_position
+        # decisions after the first divergence are no longer compared. Decided before matching
+        # this event's own records, so a divergence they reveal does not change its steps.
+        comparing = self.first <= position < self._compare_below
+        for check in route.owners:
+            self._recorded(check, fact)
+        if position > self.last:  # past the window only recorded outputs still matter
+            return
+        if comparing:
+            compared = self._compared
+            compared[kind] = compared.get(kind, 0) + 1
+        for check, step in route.steppers:
+            check.state, outputs = step(check.state, fact)
+            if outputs and comparing:
+                self._expect(check, fact, outputs)
+
+    def _route(self, event: ev.Event) -> Route:
+        kind = type(event)
+        owners = tuple(check for check in self._active if check.owns(event))
+        steppers = tuple(
+            (check, check.machine.step)
+            for check in self._active
+            if not check.owns(event) and reacts_to(check.machine, kind)
         )
-        for check, owned in route:
-            if owned:
-                self._recorded(check, fact)
-                continue
-            check.state, outputs = check.machine.step(check.state, fact)
-            if not comparing:
-                continue
-            check.steps += 1
-            if outputs:
-                name = check.machine.name
-                for index, new in enumerate(derived(name, fact, outputs)):
-                    check.expected[new.event_id] = Expected(
-                        position, index, new, ev.event_type(new.event), _canonical.encode(new.event)
-                    )
+        return Route(owners, steppers)
+
+    def _expect(
+        self, check: MachineCheck, fact: RecordedEvent, outputs: tuple[ev.Event, ...]
+    ) -> None:
+        """Recomputed outputs wait, keyed by their derived id, for their recorded twins."""
+        position = fact.position
+        expected = check.expected
+        for index, new in enumerate(derived(check.machine.name, fact, outputs)):
+            expected[new.event_id] = Expected(
+                position, index, new, ev.event_type(new.event), _canonical.encode(new.event)
+            )
 
     def portfolio(self) -> Portfolio | None:
         """The risk machine's portfolio after the last event fed (the one portfolio fold over the
@@ -385,8 +412,15 @@ class Verifier:
         )
         if self.divergence is None or found.key < self.divergence.key:
             self.divergence = found
+            self._compare_below = min(self.last + 1, found.cause_position)
 
     # ------------------------------------------------------------------ result
+
+    def steps(self, check: MachineCheck) -> int:
+        """Events compared that the machine does not own (stepped, or provably ignored)."""
+        return sum(
+            count for kind, count in self._compared.items() if not check.owned.get(kind, False)
+        )
 
     def finish(self) -> VerifyResult:
         """Expectations never matched are divergences ("decided but not recorded")."""
@@ -412,7 +446,7 @@ class Verifier:
         return VerifyResult(
             first_position=self.first,
             last_position=self.last,
-            steps={c.name: c.steps for c in verified},
+            steps={c.name: self.steps(c) for c in verified},
             decisions={c.name: c.decisions for c in verified},
             skipped=dict(self.skipped),
             divergence=self.divergence,
@@ -462,4 +496,23 @@ def chain_check_blocking(url: str) -> tuple[bool, int, int | None, str | None]:
     """:func:`chain_check` for a worker process (it runs on the other core, beside the fold)."""
     import asyncio
 
-    return asyncio.run(chain_check(url))
+    with rare_collections():
+        return asyncio.run(chain_check(url))
+
+
+@contextlib.contextmanager
+def rare_collections() -> Iterator[None]:
+    """Collect reference cycles rarely while streaming the log.
+
+    A pass allocates a few objects per event and reference counting frees them at once, so the
+    default frequent collections mostly re-scan what is alive (measured: ~10% of the replay
+    process's CPU). Objects alive at the start (modules, code) are frozen out of the scans.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()

@@ -242,6 +242,17 @@ class Tally:
         ``portfolio`` as for :meth:`prime`.
         """
         event = fact.event
+        kind = type(event)
+        if (
+            portfolio is self.portfolio
+            and (kind is ev.TradeTicked or kind is ev.ClockTicked)
+            and self._started
+            and event.at_ms // DAY_MS <= self._day_index
+        ):  # the bulk of a log: a tick that moved nothing on a day already begun
+            summary = self.summary
+            summary.last_position = fact.position
+            summary.events += 1
+            return None
         folded = portfolio
         portfolio = self.portfolio
         summary = self.summary
@@ -277,7 +288,6 @@ class Tally:
                 day.start_equity += deposit
                 day.low_equity = day.start_equity
             self._moved(fact, after, day)
-        kind = type(event)
         if kind is ev.TradeTicked or kind is ev.ClockTicked:
             return ended
         if self.symbol is not None and not matches(fact, self.symbol):

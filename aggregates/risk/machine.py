@@ -47,7 +47,7 @@ from aggregates.events import (
     TradeTicked,
     TradingStateChanged,
 )
-from aggregates.portfolio import DAY_MS, evolve
+from aggregates.portfolio import DAY_MS, evolve, evolve_tick
 from aggregates.risk.entry import decide_entry
 from aggregates.risk.protect import (
     Decision,
@@ -76,6 +76,22 @@ class RiskMachine:
     """Machine ``risk``: owns verdicts, orders, stop-losses, breakers, state changes, alerts."""
 
     name = "risk"
+    #: The only event types ``step`` reacts to (see ``SignalMachine.consumes``).
+    consumes = frozenset(
+        {
+            TradeTicked,
+            ClockTicked,
+            SignalGenerated,
+            OrderFilled,
+            OrderPartiallyFilled,
+            OrderRejected,
+            OrderCancelled,
+            FundingSettled,
+            ContractSpecified,
+            ConfigActivated,
+            OperatorCommandIssued,
+        }
+    )
 
     def initial(self) -> RiskState:
         return RiskState()
@@ -135,10 +151,11 @@ def _on_config(state: RiskState, event: ConfigActivated) -> tuple[Event, ...]:
 
 def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[Event, ...]:
     before = state.portfolio
-    portfolio = state.portfolio = evolve(before, tick)
+    portfolio = state.portfolio = evolve_tick(before, tick)
     symbol = tick.symbol
     now = tick.at_ms
-    state.last_price[symbol] = tick.price
+    price = tick.price
+    state.last_price[symbol] = price
     state.last_market_ms = now
     if now > state.now_ms:
         state.now_ms = now
@@ -155,11 +172,12 @@ def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[
                 at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
             )
         )
-    abnormal(d, symbol, tick.price, limits)
+    abnormal(d, symbol, price, limits)
     if portfolio is not before:
         check_drawdown(d)
         check_stop(d, symbol)
-    return tuple(d.outputs) if d.outputs else ()
+    outputs = d.outputs
+    return tuple(outputs) if outputs else ()
 
 
 def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:

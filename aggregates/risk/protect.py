@@ -98,8 +98,10 @@ def expire_breakers(d: Decision, symbol: str | None = None) -> None:
 def abnormal(d: Decision, symbol: str, price: Decimal, limits: Limits) -> None:
     state = d.state
     now = state.now_ms
-    expire_breakers(d, symbol)
-    until = state.abnormal_until.get(symbol)
+    until = None
+    if state.abnormal_until:  # the hot path: no pause anywhere, nothing to expire
+        expire_breakers(d, symbol)
+        until = state.abnormal_until.get(symbol)
     window = state.moves.get(symbol)
     if window is None:
         window = state.moves[symbol] = MoveWindow()

@@ -99,12 +99,13 @@ class MoveWindow:
     def push(self, now: int, price: Decimal, window_ms: int) -> tuple[Decimal, Decimal]:
         """Add a trade, forget those older than the window, return (low, high)."""
         lows, highs = self.lows, self.highs
+        point = (now, price)
         while lows and lows[-1][1] >= price:
             lows.pop()
-        lows.append((now, price))
+        lows.append(point)
         while highs and highs[-1][1] <= price:
             highs.pop()
-        highs.append((now, price))
+        highs.append(point)
         horizon = now - window_ms
         while lows[0][0] < horizon:
             lows.popleft()

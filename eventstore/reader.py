@@ -183,7 +183,7 @@ class Reader:
                     continue
                 if rows[0].occurred_at.tzinfo is not UTC:
                     raise EventStoreError("the read session's TimeZone is not UTC")
-                for r, event_id, digest in zip(rows, ids, hashes, strict=True):
+                for r, event_id, digest in zip(rows, ids, hashes):  # noqa: B905 - same length
                     position = r.position
                     if position <= previous:
                         raise EventStoreError(f"rows out of order at {position}")

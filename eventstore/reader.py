@@ -168,7 +168,10 @@ class Reader:
                 [(count, last, ids, hashes, body)] = await task
                 task = None
                 if count == size and size > 0:
-                    task = fetch(last + step)  # a full chunk: fetch on while this one is used
+                    # A full chunk: fetch on while this one is used. Yielding rows to the caller
+                    # never returns to the event loop, so let the task send its query now.
+                    task = fetch(last + step)
+                    await asyncio.sleep(0)
                 if not count:
                     return
                 rows = None

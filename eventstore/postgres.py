@@ -379,7 +379,11 @@ class EventStore:
         return await driver.fetch(self._pool, query, *args)
 
     def read_all(self, after: int = 0, *, batch_size: int = 2000) -> AsyncIterator[RecordedEvent]:
-        """Every event with position > ``after``, in order, fetched ``batch_size`` at a time."""
+        """Every event with position > ``after``, in order, at most ``batch_size`` per round trip.
+
+        Also at most :data:`eventstore.reader.CHUNK` per round trip; the next one is fetched
+        while the caller works through the current one.
+        """
         return self._reader.read_all(after, batch_size)
 
     def read_stream(

@@ -185,7 +185,7 @@ def decode_payload(
     position: int,
     event_type: str,
     schema_version: int,
-    payload: str,
+    payload: str | bytes,
     upcasters: Upcasters = UPCASTERS,
 ) -> ev.Event:
     """The typed event of a stored row; raises :class:`CorruptEvent` naming the position."""

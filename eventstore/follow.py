@@ -81,8 +81,11 @@ async def follow(
                     last = recorded.position
                     yield recorded
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the wait completes, and this generator would never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll_interval)
+                async with asyncio.timeout(poll_interval):
+                    await wake.wait()
             if not wake.is_set() and (await store.head())[0] > last:  # a missed wake-up
                 notified = max(notified, last + 1)
     finally:

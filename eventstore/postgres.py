@@ -50,32 +50,18 @@ import msgspec
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.events import Event
 from aggregates.upcasting import UPCASTERS, Upcasters
-from eventstore import sql
-from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
-from eventstore.codec import Prepared, decode_payload, prepare_all
+from eventstore import driver, sql
+from eventstore.canonical import GENESIS, canonical_text, chain, epoch_micros
+from eventstore.codec import Prepared, prepare_all
+from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from eventstore.driver import connection_lost as connection_lost
 from eventstore.errors import (
     ConcurrencyConflict,
     EventStoreError,
     InvalidEvent,
     StoreUnavailable,
 )
-
-#: The server went away or will not take us now (class 08 connection exceptions, class 57
-#: operator intervention such as a shutdown): the ledger is unavailable, not the request wrong.
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InternalClientError,  # the connection broke mid-protocol
-)
-
-
-def connection_lost(error: BaseException) -> bool:
-    """Whether ``error`` means PostgreSQL is unreachable (so waiting and retrying is right)."""
-    return isinstance(error, (StoreUnavailable, *_CONNECTION_ERRORS))
-
+from eventstore.reader import SERVER_SETTINGS, Reader
 
 _VERSION_CACHE_LIMIT = 100_000
 
@@ -197,6 +183,7 @@ class EventStore:
         self._url = url
         self._pool = pool
         self._upcasters = upcasters
+        self._reader = Reader(pool, url, upcasters)
         self._max_batch_events = max_batch_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
@@ -217,7 +204,9 @@ class EventStore:
     ) -> EventStore:
         """Open a store on a migrated database (``claire db upgrade``)."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=max_connections, server_settings=SERVER_SETTINGS
+            )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
             raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return cls(url, pool, upcasters, max_batch_events)
@@ -470,60 +459,24 @@ class EventStore:
             self._versions.clear()
         self._versions.update(plan.versions)
 
-    # ------------------------------------------------------------------ reads
-
-    def _record(self, row: asyncpg.Record) -> RecordedEvent:
-        position, stream, version, event_id, event_type, schema, occurred, recorded = row[:8]
-        return RecordedEvent(
-            position=position,
-            stream=stream,
-            stream_version=version,
-            event_id=event_id,
-            event_type=event_type,
-            schema_version=schema,
-            occurred_at=occurred,
-            recorded_at=recorded,
-            causation_id=row[8],
-            causation_position=row[9],
-            correlation_id=row[10],
-            event=decode_payload(position, event_type, schema, row[11], self._upcasters),
-            hash=row[12],
-        )
+    # ------------------------------------------------------------------ reads: eventstore/reader.py
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        try:
-            return await self._pool.fetch(query, *args)
-        except _CONNECTION_ERRORS as error:
-            raise StoreUnavailable(f"lost the ledger connection during a read: {error}") from (
-                error
-            )
-        except asyncpg.PostgresError as error:
-            raise EventStoreError(f"read failed: {error}") from error
+        return await driver.fetch(self._pool, query, *args)
 
-    async def read_all(
-        self, after: int = 0, *, batch_size: int = 2000
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event with position > ``after``, in order, fetched ``batch_size`` at a time."""
-        while True:
-            rows = await self._fetch(sql.READ_ALL, after, batch_size)
-            for row in rows:
-                yield self._record(row)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+    def read_all(self, after: int = 0, *, batch_size: int = 2000) -> AsyncIterator[RecordedEvent]:
+        """Every event with position > ``after``, in order, at most ``batch_size`` per round trip.
 
-    async def read_stream(
+        Also at most :data:`eventstore.reader.CHUNK` per round trip; the next one is fetched
+        while the caller works through the current one.
+        """
+        return self._reader.read_all(after, batch_size)
+
+    def read_stream(
         self, stream: str, from_version: int = 0, *, batch_size: int = 2000
     ) -> AsyncIterator[RecordedEvent]:
         """Events of ``stream`` with stream_version >= ``from_version`` (versions start at 1)."""
-        check_stream(stream)
-        while True:
-            rows = await self._fetch(sql.READ_STREAM, stream, from_version, batch_size)
-            for row in rows:
-                yield self._record(row)
-            if len(rows) < batch_size:
-                return
-            from_version = rows[-1][2] + 1
+        return self._reader.read_stream(stream, from_version, batch_size)
 
     async def position_at(self, moment: datetime) -> int | None:
         """The smallest position whose occurred_at (source time) is >= ``moment``; None if none.
@@ -531,17 +484,13 @@ class EventStore:
         occurred_at is not monotonic in position, so a replay from this position sees every
         event that happened at or after ``moment`` (and possibly some earlier ones after it).
         """
-        if moment.tzinfo is None:
-            raise InvalidEvent(f"position_at needs a timezone-aware datetime, got {moment!r}")
-        rows = await self._fetch(sql.POSITION_AT, moment)
-        return rows[0][0]
+        return await self._reader.position_at(moment)
 
     async def head(self) -> tuple[int, bytes]:
         """The last position and its chain hash (0 and 32 zero bytes for an empty ledger)."""
-        rows = await self._fetch(sql.READ_HEAD)
-        return rows[0][0], rows[0][1]
+        return await self._reader.head()
 
-    async def subscribe(
+    def subscribe(
         self, after: int = 0, *, batch_size: int = 2000, poll_interval: float = 1.0
     ) -> AsyncIterator[RecordedEvent]:
         """Catch up from ``after``, then follow live; every event exactly once, in order.
@@ -550,39 +499,7 @@ class EventStore:
         NOTIFYs at commit; ``poll_interval`` is only a safety re-poll. Positions are gapless by
         construction; should a hole ever be seen, the subscriber waits and re-reads, never skips.
         """
-        wake = asyncio.Event()
-        try:
-            listener = await asyncpg.connect(self._url)
-        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-            raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
-
-        def notified(*_: object) -> None:
-            wake.set()
-
-        try:
-            await listener.add_listener(sql.CHANNEL, notified)
-            last = after
-            while True:
-                wake.clear()
-                gap = False
-                while True:
-                    rows = await self._fetch(sql.READ_ALL, last, batch_size)
-                    for row in rows:
-                        if row[0] != last + 1:
-                            gap = True
-                            break
-                        record = self._record(row)
-                        last = record.position
-                        yield record
-                    if gap or len(rows) < batch_size:
-                        break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        wake.wait(), timeout=min(poll_interval, 0.05) if gap else poll_interval
-                    )
-        finally:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await listener.close()
+        return self._reader.subscribe(after, batch_size, poll_interval)
 
     # ------------------------------------------------------------------ verify
 

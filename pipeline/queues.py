@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 
 class PipeClosed(Exception):
@@ -102,8 +105,17 @@ def pump(source: AsyncIterator[T], pipe: Pipe[T], name: str) -> asyncio.Task[Non
     return asyncio.create_task(copy(), name=name)
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel a pump and wait for it to finish its clean-up."""
+async def stop(task: asyncio.Task[None], patience: float = 5.0) -> None:
+    """Cancel a pump and wait (a while) for it to finish its clean-up.
+
+    Bounded: a library that swallows the cancellation (seen on Python 3.11) must not hang the
+    shutdown; the task is left behind, logged, and cancelled again.
+    """
     task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=patience)
+    if not done:
+        _log.warning("%s did not stop within %.0fs of being cancelled", task.get_name(), patience)
+        task.cancel()
+        return
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+        task.result()

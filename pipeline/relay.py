@@ -8,6 +8,7 @@ consumers notice the hole in positions and read it from the log, so nothing is l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -48,6 +49,8 @@ class Relay:
         queue: Pipe[RecordedEvent] = Pipe(50_000)
         reader = pump(follow(self._store, self.last), queue, "relay-reader")
         bus: RedisBus | None = None
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
                 batch = [await queue.get()]  # or what stopped the reader (PostgreSQL lost)
@@ -63,6 +66,8 @@ class Relay:
                     self.published += len(batch)
                     self._on_published(batch)
                 except BusUnavailable as error:
+                    if task.cancelling():  # redis-py can turn our cancellation into an error
+                        raise asyncio.CancelledError from error
                     bus = None
                     if not self.skipped_since_up:
                         self._on_bus(False, f"cannot publish: {error}")

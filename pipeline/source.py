@@ -102,9 +102,9 @@ class LedgerFeed:
             finally:
                 unregister()
                 watchdog.cancel()
-                await stop(redis)
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # first: it breaks a read redis-py is in
                     await subscription.close()
+                await stop(redis)
 
     async def _watch(self, inbox: Pipe[RecordedEvent | object]) -> None:
         """Flag a stall: no progress for a while although the log has newer events.
@@ -154,7 +154,8 @@ class LedgerFeed:
                 if remaining <= 0:
                     return
                 try:  # get() raises what stopped the log reader (e.g. PostgreSQL lost)
-                    item = await asyncio.wait_for(queue.get(), min(remaining, 3600.0))
+                    async with asyncio.timeout(min(remaining, 3600.0)):  # not wait_for: 3.11
+                        item = await queue.get()  # can lose a cancellation there
                 except TimeoutError:
                     continue
                 if item.position == self.last + 1:

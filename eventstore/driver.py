@@ -1,0 +1,44 @@
+"""The asyncpg seam shared by the writer and the reader: which driver errors mean "unavailable".
+
+STYLE.md principle 7: driver errors are translated once, here, into our own errors.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from eventstore.errors import EventStoreError, StoreUnavailable
+
+#: The server went away or will not take us now (class 08 connection exceptions, class 57
+#: operator intervention such as a shutdown): the ledger is unavailable, not the request wrong.
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,  # the connection broke mid-protocol
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` means PostgreSQL is unreachable (so waiting and retrying is right)."""
+    return isinstance(error, (StoreUnavailable, *CONNECTION_ERRORS))
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """A connection of its own (not from the pool), or :class:`StoreUnavailable`."""
+    try:
+        return await asyncpg.connect(url)
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
+        raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+
+
+async def fetch(pool: asyncpg.Pool, query: str, *args: object) -> list[asyncpg.Record]:
+    """Run a read on a pooled connection; driver errors become ours."""
+    try:
+        return await pool.fetch(query, *args)
+    except CONNECTION_ERRORS as error:
+        raise StoreUnavailable(f"lost the ledger connection during a read: {error}") from error
+    except asyncpg.PostgresError as error:
+        raise EventStoreError(f"read failed: {error}") from error

@@ -362,7 +362,12 @@ class EventStore:
                 plan = await self._try_fast(conn, batch)
                 if plan is not None:
                     return plan
-            self._forget()
+            # The head is re-read under the lock. The version cache stays: forgetting it made
+            # every later append to another stream guess "new stream", miss, and fall back too
+            # (half of all appends in a busy pipeline). A stale version only costs a fallback
+            # (UNIQUE(stream, stream_version) refuses the guess); the locked path re-reads the
+            # versions of this batch's streams.
+            self._head = None
             for attempt in range(3):
                 try:
                     return await self._locked(conn, batch)

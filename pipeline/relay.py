@@ -53,6 +53,8 @@ class Relay:
         assert task is not None
         try:
             while True:
+                if task.cancelling():  # redis-py can swallow our cancellation mid-publish
+                    raise asyncio.CancelledError
                 batch = [await queue.get()]  # or what stopped the reader (PostgreSQL lost)
                 while len(batch) < MAX_BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
@@ -66,7 +68,7 @@ class Relay:
                     self.published += len(batch)
                     self._on_published(batch)
                 except BusUnavailable as error:
-                    if task.cancelling():  # redis-py can turn our cancellation into an error
+                    if task.cancelling():  # ... or turn it into an error
                         raise asyncio.CancelledError from error
                     bus = None
                     if not self.skipped_since_up:

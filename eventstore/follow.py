@@ -1,12 +1,12 @@
 """Follow the log from inside the process that writes most of it.
 
-:meth:`EventStore.subscribe` reads every event back from PostgreSQL after each NOTIFY. A process
-that runs several services (``claire run``) appended most of those events itself a moment
-earlier, so :func:`follow` takes them straight from the store's commit listeners and reads the
-log only for what someone else appended: a NOTIFY naming a head beyond what it has, or a hole in
-positions between two of its own commits. Exactly once and in order for the same reason as
-``subscribe``: positions are gapless and commit-ordered, so when an event at ``p`` is committed,
-everything below ``p`` is already readable.
+Following by NOTIFY alone means reading every event back from PostgreSQL after each commit. A
+process that runs several services (``claire run``) appended most of those events itself a
+moment earlier, so :func:`follow` (what :meth:`EventStore.subscribe` runs) takes them straight
+from the store's commit listeners and reads the log only for what someone else appended: a
+NOTIFY naming a head beyond what it has, or a hole in positions between two of its own commits.
+Exactly once and in order because positions are gapless and commit-ordered: when an event at
+``p`` is committed, everything below ``p`` is already readable.
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from aggregates.envelope import RecordedEvent
 from eventstore import sql
 from eventstore.errors import StoreUnavailable
-from eventstore.postgres import EventStore
+
+if TYPE_CHECKING:
+    from eventstore.postgres import EventStore
 
 #: Own commits held for a slow reader; beyond this they are dropped and read from the log.
 LOCAL_LIMIT = 50_000
 
 
 async def follow(
-    store: EventStore, after: int = 0, *, poll_interval: float = 1.0
+    store: EventStore, after: int = 0, *, batch_size: int = 2000, poll_interval: float = 1.0
 ) -> AsyncIterator[RecordedEvent]:
     """Catch up from ``after``, then follow live; every event exactly once, in order."""
     local: deque[RecordedEvent] = deque()
@@ -55,7 +58,7 @@ async def follow(
     last = after
     try:
         # Listening first, then caught up: nothing committed in between can be missed.
-        async for recorded in _read(store, last, until=None):
+        async for recorded in _read(store, last, None, batch_size):
             last = recorded.position
             yield recorded
         while True:
@@ -64,7 +67,7 @@ async def follow(
                 recorded = local.popleft()
                 if recorded.position <= last:
                     continue
-                async for missing in _read(store, last, until=recorded.position):
+                async for missing in _read(store, last, recorded.position, batch_size):
                     last = missing.position  # someone else's commits, between two of ours
                     yield missing
                 if recorded.position != last + 1:  # cannot happen (commit order); never skip
@@ -77,7 +80,7 @@ async def follow(
                 await asyncio.sleep(0)  # our own appender may be announcing this very commit
                 if local:
                     continue
-                async for recorded in _read(store, last, until=None):
+                async for recorded in _read(store, last, None, batch_size):
                     last = recorded.position
                     yield recorded
                 continue
@@ -94,11 +97,13 @@ async def follow(
             await listener.close()
 
 
-async def _read(store: EventStore, after: int, until: int | None) -> AsyncIterator[RecordedEvent]:
+async def _read(
+    store: EventStore, after: int, until: int | None, batch_size: int
+) -> AsyncIterator[RecordedEvent]:
     """The log after ``after`` and before ``until`` (or up to its head)."""
     if until is not None and until <= after + 1:
         return
-    async with contextlib.aclosing(store.read_all(after=after)) as rows:
+    async with contextlib.aclosing(store.read_all(after=after, batch_size=batch_size)) as rows:
         async for recorded in rows:
             if until is not None and recorded.position >= until:
                 return

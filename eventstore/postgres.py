@@ -61,6 +61,7 @@ from eventstore.errors import (
     InvalidEvent,
     StoreUnavailable,
 )
+from eventstore.follow import follow
 from eventstore.reader import SERVER_SETTINGS, Reader
 
 _VERSION_CACHE_LIMIT = 100_000
@@ -183,7 +184,7 @@ class EventStore:
         self._url = url
         self._pool = pool
         self._upcasters = upcasters
-        self._reader = Reader(pool, url, upcasters)
+        self._reader = Reader(pool, upcasters)
         self._max_batch_events = max_batch_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
@@ -501,10 +502,10 @@ class EventStore:
         """Catch up from ``after``, then follow live; every event exactly once, in order.
 
         LISTEN starts before the catch-up read, so no commit falls between the two. Every append
-        NOTIFYs at commit; ``poll_interval`` is only a safety re-poll. Positions are gapless by
-        construction; should a hole ever be seen, the subscriber waits and re-reads, never skips.
+        NOTIFYs at commit; ``poll_interval`` is only a safety re-poll. This store's own commits
+        come first hand, others' are read after their NOTIFY (:func:`eventstore.follow.follow`).
         """
-        return self._reader.subscribe(after, batch_size, poll_interval)
+        return follow(self, after, batch_size=batch_size, poll_interval=poll_interval)
 
     # ------------------------------------------------------------------ verify
 

@@ -129,9 +129,8 @@ def _retrieve(task: asyncio.Task[list[asyncpg.Record]]) -> None:
 class Reader:
     """Reads of one store's pool; :class:`eventstore.EventStore` delegates to it."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str, upcasters: Upcasters) -> None:
+    def __init__(self, pool: asyncpg.Pool, upcasters: Upcasters) -> None:
         self._pool = pool
-        self._url = url
         self._upcasters = upcasters
 
     def read_all(self, after: int, batch_size: int) -> AsyncIterator[RecordedEvent]:
@@ -222,34 +221,3 @@ class Reader:
         """The last position and its chain hash (0 and 32 zero bytes for an empty ledger)."""
         rows = await driver.fetch(self._pool, sql.READ_HEAD)
         return rows[0][0], rows[0][1]
-
-    async def subscribe(
-        self, after: int, batch_size: int, poll_interval: float
-    ) -> AsyncIterator[RecordedEvent]:
-        """Catch up from ``after``, then follow live; see :meth:`EventStore.subscribe`."""
-        wake = asyncio.Event()
-        listener = await driver.connect(self._url)
-
-        def notified(*_: object) -> None:
-            wake.set()
-
-        try:
-            await listener.add_listener(sql.CHANNEL, notified)
-            last = after
-            while True:
-                wake.clear()
-                gap = False
-                reading = self._read(sql.READ_ALL_JSON, None, last, 0, batch_size)
-                async with contextlib.aclosing(reading) as records:  # type: ignore[type-var]
-                    async for record in records:
-                        if record.position != last + 1:
-                            gap = True
-                            break
-                        last = record.position
-                        yield record
-                with contextlib.suppress(TimeoutError):  # asyncio.timeout: see eventstore.follow
-                    async with asyncio.timeout(min(poll_interval, 0.05) if gap else poll_interval):
-                        await wake.wait()
-        finally:
-            with contextlib.suppress(*driver.CONNECTION_ERRORS):
-                await listener.close()

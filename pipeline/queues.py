@@ -36,12 +36,6 @@ class Pipe(Generic[T]):
     def empty(self) -> bool:
         return not self._items
 
-    def full(self) -> bool:
-        return len(self._items) >= self._maxsize
-
-    def qsize(self) -> int:
-        return len(self._items)
-
     def put_nowait(self, item: T) -> bool:
         """Add ``item`` unless the pipe is full or closed; False if it was not added."""
         if self._end is not None or len(self._items) >= self._maxsize:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from adapters.bus import BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
-from eventstore import EventStore, follow
+from eventstore import EventStore
 from pipeline.queues import Pipe, pump, stop
 from pipeline.source import BusFactory
 
@@ -47,14 +47,14 @@ class Relay:
         """Run until cancelled."""
         self.last = (await self._store.head())[0] if after is None else after
         queue: Pipe[RecordedEvent] = Pipe(50_000)
-        reader = pump(follow(self._store, self.last), queue, "relay-reader")
+        reader = pump(self._store.subscribe(after=self.last), queue, "relay-reader")
         bus: RedisBus | None = None
         task = asyncio.current_task()
         assert task is not None
         try:
             while True:
-                if task.cancelling():  # redis-py can swallow our cancellation mid-publish
-                    raise asyncio.CancelledError
+                if task.cancelling():  # redis-py can swallow a cancellation mid-publish,
+                    raise asyncio.CancelledError  # or turn it into an error
                 batch = [await queue.get()]  # or what stopped the reader (PostgreSQL lost)
                 while len(batch) < MAX_BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
@@ -67,9 +67,7 @@ class Relay:
                         self.skipped_since_up = 0
                     self.published += len(batch)
                     self._on_published(batch)
-                except BusUnavailable as error:
-                    if task.cancelling():  # ... or turn it into an error
-                        raise asyncio.CancelledError from error
+                except BusUnavailable as error:  # (a cancellation turned error: next turn)
                     bus = None
                     if not self.skipped_since_up:
                         self._on_bus(False, f"cannot publish: {error}")

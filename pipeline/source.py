@@ -2,26 +2,24 @@
 
 Redis is for speed, PostgreSQL is for truth (DESIGN.md, "Topics"). A service reads the topics
 through :class:`LedgerFeed`: messages arrive from Redis; a jump in positions means something was
-missed, so the hole is read from the log before going on; a duplicate is skipped. Services that
-share a process also get that process's own commits straight from its event store
-(:meth:`EventStore.on_commit`), ahead of their Redis copies: same events, same positions, no
-NOTIFY -> relay -> Redis hop; the same gap and duplicate rules make the two sources one.
-When Redis is unreachable the feed follows the log itself (LISTEN/NOTIFY) and tries Redis again
-every few seconds. Because every published message is a committed event and positions are
-gapless and commit-ordered, "read the hole from the log" always finds exactly the missing events.
+missed, so the hole is read from the log before going on; a duplicate is skipped. When Redis is
+unreachable the feed follows the log itself (LISTEN/NOTIFY) and tries Redis again every few
+seconds. Because every published message is a committed event and positions are gapless and
+commit-ordered, "read the hole from the log" always finds exactly the missing events. Services
+that share a process read :class:`LogFollower` instead: the process's own commits first hand
+(:meth:`EventStore.subscribe`), no NOTIFY -> relay -> Redis hop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from adapters.bus import EVENT_TOPICS, BusUnavailable, RedisBus
 from aggregates.envelope import RecordedEvent
-from eventstore import EventStore, follow
+from eventstore import EventStore
 from pipeline.queues import Pipe, PipeClosed, pump, stop
 
 _log = logging.getLogger(__name__)
@@ -71,10 +69,8 @@ class LedgerFeed:
                     yield recorded
                 continue
             self._switch("redis")
-            # One inbox, three writers: this process's commits (never blocking the appender: on
-            # overflow an event is dropped and the gap rule reads it), Redis, and the watchdog.
+            # One inbox, two writers: Redis and the watchdog.
             inbox: Pipe[RecordedEvent | object] = Pipe(INBOX_SIZE)
-            unregister = self._store.on_commit(functools.partial(_offer, inbox))
             redis = pump(subscription, inbox, "ledger-feed-redis")
             watchdog = asyncio.create_task(self._watch(inbox), name="ledger-feed-watchdog")
             try:
@@ -100,7 +96,6 @@ class LedgerFeed:
             except (BusUnavailable, PipeClosed) as error:
                 _log.warning("redis lost (%r); following the log until it returns", error)
             finally:
-                unregister()
                 watchdog.cancel()
                 with contextlib.suppress(Exception):  # first: it breaks a read redis-py is in
                     await subscription.close()
@@ -165,14 +160,8 @@ class LedgerFeed:
             await stop(task)
 
 
-def _offer(inbox: Pipe[RecordedEvent | object], events: list[RecordedEvent]) -> None:
-    for recorded in events:
-        if not inbox.put_nowait(recorded):
-            return
-
-
 class LogFollower:
-    """The log for the services of the process that writes it (``eventstore.follow``).
+    """The log for the services of the process that writes it (``EventStore.subscribe``).
 
     Own commits come straight from the event store, other processes' from the log after their
     NOTIFY: no Redis round trip in between (the relay still publishes everything for services
@@ -184,7 +173,7 @@ class LogFollower:
         self.last = after
 
     async def events(self) -> AsyncIterator[RecordedEvent]:
-        async with contextlib.aclosing(follow(self._store, self.last)) as events:
+        async with contextlib.aclosing(self._store.subscribe(after=self.last)) as events:
             async for recorded in events:
                 self.last = recorded.position
                 yield recorded

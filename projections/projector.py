@@ -246,12 +246,12 @@ class Projector:
                     await room.wait()
 
         pumping = asyncio.create_task(pump(), name="claire-projector-subscribe")
+        waiting: asyncio.Task[bool] | None = None
         try:
             while True:
                 waiting = asyncio.create_task(arrived.wait())
                 await asyncio.wait({waiting, pumping}, return_when=asyncio.FIRST_COMPLETED)
                 if pumping.done():
-                    waiting.cancel()
                     pumping.result()  # raises what stopped the subscription
                     raise RuntimeError("the subscription ended")
                 arrived.clear()
@@ -265,6 +265,8 @@ class Projector:
                     if buffer:
                         self._oldest_unprojected = buffer[0].recorded_at
         finally:
+            if waiting is not None:
+                waiting.cancel()  # a cancelled follow must not leave its wait pending
             pumping.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pumping

@@ -69,3 +69,28 @@ async def test_name_checks_when_rewritten_by_0003_then_accept_exactly_what_0001_
         await conn.close()
     for name, (stream_old, stream_new, type_old, type_new) in zip(names, rows, strict=True):
         assert (stream_old, type_old) == (stream_new, type_new), name
+
+
+async def test_event_type_index_when_at_head_then_skips_trades_and_serves_the_audit_lookups(
+    ledger_url: str,
+) -> None:
+    conn = await asyncpg.connect(ledger_url)
+    try:
+        definition = await conn.fetchval(
+            "SELECT pg_get_indexdef('ledger.events_event_type'::regclass)"
+        )
+        assert "WHERE (event_type <> 'market.trade'::text)" in definition
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL enable_bitmapscan = off")
+            for where in (
+                "event_type = 'risk.verdict'",
+                "event_type IN ('order.filled', 'order.partially_filled')",
+            ):
+                rows = await conn.fetch(
+                    f"EXPLAIN SELECT position FROM ledger.events WHERE {where} ORDER BY position"
+                )
+                plan = "\n".join(row[0] for row in rows)
+                assert "events_event_type" in plan, (where, plan)
+    finally:
+        await conn.close()

@@ -37,8 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
 from itertools import repeat
@@ -51,7 +50,7 @@ from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.events import Event
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import GENESIS, canonical_text, chain, epoch_micros
+from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
 from eventstore.codec import Prepared, prepare_all
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
@@ -89,73 +88,68 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Request:
-    __slots__ = ("events", "expected", "future", "stream")
+    """One caller's append. A big one (:data:`eventstore.sql.COPY_MIN_EVENTS` or more events)
+    arrives unprepared (``raw``): the appender validates it chunk by chunk while the server
+    ingests the previous chunk (:meth:`EventStore._try_streamed`)."""
+
+    __slots__ = ("count", "expected", "future", "raw", "stream", "validated")
 
     def __init__(
         self,
         stream: str,
-        events: list[Prepared],
+        events: Sequence[NewEvent],
         expected: int | None,
         future: asyncio.Future[list[int]],
     ) -> None:
         self.stream = stream
-        self.events = events
+        self.count = len(events)
+        big = self.count >= sql.COPY_MIN_EVENTS
+        self.raw: Sequence[NewEvent] | None = events if big else None
+        self.validated: list[Prepared] | None = None if big else prepare_all(stream, events)
         self.expected = expected
         self.future = future
+
+    @property
+    def events(self) -> list[Prepared]:
+        """Every event validated (raises :class:`InvalidEvent`, naming the first bad one)."""
+        if self.validated is None:
+            assert self.raw is not None
+            self.validated = prepare_all(self.stream, self.raw)
+        return self.validated
 
 
 class _Plan:
     """The rows of one transaction and each request's outcome, computed from a known head."""
 
-    def __init__(self) -> None:
+    def __init__(self, head: int, head_hash: bytes) -> None:
         self.columns: list[list[Any]] = [[] for _ in range(12)]
         self.events: list[Event] = []
         self.outcomes: list[list[int] | EventStoreError] = []
-        self.head = 0
-        self.hash = GENESIS
+        self.head = head
+        self.hash = head_hash
         self.versions: dict[str, int] = {}
         self.guessed_conflict = False
         self.recorded_at = datetime.now(UTC)
+        self._recorded = epoch_micros(self.recorded_at)
 
-
-def _plan(
-    requests: list[_Request],
-    head: int,
-    head_hash: bytes,
-    versions: dict[str, int],
-    guessed: set[str],
-    known: dict[uuid.UUID, int],
-) -> _Plan:
-    plan = _Plan()
-    recorded = epoch_micros(plan.recorded_at)
-    (positions, streams, stream_versions, ids, types, schemas, occurred, causes, cause_positions,
-     correlations, payloads, hashes) = plan.columns  # fmt: skip
-    position, previous = head, head_hash
-    assigned: dict[uuid.UUID, int] = {}
-    for request in requests:
-        fresh: list[Prepared] = []
-        pending: set[uuid.UUID] = set()
-        for event in request.events:
-            new_id = event.event_id
-            if new_id not in known and new_id not in assigned and new_id not in pending:
-                pending.add(new_id)
-                fresh.append(event)
-        current = versions.get(request.stream, 0)
-        if fresh and request.expected is not None and request.expected != current:
-            if request.stream in guessed:
-                plan.guessed_conflict = True
-            plan.outcomes.append(ConcurrencyConflict(request.stream, request.expected, current))
-            continue
+    def place(
+        self, stream: str, fresh: list[Prepared], version: int, assigned: dict[int, int]
+    ) -> None:
+        """Give ``fresh`` the next positions (and ``stream`` the next versions after
+        ``version``), extending the hash chain; records them in ``assigned`` (by ``id.int``)."""
+        (positions, streams, stream_versions, ids, types, schemas, occurred, causes,
+         cause_positions, correlations, payloads, hashes) = self.columns  # fmt: skip
+        position, previous, recorded = self.head, self.hash, self._recorded
+        first = position + 1
         for event in fresh:
             position += 1
-            current += 1
+            version += 1
             # Same text as canonical.canonical_text (verify() recomputes it that way).
-            text = f"{position}|{request.stream}|{current}|{event.middle}|{recorded}|{event.tail}"
+            text = f"{position}|{stream}|{version}|{event.middle}|{recorded}|{event.tail}"
             previous = sha256(previous + text.encode()).digest()
-            assigned[event.event_id] = position
             positions.append(position)
-            streams.append(request.stream)
-            stream_versions.append(current)
+            streams.append(stream)
+            stream_versions.append(version)
             ids.append(event.event_id)
             types.append(event.event_type)
             schemas.append(event.schema_version)
@@ -165,13 +159,59 @@ def _plan(
             correlations.append(event.correlation_id)
             payloads.append(event.payload_text)
             hashes.append(previous)
-            plan.events.append(event.event)
-        versions[request.stream] = current
-        plan.versions[request.stream] = current
-        plan.outcomes.append(
-            [known.get(e.event_id) or assigned[e.event_id] for e in request.events]
-        )
-    plan.head, plan.hash = position, previous
+            self.events.append(event.event)
+        self.head, self.hash = position, previous
+        self.versions[stream] = version
+        assigned.update(zip(_keys(fresh), range(first, position + 1), strict=True))
+
+    def rows(self, start: int = 0) -> Iterator[tuple[Any, ...]]:
+        """The rows from the ``start``-th on, in :data:`eventstore.sql.COPY_COLUMNS` order."""
+        columns = self.columns if start == 0 else [column[start:] for column in self.columns]
+        return zip(*columns, repeat(self.recorded_at))
+
+
+def _keys(events: list[Prepared]) -> Iterator[int]:
+    # Ids are looked up by their int: hashing a UUID runs Python code, an int's does not.
+    return (event.event_id.int for event in events)
+
+
+def _fresh(
+    events: list[Prepared], known: dict[int, int], assigned: dict[int, int]
+) -> list[Prepared]:
+    """The events to write: not stored yet, not placed earlier in this plan, first of their id."""
+    keys = set(_keys(events))
+    if len(keys) == len(events) and keys.isdisjoint(known) and keys.isdisjoint(assigned):
+        return events
+    fresh: list[Prepared] = []
+    pending: set[int] = set()
+    for event, key in zip(events, _keys(events), strict=True):
+        if key not in known and key not in assigned and key not in pending:
+            pending.add(key)
+            fresh.append(event)
+    return fresh
+
+
+def _plan(
+    requests: list[_Request],
+    head: int,
+    head_hash: bytes,
+    versions: dict[str, int],
+    guessed: set[str],
+    known: dict[int, int],
+) -> _Plan:
+    plan = _Plan(head, head_hash)
+    assigned: dict[int, int] = {}
+    for request in requests:
+        fresh = _fresh(request.events, known, assigned)
+        current = versions.get(request.stream, 0)
+        if fresh and request.expected is not None and request.expected != current:
+            if request.stream in guessed:
+                plan.guessed_conflict = True
+            plan.outcomes.append(ConcurrencyConflict(request.stream, request.expected, current))
+            continue
+        plan.place(request.stream, fresh, current, assigned)
+        versions[request.stream] = plan.versions[request.stream]
+        plan.outcomes.append([known.get(key) or assigned[key] for key in _keys(request.events)])
     return plan
 
 
@@ -188,6 +228,7 @@ class EventStore:
         self._max_batch_events = max_batch_events
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
+        self._carried: _Request | None = None
         self._writer: asyncpg.Connection | None = None
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
@@ -259,11 +300,14 @@ class EventStore:
             not isinstance(expected_version, int) or expected_version < 0
         ):
             raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
-        prepared = prepare_all(stream, events)
-        if not prepared:
+        try:
+            check_stream(stream)
+        except ValueError as error:
+            raise InvalidEvent(str(error)) from None
+        if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(stream, prepared, expected_version, future))
+        self._queue.put_nowait(_Request(stream, events, expected_version, future))
         if self._appender is None or self._appender.done():
             self._appender = asyncio.create_task(self._append_loop(), name="claire-appender")
         return await future
@@ -311,12 +355,16 @@ class EventStore:
 
     async def _append_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].events)
-            while size < self._max_batch_events and not self._queue.empty():
+            first, self._carried = self._carried or await self._queue.get(), None
+            batch, size = [first], first.count
+            # A big request (validated while it streams) goes alone; small ones are grouped.
+            while first.raw is None and size < self._max_batch_events and not self._queue.empty():
                 request = self._queue.get_nowait()
+                if request.raw is not None:
+                    self._carried = request  # the next transaction's
+                    break
                 batch.append(request)
-                size += len(request.events)
+                size += request.count
             try:
                 plan = await self._commit(batch)
             except Exception as error:
@@ -360,7 +408,10 @@ class EventStore:
         conn = await self._connection()
         try:
             if self._head is not None:
-                plan = await self._try_fast(conn, batch)
+                if batch[0].raw is not None:
+                    plan = await self._try_streamed(conn, batch[0])
+                else:
+                    plan = await self._try_fast(conn, batch)
                 if plan is not None:
                     return plan
             # The head is re-read under the lock. The version cache stays: forgetting it made
@@ -421,7 +472,8 @@ class EventStore:
             state = await conn.fetchrow(sql.READ_APPEND_STATE, streams, ids)
             head, head_hash = state["position"], state["hash"]
             versions = dict(zip(streams, state["versions"], strict=True))
-            known = dict(zip(state["known_ids"] or (), state["known_positions"] or (), strict=True))
+            known_ids = (stored.int for stored in state["known_ids"] or ())
+            known = dict(zip(known_ids, state["known_positions"] or (), strict=True))
             plan = _plan(batch, head, head_hash, versions, set(), known)
             if plan.head != head and not await self._write(conn, plan, head):
                 raise EventStoreError("the ledger head moved while this append held its lock")
@@ -445,13 +497,68 @@ class EventStore:
             return await conn.fetchrow(sql.APPLY_APPEND, *self._apply_args(plan, head)) is not None
         if await conn.fetchrow(sql.MOVE_HEAD, plan.head, plan.hash, head) is None:
             return False
-        await conn.copy_records_to_table(
-            "events",
-            schema_name="ledger",
-            columns=sql.COPY_COLUMNS,
-            records=zip(*plan.columns, repeat(plan.recorded_at)),
-        )
+        await self._copy(conn, plan)
         return True
+
+    @staticmethod
+    async def _copy(conn: asyncpg.Connection, plan: _Plan, start: int = 0) -> None:
+        await conn.copy_records_to_table(
+            "events", schema_name="ledger", columns=sql.COPY_COLUMNS, records=plan.rows(start)
+        )
+
+    async def _try_streamed(self, conn: asyncpg.Connection, request: _Request) -> _Plan | None:
+        """A big request on the fast path: validate and chain it chunk by chunk, each chunk's
+        COPY running on the server while the next one is validated, then move the head.
+
+        The head moves last (``WHERE position = <remembered>``, taking its lock until COMMIT):
+        rows inserted before it stay invisible until COMMIT, and a writer that got in first
+        makes the COPY hit the primary key or the head not match, so this rolls back and the
+        locked path decides, as in :meth:`_try_fast`. So does an expected version that does not
+        match the cached one, or an id repeated across chunks (UNIQUE(event_id)).
+        """
+        assert self._head is not None and request.raw is not None
+        head, head_hash = self._head
+        stream, raw = request.stream, request.raw
+        version = self._versions.get(stream, 0)
+        if request.expected is not None and request.expected != version:
+            return None
+        plan = _Plan(head, head_hash)
+        assigned: dict[int, int] = {}
+        validated: list[Prepared] = []
+        copying: asyncio.Task[None] | None = None
+        await conn.execute(sql.BEGIN)
+        try:
+            for start in range(0, len(raw), sql.STREAM_CHUNK_EVENTS):
+                chunk = prepare_all(stream, raw[start : start + sql.STREAM_CHUNK_EVENTS])
+                validated += chunk
+                first_row = len(plan.events)
+                plan.place(stream, _fresh(chunk, {}, assigned), version, assigned)
+                version = plan.versions[stream]
+                if copying is not None:
+                    await copying
+                copying = asyncio.create_task(self._copy(conn, plan, first_row))
+                await asyncio.sleep(0)  # let it send its rows before validating the next chunk
+            assert copying is not None
+            await copying
+            moved = await conn.fetchrow(sql.MOVE_HEAD, plan.head, plan.hash, head)
+            await conn.execute("COMMIT" if moved else "ROLLBACK")
+        except BaseException as error:
+            if copying is not None and not copying.done():
+                copying.cancel()
+                with contextlib.suppress(BaseException):
+                    await copying
+            if not conn.is_closed():
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await conn.execute("ROLLBACK")
+            if isinstance(error, asyncpg.UniqueViolationError):
+                return None
+            raise
+        if not moved:
+            return None
+        request.validated = validated
+        plan.outcomes.append([assigned[key] for key in _keys(validated)])
+        self._remember(plan)
+        return plan
 
     @staticmethod
     def _apply_args(plan: _Plan, head: int) -> list[Any]:

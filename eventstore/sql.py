@@ -61,6 +61,9 @@ SELECT position, pg_notify('{CHANNEL}', position::text) FROM moved
 # PostgreSQL ingests faster than an unnest INSERT. Same rows, constraints and NOTIFY at commit.
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 COPY_MIN_EVENTS = 200
+#: A big append is validated and copied in chunks of this many events, so the server ingests
+#: one chunk while the client validates the next.
+STREAM_CHUNK_EVENTS = 200
 MOVE_HEAD = f"""
 UPDATE ledger.head SET position = $1, hash = $2 WHERE position = $3
 RETURNING position, pg_notify('{CHANNEL}', position::text)

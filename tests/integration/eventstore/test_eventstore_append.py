@@ -22,7 +22,7 @@ from eventstore import (
     InvalidEvent,
 )
 from eventstore.postgres import audit
-from eventstore.sql import COPY_MIN_EVENTS
+from eventstore.sql import COPY_MIN_EVENTS, STREAM_CHUNK_EVENTS
 
 pytestmark = [pytest.mark.db]
 
@@ -308,5 +308,31 @@ async def test_append_when_batches_are_big_then_copy_path_keeps_ids_conflicts_an
     finally:
         await other.close()
     assert await _count(ledger_url) == 3 * size + 1
+    assert (await store.verify()).ok
+    assert await audit(ledger_url) is None
+
+
+async def test_append_when_big_batch_streams_in_chunks_then_all_or_nothing_with_ids_deduplicated(
+    store: EventStore, ledger_url: str
+) -> None:
+    size = 2 * STREAM_CHUNK_EVENTS + 7  # three chunks
+    await store.append("warm", [tick(0, label="warm")])  # the head is known: the streamed path
+    bad = NewEvent(event=ev.ClockTicked(at_ms=-5), event_id=uuid.uuid4(), occurred_at=BASE_TIME)
+    with pytest.raises(InvalidEvent, match="invalid clock.tick payload"):
+        await store.append("big", [*(tick(n) for n in range(size - 1)), bad])
+    assert await _count(ledger_url) == 1  # the first two chunks were copied, then rolled back
+    # An id repeated in a later chunk is stored once and answers with its first position.
+    events = [tick(n) for n in range(size)]
+    events[-1] = tick(3)
+    positions = await store.append("big", events, expected_version=0)
+    assert positions == [*range(2, size + 1), 5]
+    assert await _count(ledger_url) == size
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("big", [tick(n, label="c") for n in range(size)], expected_version=0)
+    assert await store.append(
+        "big", [tick(n, label="d") for n in range(size)], expected_version=size - 1
+    ) == list(range(size + 1, 2 * size + 1))
+    versions = [r.stream_version async for r in store.read_stream("big")]
+    assert versions == list(range(1, 2 * size))
     assert (await store.verify()).ok
     assert await audit(ledger_url) is None

@@ -544,9 +544,10 @@ class EventStore:
             await conn.execute("COMMIT" if moved else "ROLLBACK")
         except BaseException as error:
             if copying is not None and not copying.done():
-                copying.cancel()
-                with contextlib.suppress(BaseException):
-                    await copying
+                if isinstance(error, asyncio.CancelledError):
+                    copying.cancel()
+                with contextlib.suppress(BaseException):  # its own error is not the news
+                    await copying  # the connection is free for the ROLLBACK only after it
             if not conn.is_closed():
                 with contextlib.suppress(*_CONNECTION_ERRORS):
                     await conn.execute("ROLLBACK")

@@ -189,7 +189,7 @@ async def run_pipeline(
         if "projector" in options.services:
 
             async def run_projector() -> None:
-                pipeline.projector = await Projector.open(database_url)
+                pipeline.projector = await Projector.open(database_url, store=store)
                 try:
                     await pipeline.projector.run()
                 finally:

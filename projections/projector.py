@@ -82,12 +82,14 @@ class Projector:
         *,
         batch_events: int = 20_000,
         on_commit: Callable[[int], None] | None = None,
+        owns_store: bool = False,
     ) -> None:
         self.store = store
         self.sink = sink
         self.projections = tuple(projections)
         self.batch_events = batch_events
         self.on_commit = on_commit
+        self._owns_store = owns_store  # close() closes the store too
         self.runners: list[Runner] = []
         self.position = 0
         self._seen = 0
@@ -99,20 +101,30 @@ class Projector:
 
     @classmethod
     async def open(
-        cls, database_url: str, projections: Sequence[Projection] | None = None, **options: object
+        cls,
+        database_url: str,
+        projections: Sequence[Projection] | None = None,
+        *,
+        store: EventStore | None = None,
+        **options: object,
     ) -> Projector:
-        """A projector with its own event store and sink connections (``close()`` them)."""
-        store = await EventStore.connect(database_url)
+        """A projector with its own sink connection and, unless ``store`` is given, its own
+        event store (``close()`` closes what it opened). Sharing the appending services' store
+        hands it their commits first hand, without reading them back."""
+        own = store is None
+        log = await EventStore.connect(database_url) if store is None else store
         try:
             sink = await PostgresSink.connect(database_url)
         except BaseException:
-            await store.close()
+            if own:
+                await log.close()
             raise
-        return cls(store, sink, projections or ALL_PROJECTIONS, **options)  # type: ignore[arg-type]
+        return cls(log, sink, projections or ALL_PROJECTIONS, owns_store=own, **options)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         await self.sink.close()
-        await self.store.close()
+        if self._owns_store:
+            await self.store.close()
 
     # ------------------------------------------------------------------ state
 

@@ -29,7 +29,9 @@ versions and known ids under the lock, then the same statement, COMMIT). Streams
 has not seen are assumed new; if they are not, the insert hits UNIQUE(stream, stream_version)
 (and a re-sent id hits UNIQUE(event_id)), nothing is written, and the locked path decides.
 Batches of :data:`eventstore.sql.COPY_MIN_EVENTS` or more events take the same two paths inside
-a transaction, with binary COPY for the rows (PostgreSQL ingests it faster than unnest).
+a transaction, with binary COPY for the rows (PostgreSQL ingests it faster than unnest). One big
+request streams: it is validated and chained chunk by chunk while the server ingests the previous
+chunk, and the head moves last (:meth:`EventStore._try_streamed` says why that is as safe).
 """
 
 from __future__ import annotations

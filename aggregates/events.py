@@ -91,8 +91,12 @@ class TradeTicked(Event, tag="market.trade"):
     trade_id: str | None = None
 
     def __post_init__(self) -> None:
-        _positive("price", self.price)
-        _positive("contracts", self.contracts)
+        # Every read decodes one per trade (most of a log): test the valid case in one
+        # expression (is_finite first: NaN does not compare) and name the culprit only if not.
+        price, contracts = self.price, self.contracts
+        if not (price.is_finite() and contracts.is_finite() and price > 0 and contracts > 0):
+            _positive("price", price)
+            _positive("contracts", contracts)
 
 
 class CandleClosed(Event, tag="market.candle_closed"):

@@ -480,26 +480,6 @@ def _fields(recorded: ev.Event, recomputed: ev.Event) -> list[str]:
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key)) or ["encoding"]
 
 
-async def chain_check(url: str) -> tuple[bool, int, int | None, str | None]:
-    """The ledger's own hash-chain verification: (ok, events checked, first bad, problem)."""
-    from eventstore import EventStore
-
-    store = await EventStore.connect(url, max_connections=1)
-    try:
-        result = await store.verify()
-    finally:
-        await store.close()
-    return result.ok, result.events_checked, result.first_bad_position, result.problem
-
-
-def chain_check_blocking(url: str) -> tuple[bool, int, int | None, str | None]:
-    """:func:`chain_check` for a worker process (it runs on the other core, beside the fold)."""
-    import asyncio
-
-    with rare_collections():
-        return asyncio.run(chain_check(url))
-
-
 @contextlib.contextmanager
 def rare_collections() -> Iterator[None]:
     """Collect reference cycles rarely while streaming the log.

@@ -58,8 +58,9 @@ from aggregates.risk.protect import (
     expire_breakers,
     flatten_all,
     new_day,
+    trip_abnormal,
 )
-from aggregates.risk.state import Limits, RiskState, numbers
+from aggregates.risk.state import HUNDRED, Limits, MoveWindow, RiskState, numbers
 
 OWNED = (
     RiskVerdictIssued,
@@ -172,7 +173,17 @@ def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[
                 at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
             )
         )
-    abnormal(d, symbol, price, limits)
+    if state.abnormal_until:  # a pause somewhere: to expire, or in force
+        abnormal(d, symbol, price, limits)
+    else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
+        window = state.moves.get(symbol)
+        if window is None:
+            window = state.moves[symbol] = MoveWindow()
+        low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
+        bar = limits.abnormal_move_pct
+        rise = (price - low) * HUNDRED >= bar * low
+        if rise or (high - price) * HUNDRED >= bar * high:
+            trip_abnormal(d, symbol, price, low, high, rise, limits)
     if portfolio is not before:
         check_drawdown(d)
         check_stop(d, symbol)

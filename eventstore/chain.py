@@ -47,11 +47,6 @@ class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
 _links = msgspec.json.Decoder(list[_Link])
 
 
-def _uuid_text(raw: bytes) -> str:
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
 class ChainCheck:
     """Follows the chain from position 1 over consecutive chunks; stops at the first bad link."""
 
@@ -67,8 +62,9 @@ class ChainCheck:
     def ok(self) -> bool:
         return self.problem is None
 
-    def feed(self, body: bytes, ids: bytes, hashes: bytes) -> None:
-        """One chunk: its JSON rows, its event ids (16 bytes each) and hashes (32 bytes each)."""
+    def feed(self, body: bytes, ids: str, hashes: bytes) -> None:
+        """One chunk: its JSON rows, its event ids (as text, space-separated) and its hashes
+        (32 bytes each), all in position order."""
         if self.problem is not None or self.stalled:
             return
         try:
@@ -77,10 +73,12 @@ class ChainCheck:
             self.stalled = True
             return
         previous, expected = self.previous, self.expected
+        event_ids = ids.split(" ")
+        digests = [hashes[at : at + 32] for at in range(0, len(hashes), 32)]
         sha256 = hashlib.sha256
         epoch, micro = _EPOCH, _MICROSECOND
         recorded, recorded_text = None, ""
-        for index, row in enumerate(rows):
+        for row, event_id, digest in zip(rows, event_ids, digests, strict=True):
             position = row.position
             if position != expected:
                 self._stop(
@@ -93,12 +91,11 @@ class ChainCheck:
             causation = row.causation_position
             text = (
                 f"{position}|{row.stream}|{row.stream_version}|"
-                f"{_uuid_text(ids[16 * index : 16 * index + 16])}|{row.event_type}|"
+                f"{event_id}|{row.event_type}|"
                 f"{row.schema_version}|{(row.occurred_at - epoch) // micro}|{recorded_text}|"
                 f"{row.causation_id or ''}|{'' if causation is None else causation}|"
                 f"{row.correlation_id or ''}|"
             )
-            digest = hashes[32 * index : 32 * index + 32]
             if sha256(previous + text.encode() + row.payload).digest() != digest:
                 self._stop(
                     previous, expected, f"position {position}: hash does not match its content"

@@ -46,7 +46,7 @@ class ChainWorker:
 
     def submit(self, body: bytes, ids: list[uuid.UUID], hashes: list[bytes]) -> None:
         """An :data:`eventstore.reader.ChunkSink`: the chunk as plain bytes (cheap to send)."""
-        self._put((body, b"".join([event_id.bytes for event_id in ids]), b"".join(hashes)))
+        self._put((body, " ".join(map(str, ids)), b"".join(hashes)))
 
     async def result(self) -> ChainOutcome:
         """(ok, events checked, first bad position, problem) once the read is over."""

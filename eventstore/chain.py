@@ -73,7 +73,7 @@ class ChainCheck:
             self.stalled = True
             return
         previous, expected = self.previous, self.expected
-        event_ids = ids.split(" ")
+        event_ids = ids.split(" ") if ids else []
         digests = [hashes[at : at + 32] for at in range(0, len(hashes), 32)]
         sha256 = hashlib.sha256
         epoch, micro = _EPOCH, _MICROSECOND

@@ -33,7 +33,7 @@ import msgspec
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent, derive_event_id, derived
-from aggregates.machine import Machine, reacts_to
+from aggregates.machine import Machine, reacts_to, step_for
 from aggregates.paper import PaperExchange
 from aggregates.portfolio import Portfolio
 from aggregates.risk import RiskMachine
@@ -322,7 +322,7 @@ class Verifier:
         kind = type(event)
         owners = tuple(check for check in self._active if check.owns(event))
         steppers = tuple(
-            (check, check.machine.step)
+            (check, step_for(check.machine, kind))
             for check in self._active
             if not check.owns(event) and reacts_to(check.machine, kind)
         )

@@ -24,6 +24,8 @@ the position, so they can never increase it; they are never throttled or paused.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from aggregates.config import ContractSpec, parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.events import (
@@ -73,6 +75,11 @@ OWNED = (
 )
 
 
+def _step_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Event, ...]]:
+    """``RiskMachine.step`` for a ``TradeTicked``."""
+    return state, _on_tick(state, fact, fact.event)  # type: ignore[arg-type]
+
+
 class RiskMachine:
     """Machine ``risk``: owns verdicts, orders, stop-losses, breakers, state changes, alerts."""
 
@@ -93,6 +100,8 @@ class RiskMachine:
             OperatorCommandIssued,
         }
     )
+    #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
+    steps = MappingProxyType({TradeTicked: _step_tick})
 
     def initial(self) -> RiskState:
         return RiskState()

@@ -13,7 +13,7 @@ only — and a copy (``copy.deepcopy``) is a valid snapshot to resume from.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
 from aggregates.envelope import RecordedEvent, utc_from_ms
@@ -46,6 +46,21 @@ def reacts_to(machine: Machine[S], kind: type) -> bool:
     """
     declared: frozenset[type] | None = getattr(machine, "consumes", None)
     return declared is None or kind in declared
+
+
+StepFunction = Callable[[S, RecordedEvent], tuple[S, tuple[Event, ...]]]
+
+
+def step_for(machine: Machine[S], kind: type) -> StepFunction[S]:
+    """The function to step ``machine`` with on events of type ``kind``.
+
+    A machine may declare ``steps``, a mapping from event types to functions each equal to
+    ``step`` for its type, so that a fold skips the type dispatch on its hot types (trades);
+    ``tests/unit/test_machine_steps.py`` pins the equality. Otherwise ``step`` itself.
+    """
+    declared: Mapping[type, StepFunction[S]] | None = getattr(machine, "steps", None)
+    found = declared.get(kind) if declared is not None else None
+    return found if found is not None else machine.step
 
 
 def run(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
@@ -61,6 +62,14 @@ class SignalState:
     windows: dict[str, SymbolWindow] = field(default_factory=dict)
 
 
+def _step_trade(state: SignalState, fact: RecordedEvent) -> tuple[SignalState, tuple[Event, ...]]:
+    """``SignalMachine.step`` for a ``TradeTicked``."""
+    if state.params is None:
+        return state, ()
+    signal = _on_trade(state, fact.event)  # type: ignore[arg-type]
+    return state, (() if signal is None else (signal,))
+
+
 class SignalMachine:
     """Machine ``signal``: owns ``SignalGenerated``."""
 
@@ -68,6 +77,8 @@ class SignalMachine:
     #: The only event types ``step`` reacts to; on any other it returns its state and no output,
     #: so a fold may skip those (``tests/unit/test_machine_consumes.py`` pins this).
     consumes = frozenset({TradeTicked, ConfigActivated})
+    #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
+    steps = MappingProxyType({TradeTicked: _step_trade})
 
     def initial(self) -> SignalState:
         return SignalState()
@@ -81,10 +92,7 @@ class SignalMachine:
         event = fact.event
         kind = type(event)
         if kind is TradeTicked:
-            if state.params is None:
-                return state, ()
-            signal = _on_trade(state, event)  # type: ignore[arg-type]
-            return state, (() if signal is None else (signal,))
+            return _step_trade(state, fact)
         if kind is ConfigActivated:
             config = parse_config(event.parameters)  # type: ignore[attr-defined]
             state.params = SignalParameters(

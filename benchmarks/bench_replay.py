@@ -6,10 +6,10 @@
 Generates a session with the real machines (``simulate()``: signal + risk + paper over a
 generated two-symbol market with a clock every 5 s), bulk-appends it into a throwaway database it
 creates (and drops unless ``--keep``), then runs the ``replay`` command line in a child process:
-``--verify -q`` (re-decide every step, compare, hash chain in a worker process) and the plain
-walk ``-q``. Prints events/s, the CPU seconds of the replay process and its worker (the figure
-to compare on a busy machine) and the peak resident memory of the replay process (polled) and of
-its chain-check worker. Never part of the test suite: timings vary by machine.
+``--verify -q`` (re-decide every step, compare, hash chain in a worker fed the same chunks) and
+the plain walk ``-q``. Prints events/s, the CPU seconds of the replay process and its worker (the
+figure to compare on a busy machine) and the peak resident memory of the replay process (polled)
+and of its chain-check worker. Never part of the test suite: timings vary by machine.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
-from eventstore.reader import SERVER_SETTINGS, Reader
+from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
 
 _VERSION_CACHE_LIMIT = 100_000
 
@@ -580,13 +580,15 @@ class EventStore:
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         return await driver.fetch(self._pool, query, *args)
 
-    def read_all(self, after: int = 0, *, batch_size: int = 2000) -> AsyncIterator[RecordedEvent]:
+    def read_all(
+        self, after: int = 0, *, batch_size: int = 2000, chunks: ChunkSink | None = None
+    ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, at most ``batch_size`` per round trip.
 
         Also at most :data:`eventstore.reader.CHUNK` per round trip; the next one is fetched
-        while the caller works through the current one.
+        while the caller works through the current one. ``chunks`` sees each chunk's raw rows.
         """
-        return self._reader.read_all(after, batch_size)
+        return self._reader.read_all(after, batch_size, chunks)
 
     def read_stream(
         self, stream: str, from_version: int = 0, *, batch_size: int = 2000
@@ -619,16 +621,28 @@ class EventStore:
 
     # ------------------------------------------------------------------ verify
 
-    async def verify(self, expect: tuple[int, bytes] | None = None) -> VerifyResult:
+    async def verify(
+        self, expect: tuple[int, bytes] | None = None, *, resume: tuple[int, bytes] | None = None
+    ) -> VerifyResult:
         """Recompute the whole chain from the stored rows; see the README, "The ledger".
 
         Also checks the head row against the last event, that the refusal triggers are in
         place and enabled, and, with ``expect=(position, hash)``, that the anchor still holds
         (which detects a truncated tail or a rewritten chain).
+
+        ``resume=(position, hash)``: positions 1..position were already checked by the caller
+        (:class:`eventstore.chain.ChainCheck`) and ``hash`` is the stored hash at ``position``;
+        the rest of the chain is checked from there, and counted as if checked here.
         """
         head_rows = await self._fetch(sql.READ_HEAD)
         head, head_hash = head_rows[0][0], head_rows[0][1]
         previous, expected, checked = GENESIS, 1, 0
+        after = 0
+        if resume is not None:
+            if expect is not None:
+                raise ValueError("verify: expect and resume cannot be combined")
+            after, previous = resume
+            expected, checked = after + 1, after
         anchor_hash: bytes | None = None
 
         def bad(position: int | None, problem: str) -> VerifyResult:
@@ -641,7 +655,6 @@ class EventStore:
                 problem=problem,
             )
 
-        after = 0
         while True:
             rows = await self._fetch(sql.READ_FOR_VERIFY, after, 5000)
             for row in rows:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -47,6 +47,11 @@ CHUNK = 1000
 SERVER_SETTINGS = {"TimeZone": "UTC"}
 
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+
+#: Given to :meth:`Reader.read_all`, it sees each chunk as fetched, before its rows are decoded:
+#: (JSON rows, event ids, hashes), e.g. to check the hash chain over the same bytes
+#: (:mod:`eventstore.chain`).
+ChunkSink = Callable[[bytes, list[uuid.UUID], list[bytes]], None]
 
 
 class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -133,9 +138,11 @@ class Reader:
         self._pool = pool
         self._upcasters = upcasters
 
-    def read_all(self, after: int, batch_size: int) -> AsyncIterator[RecordedEvent]:
+    def read_all(
+        self, after: int, batch_size: int, chunks: ChunkSink | None = None
+    ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
-        return self._read(sql.READ_ALL_JSON, None, after, 0, batch_size)
+        return self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks)
 
     def read_stream(
         self, stream: str, from_version: int, batch_size: int
@@ -144,7 +151,13 @@ class Reader:
         return self._read(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size)
 
     async def _read(
-        self, query: str, stream: str | None, cursor: int, step: int, batch_size: int
+        self,
+        query: str,
+        stream: str | None,
+        cursor: int,
+        step: int,
+        batch_size: int,
+        chunks: ChunkSink | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         # One generator for the whole read (no per-row nesting). ``cursor``: the position after
         # which (``step`` 0) or the stream version from which (``step`` 1) the next chunk starts.
@@ -174,6 +187,8 @@ class Reader:
                     await asyncio.sleep(0)
                 if not count:
                     return
+                if chunks is not None:
+                    chunks(body, ids, hashes)
                 rows = None
                 with contextlib.suppress(*_DECODE_ERRORS):
                     rows = _rows.decode(body)

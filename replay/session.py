@@ -1,18 +1,16 @@
 """One streaming pass over the ledger: the walk, and with ``--verify`` the re-decision check.
 
 The log is read once from position 1 (state as of ``--from`` is a fold of everything before it),
-in batches, in bounded memory. With ``--verify`` the hash chain is checked at the same time by
-the store's own ``verify()`` in a worker process, so it costs the other core, not this one.
+in batches, in bounded memory. With ``--verify`` the hash chain is checked at the same time in a
+worker process fed the same chunks (:mod:`replay.chain`), so it costs the other core and no
+second read.
 """
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -20,7 +18,8 @@ import msgspec
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
-from replay.verify import Verifier, VerifyResult, chain_check_blocking, rare_collections
+from replay.chain import ChainWorker
+from replay.verify import Verifier, VerifyResult, rare_collections
 from replay.walk import DayStats, Summary, Tally, describe, matches
 from replay.window import Window
 
@@ -105,11 +104,7 @@ async def replay_pass(
     tally = Tally(symbol=symbol)
     verifier = Verifier(window.first, window.last) if verify else None
     first, last = window.first, window.last
-    chain: asyncio.Future[Any] | None = None
-    pool: ProcessPoolExecutor | None = None
-    if verifier is not None and database_url is not None:
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        chain = asyncio.get_running_loop().run_in_executor(pool, chain_check_blocking, database_url)
+    chain = ChainWorker(database_url) if verifier is not None and database_url else None
     progress = Progress("replay", window.last if verifier is None else window.head)
     read = 0
     # Bound once: this loop runs per event, so every lookup saved here counts.
@@ -119,7 +114,9 @@ async def replay_pass(
     show = progress.update if progress.enabled else None
     try:
         with rare_collections():
-            async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
+            async for fact in store.read_all(  # type: ignore[call-arg]
+                after=0, batch_size=batch_size, chunks=chain.submit if chain else None
+            ):
                 position = fact.position
                 read += 1
                 folded = None
@@ -148,14 +145,12 @@ async def replay_pass(
             _day(out, day)
         result = verifier.finish() if verifier is not None else None
         if chain is not None and result is not None:
-            ok, checked, first_bad, problem = await chain
+            ok, checked, first_bad, problem = await chain.result()
             result.chain_ok, result.chain_checked = ok, checked
             result.chain_first_bad, result.chain_problem = first_bad, problem
     finally:
-        if chain is not None and not chain.done():
-            chain.cancel()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if chain is not None:
+            chain.close()
     return PassResult(summary=tally.summary, verify=result, events_read=read, tally=tally)
 
 

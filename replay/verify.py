@@ -33,7 +33,7 @@ import msgspec
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent, derive_event_id, derived
-from aggregates.machine import Machine, reacts_to
+from aggregates.machine import Machine, reacts_to, step_for
 from aggregates.paper import PaperExchange
 from aggregates.portfolio import Portfolio
 from aggregates.risk import RiskMachine
@@ -179,14 +179,17 @@ class MachineCheck:
         return known
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
     """What one event type means to the active machines: who records it, who must step on it."""
 
+    kind: type
     owners: tuple[MachineCheck, ...]
     #: (check, its machine's step) for the machines that do not own the type and react to it;
     #: machines that provably ignore it (:func:`aggregates.machine.reacts_to`) are not stepped.
     steppers: tuple[tuple[MachineCheck, Callable[..., Any]], ...]
+    #: Events of this type compared since the route was made (counted here: no dict per event).
+    compared: int = 0
 
 
 @dataclass(slots=True)
@@ -292,37 +295,46 @@ class Verifier:
         )
 
     def feed(self, fact: RecordedEvent) -> None:
-        event = fact.event
-        kind = type(event)
-        route = self._routes.get(kind)
+        route = self._routes.get(type(fact.event))
         if route is None:
-            route = self._routes[kind] = self._route(event)
+            route = self._route(fact.event)
         position = fact.position
         # Machines keep stepping after a divergence (the walk reads the risk portfolio), but
         # decisions after the first divergence are no longer compared. Decided before matching
         # this event's own records, so a divergence they reveal does not change its steps.
-        comparing = self.first <= position < self._compare_below
+        comparing = self.first <= position < self._compare_below  # never past the window
+        if comparing:  # counted first: matching records may replace the routes
+            route.compared += 1
         for check in route.owners:
             self._recorded(check, fact)
         if position > self.last:  # past the window only recorded outputs still matter
             return
         if comparing:
-            compared = self._compared
-            compared[kind] = compared.get(kind, 0) + 1
-        for check, step in route.steppers:
-            check.state, outputs = step(check.state, fact)
-            if outputs and comparing:
-                self._expect(check, fact, outputs)
+            for check, step in route.steppers:
+                check.state, outputs = step(check.state, fact)
+                if outputs:
+                    self._expect(check, fact, outputs)
+        else:
+            for check, step in route.steppers:
+                check.state, _ = step(check.state, fact)
 
     def _route(self, event: ev.Event) -> Route:
         kind = type(event)
         owners = tuple(check for check in self._active if check.owns(event))
         steppers = tuple(
-            (check, check.machine.step)
+            (check, step_for(check.machine, kind))
             for check in self._active
             if not check.owns(event) and reacts_to(check.machine, kind)
         )
-        return Route(owners, steppers)
+        route = self._routes[kind] = Route(kind, owners, steppers)
+        return route
+
+    def _forget_routes(self) -> None:
+        """Drop the routes (the active machines changed), keeping their counts."""
+        compared = self._compared
+        for route in self._routes.values():
+            compared[route.kind] = compared.get(route.kind, 0) + route.compared
+        self._routes.clear()
 
     def _expect(
         self, check: MachineCheck, fact: RecordedEvent, outputs: tuple[ev.Event, ...]
@@ -386,7 +398,7 @@ class Verifier:
             check.expected.clear()
             # A new list: feed() may be iterating over the old one.
             self._active = [c for c in self._active if c is not check]
-            self._routes.clear()
+            self._forget_routes()
             self.skipped[check.name] = (
                 f"the execution results (first at position {fact.position}) were not "
                 "derived by the paper venue"
@@ -418,6 +430,7 @@ class Verifier:
 
     def steps(self, check: MachineCheck) -> int:
         """Events compared that the machine does not own (stepped, or provably ignored)."""
+        self._forget_routes()
         return sum(
             count for kind, count in self._compared.items() if not check.owned.get(kind, False)
         )
@@ -478,26 +491,6 @@ def _fields(recorded: ev.Event, recomputed: ev.Event) -> list[str]:
     a = msgspec.to_builtins(recorded)
     b = msgspec.to_builtins(recomputed)
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key)) or ["encoding"]
-
-
-async def chain_check(url: str) -> tuple[bool, int, int | None, str | None]:
-    """The ledger's own hash-chain verification: (ok, events checked, first bad, problem)."""
-    from eventstore import EventStore
-
-    store = await EventStore.connect(url, max_connections=1)
-    try:
-        result = await store.verify()
-    finally:
-        await store.close()
-    return result.ok, result.events_checked, result.first_bad_position, result.problem
-
-
-def chain_check_blocking(url: str) -> tuple[bool, int, int | None, str | None]:
-    """:func:`chain_check` for a worker process (it runs on the other core, beside the fold)."""
-    import asyncio
-
-    with rare_collections():
-        return asyncio.run(chain_check(url))
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ the position, so they can never increase it; they are never throttled or paused.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from aggregates.config import ContractSpec, parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.events import (
@@ -58,8 +60,9 @@ from aggregates.risk.protect import (
     expire_breakers,
     flatten_all,
     new_day,
+    trip_abnormal,
 )
-from aggregates.risk.state import Limits, RiskState, numbers
+from aggregates.risk.state import HUNDRED, Limits, MoveWindow, RiskState, numbers
 
 OWNED = (
     RiskVerdictIssued,
@@ -70,6 +73,11 @@ OWNED = (
     TradingStateChanged,
     AlertRaised,
 )
+
+
+def _step_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Event, ...]]:
+    """``RiskMachine.step`` for a ``TradeTicked``."""
+    return state, _on_tick(state, fact, fact.event)  # type: ignore[arg-type]
 
 
 class RiskMachine:
@@ -92,6 +100,8 @@ class RiskMachine:
             OperatorCommandIssued,
         }
     )
+    #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
+    steps = MappingProxyType({TradeTicked: _step_tick})
 
     def initial(self) -> RiskState:
         return RiskState()
@@ -172,7 +182,17 @@ def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[
                 at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
             )
         )
-    abnormal(d, symbol, price, limits)
+    if state.abnormal_until:  # a pause somewhere: to expire, or in force
+        abnormal(d, symbol, price, limits)
+    else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
+        window = state.moves.get(symbol)
+        if window is None:
+            window = state.moves[symbol] = MoveWindow()
+        low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
+        bar = limits.abnormal_move_pct
+        rise = (price - low) * HUNDRED >= bar * low
+        if rise or (high - price) * HUNDRED >= bar * high:
+            trip_abnormal(d, symbol, price, low, high, rise, limits)
     if portfolio is not before:
         check_drawdown(d)
         check_stop(d, symbol)

@@ -110,9 +110,22 @@ def abnormal(d: Decision, symbol: str, price: Decimal, limits: Limits) -> None:
         return
     bar = limits.abnormal_move_pct
     rise = (price - low) * HUNDRED >= bar * low
-    fall = (high - price) * HUNDRED >= bar * high
-    if not (rise or fall):
-        return
+    if rise or (high - price) * HUNDRED >= bar * high:
+        trip_abnormal(d, symbol, price, low, high, rise, limits)
+
+
+def trip_abnormal(
+    d: Decision,
+    symbol: str,
+    price: Decimal,
+    low: Decimal,
+    high: Decimal,
+    rise: bool,
+    limits: Limits,
+) -> None:
+    """A move past the bar from the window's low (``rise``) or high: pause entries, warn."""
+    state = d.state
+    now = state.now_ms
     move_pct = ((price - low) / low if rise else (price - high) / high) * HUNDRED
     state.abnormal_until[symbol] = now + limits.abnormal_pause_ms
     facts = numbers(

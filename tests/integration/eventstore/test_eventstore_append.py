@@ -318,7 +318,7 @@ async def test_append_when_big_batch_streams_in_chunks_then_all_or_nothing_with_
     size = 2 * STREAM_CHUNK_EVENTS + 7  # three chunks
     await store.append("warm", [tick(0, label="warm")])  # the head is known: the streamed path
     bad = NewEvent(event=ev.ClockTicked(at_ms=-5), event_id=uuid.uuid4(), occurred_at=BASE_TIME)
-    with pytest.raises(InvalidEvent, match="invalid clock.tick payload"):
+    with pytest.raises(InvalidEvent, match=r"invalid clock\.tick payload"):
         await store.append("big", [*(tick(n) for n in range(size - 1)), bad])
     assert await _count(ledger_url) == 1  # the first two chunks were copied, then rolled back
     # An id repeated in a later chunk is stored once and answers with its first position.

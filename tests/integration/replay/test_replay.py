@@ -418,3 +418,36 @@ async def test_verify_when_an_event_was_edited_in_place_then_the_broken_chain_fa
     assert verify["divergence"] is None  # the decisions still hold ...
     assert not verify["chain"]["ok"]  # ... but the ledger was edited
     assert verify["chain"]["first_bad_position"] == tick.position
+
+
+async def test_verify_when_an_event_past_the_window_was_edited_then_the_chain_check_still_finds_it(
+    fresh_database_url: Fresh, recorded_log: list[RecordedEvent]
+) -> None:
+    """The fold stops reading soon after the window; the chain is still checked to the head."""
+    import asyncpg
+
+    url = await fresh_database_url(migrate=True)
+    await append_log(url, recorded_log)
+    last = recorded_log[-1].position
+    conn = await asyncpg.connect(url)
+    try:  # what only a superuser bypassing the refusal triggers could do
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE ledger.events SET recorded_at = recorded_at + interval '1 second' "
+            "WHERE position = $1",
+            last,
+        )
+    finally:
+        await conn.close()
+    argv = ("--from", FROM, "--to", "2025-06-02T00:05:00Z", "--verify", "--json", "-q")
+    code, _, lines = await run(*argv, "--database-url", url)
+    assert code == 1
+    verify = only(lines, "verify")
+    assert verify["last_position"] < last - 2000  # at least two chunks the fold never read
+    assert verify["divergence"] is None
+    assert verify["chain"] == {
+        "ok": False,
+        "events_checked": last - 1,
+        "first_bad_position": last,
+        "problem": f"position {last}: hash does not match its content",
+    }

@@ -106,7 +106,8 @@ class _Request:
         self.stream = stream
         self.count = len(events)
         big = self.count >= sql.COPY_MIN_EVENTS
-        self.raw: Sequence[NewEvent] | None = events if big else None
+        # A copy: the caller's list may change while the append waits in the queue.
+        self.raw: Sequence[NewEvent] | None = tuple(events) if big else None
         self.validated: list[Prepared] | None = None if big else prepare_all(stream, events)
         self.expected = expected
         self.future = future

@@ -6,8 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
+
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
+from eventstore import EventStore
 
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("0b5e7d3c-2a41-4f6e-9c7d-5b1e2f3a4c5d")
@@ -47,3 +50,20 @@ def alert(n: int, message: str, *, label: str = "") -> NewEvent:
         causation_id=event_id(f"cause/{label}/{n}"),
         causation_position=n,
     )
+
+
+async def fill_mixed(store: EventStore) -> None:
+    """Ten events over two streams, payloads with newlines, quotes, backslashes and non-ASCII."""
+    await store.append("market-BTC_USDT", [tick(n) for n in range(6)])
+    await store.append("risk", [alert(n, f'line\n{n} "quoted" \\ é ✓') for n in range(4)])
+
+
+async def as_superuser_without_triggers(url: str, *statements: str) -> None:
+    """Run ``statements`` as only a superuser could: with the refusal triggers bypassed."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
-from eventstore_helpers import alert, tick
+from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
 from eventstore import EventStore
 from eventstore.canonical import GENESIS
@@ -13,21 +12,6 @@ from eventstore.chain import ChainCheck
 pytestmark = [pytest.mark.db]
 
 Outcome = tuple[bool, int, int | None, str | None]
-
-
-async def _fill(store: EventStore) -> None:
-    await store.append("market-BTC_USDT", [tick(n) for n in range(6)])
-    await store.append("risk", [alert(n, f'line\n{n} "quoted" \\ é ✓') for n in range(4)])
-
-
-async def _tamper(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def _verify(store: EventStore) -> Outcome:
@@ -56,7 +40,7 @@ async def _over_chunks(store: EventStore, *, stop_after: int | None = None) -> O
 async def test_chain_check_when_chain_intact_then_every_link_checked_from_the_chunks(
     store: EventStore,
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     check = ChainCheck()
     chunks = 0
 
@@ -75,8 +59,10 @@ async def test_chain_check_when_chain_intact_then_every_link_checked_from_the_ch
 async def test_chain_check_when_read_stops_early_then_the_rest_is_verified_from_the_database(
     store: EventStore, ledger_url: str
 ) -> None:
-    await _fill(store)
-    await _tamper(ledger_url, "UPDATE ledger.events SET stream = 'x' WHERE position = 9")
+    await fill_mixed(store)
+    await as_superuser_without_triggers(
+        ledger_url, "UPDATE ledger.events SET stream = 'x' WHERE position = 9"
+    )
     found = await _over_chunks(store, stop_after=4)  # chunks 1..3 and 4..6 only
     assert found == await _verify(store)
     assert found[:3] == (False, 8, 9)
@@ -111,8 +97,8 @@ async def test_chain_check_when_read_stops_early_then_the_rest_is_verified_from_
 async def test_chain_check_when_tampered_then_same_first_bad_position_and_problem_as_verify(
     store: EventStore, ledger_url: str, tamper: list[str], first_bad: int
 ) -> None:
-    await _fill(store)
-    await _tamper(ledger_url, *tamper)
+    await fill_mixed(store)
+    await as_superuser_without_triggers(ledger_url, *tamper)
     found = await _over_chunks(store)
     assert found == await _verify(store)
     assert not found[0] and found[2] == first_bad
@@ -121,7 +107,7 @@ async def test_chain_check_when_tampered_then_same_first_bad_position_and_proble
 async def test_chain_check_when_a_chunk_cannot_be_decoded_then_it_stalls_and_resume_covers_it(
     store: EventStore,
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     check = ChainCheck()
     check.feed(b"[[1, 2", "", b"")
     assert check.stalled and check.ok and check.expected == 1 and check.previous == GENESIS
@@ -132,6 +118,6 @@ async def test_chain_check_when_a_chunk_cannot_be_decoded_then_it_stalls_and_res
 async def test_verify_when_resume_and_expect_given_together_then_refused(
     store: EventStore,
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     with pytest.raises(ValueError, match="cannot be combined"):
         await store.verify(expect=(1, GENESIS), resume=(0, GENESIS))

@@ -7,28 +7,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from eventstore_helpers import alert, tick
+from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
 from eventstore import EventStore
 from eventstore.postgres import audit
 from pipeline.cli import main
 
 pytestmark = [pytest.mark.db]
-
-
-async def _fill(store: EventStore) -> None:
-    await store.append("market-BTC_USDT", [tick(n) for n in range(6)])
-    await store.append("risk", [alert(n, f'line\n{n} "quoted" \\ é') for n in range(4)])
-
-
-async def _as_superuser_without_triggers(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def _cli(*argv: str) -> int:
@@ -48,7 +33,7 @@ async def _cli(*argv: str) -> int:
 async def test_change_when_superuser_with_triggers_then_refused(
     store: EventStore, ledger_url: str, statement: str
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     conn = await asyncpg.connect(ledger_url)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"append-only|forward"):
@@ -69,7 +54,7 @@ async def test_change_when_superuser_with_triggers_then_refused(
 async def test_change_when_application_role_then_permission_denied(
     store: EventStore, ledger_url: str, statement: str
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     conn = await asyncpg.connect(ledger_url)
     try:
         await conn.execute("SET ROLE claire_app")
@@ -85,7 +70,7 @@ async def test_auditor_role_when_writing_then_denied_but_can_run_audit_query(
 ) -> None:
     from eventstore.sql import AUDIT_QUERY
 
-    await _fill(store)
+    await fill_mixed(store)
     conn = await asyncpg.connect(ledger_url)
     try:
         await conn.execute("SET ROLE claire_auditor")
@@ -99,7 +84,7 @@ async def test_auditor_role_when_writing_then_denied_but_can_run_audit_query(
 async def test_verify_when_chain_intact_then_ok_everywhere(
     store: EventStore, ledger_url: str
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     result = await store.verify()
     assert result.ok and result.events_checked == 10 and result.head_position == 10
     assert await audit(ledger_url) is None
@@ -139,8 +124,8 @@ async def test_verify_when_chain_intact_then_ok_everywhere(
 async def test_verify_when_superuser_tampered_without_triggers_then_first_bad_position_named(
     store: EventStore, ledger_url: str, tamper: list[str], first_bad: int
 ) -> None:
-    await _fill(store)
-    await _as_superuser_without_triggers(ledger_url, *tamper)
+    await fill_mixed(store)
+    await as_superuser_without_triggers(ledger_url, *tamper)
     result = await store.verify()
     assert not result.ok
     assert result.first_bad_position == first_bad
@@ -152,12 +137,12 @@ async def test_verify_when_superuser_tampered_without_triggers_then_first_bad_po
 async def test_verify_when_tail_truncated_and_head_rewound_then_only_anchor_detects_it(
     store: EventStore, ledger_url: str, tmp_path: Path
 ) -> None:
-    await _fill(store)
+    await fill_mixed(store)
     anchor = tmp_path / "head.anchor"
     assert await _cli("--database-url", ledger_url, "verify", "--anchor", str(anchor)) == 0
     expect = anchor.read_text().strip()
     assert expect == (await store.verify()).anchor
-    await _as_superuser_without_triggers(
+    await as_superuser_without_triggers(
         ledger_url,
         "DELETE FROM ledger.events WHERE position > 8",
         "UPDATE ledger.head SET (position, hash) ="
@@ -172,10 +157,10 @@ async def test_verify_when_chain_rewritten_consistently_then_anchor_detects_it(
     ledger_url: str,
 ) -> None:
     async with await EventStore.connect(ledger_url) as store:
-        await _fill(store)
+        await fill_mixed(store)
         expect = (await store.verify()).anchor
     # Rebuild the whole chain after an edit, as an attacker with superuser rights could.
-    await _as_superuser_without_triggers(
+    await as_superuser_without_triggers(
         ledger_url,
         "UPDATE ledger.events SET payload = jsonb_set(payload, '{price}', '\"1\"')"
         " WHERE position = 2",
@@ -201,8 +186,8 @@ async def test_verify_when_chain_rewritten_consistently_then_anchor_detects_it(
 async def test_verify_when_trigger_disabled_then_fails_naming_it(
     store: EventStore, ledger_url: str
 ) -> None:
-    await _fill(store)
-    await _as_superuser_without_triggers(
+    await fill_mixed(store)
+    await as_superuser_without_triggers(
         ledger_url, "ALTER TABLE ledger.events DISABLE TRIGGER events_append_only"
     )
     result = await store.verify()

@@ -391,27 +391,32 @@ async def test_replay_when_ledger_is_empty_then_exit_2(fresh_database_url: Fresh
     assert "empty" in capfd.readouterr().err
 
 
+async def _edit_recorded_at(url: str, position: int) -> None:
+    """What only a superuser bypassing the refusal triggers could do: edit a stored row."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE ledger.events SET recorded_at = recorded_at + interval '1 second' "
+            "WHERE position = $1",
+            position,
+        )
+    finally:
+        await conn.close()
+
+
 async def test_verify_when_an_event_was_edited_in_place_then_the_broken_chain_fails_it(
     fresh_database_url: Fresh, recorded_log: list[RecordedEvent]
 ) -> None:
-    import asyncpg
-
     url = await fresh_database_url(migrate=True)
     await append_log(url, recorded_log)
     first = window_positions(recorded_log)
     tick = next(
         r for r in recorded_log if isinstance(r.event, ev.ClockTicked) and r.position > first
     )
-    conn = await asyncpg.connect(url)
-    try:  # what only a superuser bypassing the refusal triggers could do
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute(
-            "UPDATE ledger.events SET recorded_at = recorded_at + interval '1 second' "
-            "WHERE position = $1",
-            tick.position,
-        )
-    finally:
-        await conn.close()
+    await _edit_recorded_at(url, tick.position)
     code, _, lines = await run("--from", FROM, "--verify", "--json", "-q", "--database-url", url)
     assert code == 1
     verify = only(lines, "verify")
@@ -424,21 +429,10 @@ async def test_verify_when_an_event_past_the_window_was_edited_then_the_chain_ch
     fresh_database_url: Fresh, recorded_log: list[RecordedEvent]
 ) -> None:
     """The fold stops reading soon after the window; the chain is still checked to the head."""
-    import asyncpg
-
     url = await fresh_database_url(migrate=True)
     await append_log(url, recorded_log)
     last = recorded_log[-1].position
-    conn = await asyncpg.connect(url)
-    try:  # what only a superuser bypassing the refusal triggers could do
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute(
-            "UPDATE ledger.events SET recorded_at = recorded_at + interval '1 second' "
-            "WHERE position = $1",
-            last,
-        )
-    finally:
-        await conn.close()
+    await _edit_recorded_at(url, last)
     argv = ("--from", FROM, "--to", "2025-06-02T00:05:00Z", "--verify", "--json", "-q")
     code, _, lines = await run(*argv, "--database-url", url)
     assert code == 1

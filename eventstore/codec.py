@@ -9,7 +9,7 @@ decoded directly; an older one is upcast step by step first (STYLE.md principle 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from operator import attrgetter
 
@@ -127,15 +127,6 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
     except ValueError as error:
         raise InvalidEvent(str(error)) from None
     return prepare_checked(stream, new)
-
-
-def prepare_all(stream: str, events: Iterable[NewEvent]) -> list[Prepared]:
-    """:func:`prepare` for each event of one append (the stream name is checked once)."""
-    try:
-        check_stream(stream)
-    except ValueError as error:
-        raise InvalidEvent(str(error)) from None
-    return [prepare_checked(stream, new) for new in events]
 
 
 def prepare_checked(stream: str, new: NewEvent) -> Prepared:

@@ -39,21 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from hashlib import sha256
-from itertools import repeat
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from aggregates.envelope import NewEvent, RecordedEvent
-from aggregates.events import Event
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import GENESIS, canonical_text, chain, check_stream, epoch_micros
-from eventstore.codec import Prepared, prepare_all
+from eventstore.canonical import GENESIS, canonical_text, chain, check_stream
+from eventstore.codec import Prepared
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
 from eventstore.errors import (
@@ -63,6 +60,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
+from eventstore.plan import Plan, Request, fresh_events, id_keys, plan_batch, validate
 from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
 
 _VERSION_CACHE_LIMIT = 100_000
@@ -89,135 +87,6 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.head_position}:{self.head_hash.hex()}"
 
 
-class _Request:
-    """One caller's append. A big one (:data:`eventstore.sql.COPY_MIN_EVENTS` or more events)
-    arrives unprepared (``raw``): the appender validates it chunk by chunk while the server
-    ingests the previous chunk (:meth:`EventStore._try_streamed`)."""
-
-    __slots__ = ("count", "expected", "future", "raw", "stream", "validated")
-
-    def __init__(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        expected: int | None,
-        future: asyncio.Future[list[int]],
-    ) -> None:
-        self.stream = stream
-        self.count = len(events)
-        big = self.count >= sql.COPY_MIN_EVENTS
-        # A copy: the caller's list may change while the append waits in the queue.
-        self.raw: Sequence[NewEvent] | None = tuple(events) if big else None
-        self.validated: list[Prepared] | None = None if big else prepare_all(stream, events)
-        self.expected = expected
-        self.future = future
-
-    @property
-    def events(self) -> list[Prepared]:
-        """Every event validated (raises :class:`InvalidEvent`, naming the first bad one)."""
-        if self.validated is None:
-            assert self.raw is not None
-            self.validated = prepare_all(self.stream, self.raw)
-        return self.validated
-
-
-class _Plan:
-    """The rows of one transaction and each request's outcome, computed from a known head."""
-
-    def __init__(self, head: int, head_hash: bytes) -> None:
-        self.columns: list[list[Any]] = [[] for _ in range(12)]
-        self.events: list[Event] = []
-        self.outcomes: list[list[int] | EventStoreError] = []
-        self.head = head
-        self.hash = head_hash
-        self.versions: dict[str, int] = {}
-        self.guessed_conflict = False
-        self.recorded_at = datetime.now(UTC)
-        self._recorded = epoch_micros(self.recorded_at)
-
-    def place(
-        self, stream: str, fresh: list[Prepared], version: int, assigned: dict[int, int]
-    ) -> None:
-        """Give ``fresh`` the next positions (and ``stream`` the next versions after
-        ``version``), extending the hash chain; records them in ``assigned`` (by ``id.int``)."""
-        (positions, streams, stream_versions, ids, types, schemas, occurred, causes,
-         cause_positions, correlations, payloads, hashes) = self.columns  # fmt: skip
-        position, previous, recorded = self.head, self.hash, self._recorded
-        first = position + 1
-        for event in fresh:
-            position += 1
-            version += 1
-            # Same text as canonical.canonical_text (verify() recomputes it that way).
-            text = f"{position}|{stream}|{version}|{event.middle}|{recorded}|{event.tail}"
-            previous = sha256(previous + text.encode()).digest()
-            positions.append(position)
-            streams.append(stream)
-            stream_versions.append(version)
-            ids.append(event.event_id)
-            types.append(event.event_type)
-            schemas.append(event.schema_version)
-            occurred.append(event.occurred_at)
-            causes.append(event.causation_id)
-            cause_positions.append(event.causation_position)
-            correlations.append(event.correlation_id)
-            payloads.append(event.payload_text)
-            hashes.append(previous)
-            self.events.append(event.event)
-        self.head, self.hash = position, previous
-        self.versions[stream] = version
-        assigned.update(zip(_keys(fresh), range(first, position + 1), strict=True))
-
-    def rows(self, start: int = 0) -> Iterator[tuple[Any, ...]]:
-        """The rows from the ``start``-th on, in :data:`eventstore.sql.COPY_COLUMNS` order."""
-        columns = self.columns if start == 0 else [column[start:] for column in self.columns]
-        return zip(*columns, repeat(self.recorded_at))
-
-
-def _keys(events: list[Prepared]) -> Iterator[int]:
-    # Ids are looked up by their int: hashing a UUID runs Python code, an int's does not.
-    return (event.event_id.int for event in events)
-
-
-def _fresh(
-    events: list[Prepared], known: dict[int, int], assigned: dict[int, int]
-) -> list[Prepared]:
-    """The events to write: not stored yet, not placed earlier in this plan, first of their id."""
-    keys = set(_keys(events))
-    if len(keys) == len(events) and keys.isdisjoint(known) and keys.isdisjoint(assigned):
-        return events
-    fresh: list[Prepared] = []
-    pending: set[int] = set()
-    for event, key in zip(events, _keys(events), strict=True):
-        if key not in known and key not in assigned and key not in pending:
-            pending.add(key)
-            fresh.append(event)
-    return fresh
-
-
-def _plan(
-    requests: list[_Request],
-    head: int,
-    head_hash: bytes,
-    versions: dict[str, int],
-    guessed: set[str],
-    known: dict[int, int],
-) -> _Plan:
-    plan = _Plan(head, head_hash)
-    assigned: dict[int, int] = {}
-    for request in requests:
-        fresh = _fresh(request.events, known, assigned)
-        current = versions.get(request.stream, 0)
-        if fresh and request.expected is not None and request.expected != current:
-            if request.stream in guessed:
-                plan.guessed_conflict = True
-            plan.outcomes.append(ConcurrencyConflict(request.stream, request.expected, current))
-            continue
-        plan.place(request.stream, fresh, current, assigned)
-        versions[request.stream] = plan.versions[request.stream]
-        plan.outcomes.append([known.get(key) or assigned[key] for key in _keys(request.events)])
-    return plan
-
-
 class EventStore:
     """The ledger. Create with ``await EventStore.connect(url)``; close with ``await close()``."""
 
@@ -229,9 +98,9 @@ class EventStore:
         self._upcasters = upcasters
         self._reader = Reader(pool, upcasters)
         self._max_batch_events = max_batch_events
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
-        self._carried: _Request | None = None
+        self._carried: Request | None = None
         self._writer: asyncpg.Connection | None = None
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
@@ -310,7 +179,7 @@ class EventStore:
         if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(stream, events, expected_version, future))
+        self._queue.put_nowait(Request(stream, events, expected_version, future))
         if self._appender is None or self._appender.done():
             self._appender = asyncio.create_task(self._append_loop(), name="claire-appender")
         return await future
@@ -326,30 +195,10 @@ class EventStore:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _announce(self, plan: _Plan) -> None:
+    def _announce(self, plan: Plan) -> None:
         if not self._listeners or not plan.events:
             return
-        recorded_at = plan.recorded_at
-        (positions, streams, versions, ids, types, schemas, occurred, causes, cause_positions,
-         correlations, _, hashes) = plan.columns  # fmt: skip
-        committed = [
-            RecordedEvent(
-                position=positions[i],
-                stream=streams[i],
-                stream_version=versions[i],
-                event_id=ids[i],
-                event_type=types[i],
-                schema_version=schemas[i],
-                occurred_at=occurred[i].astimezone(UTC),
-                recorded_at=recorded_at,
-                causation_id=causes[i],
-                causation_position=cause_positions[i],
-                correlation_id=correlations[i],
-                event=event,
-                hash=hashes[i],
-            )
-            for i, event in enumerate(plan.events)
-        ]
+        committed = plan.recorded()
         for listener in list(self._listeners):
             try:
                 listener(committed)
@@ -407,7 +256,7 @@ class EventStore:
                 raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return self._writer
 
-    async def _commit(self, batch: list[_Request]) -> _Plan:
+    async def _commit(self, batch: list[Request]) -> Plan:
         conn = await self._connection()
         try:
             if self._head is not None:
@@ -438,12 +287,12 @@ class EventStore:
         except asyncpg.PostgresError as error:
             raise EventStoreError(f"append failed: {error}") from error
 
-    async def _try_fast(self, conn: asyncpg.Connection, batch: list[_Request]) -> _Plan | None:
+    async def _try_fast(self, conn: asyncpg.Connection, batch: list[Request]) -> Plan | None:
         assert self._head is not None
         head, head_hash = self._head
         guessed = {r.stream for r in batch if r.stream not in self._versions}
         versions = {r.stream: self._versions.get(r.stream, 0) for r in batch}
-        plan = _plan(batch, head, head_hash, versions, guessed, {})
+        plan = plan_batch(batch, head, head_hash, versions, guessed, {})
         if plan.guessed_conflict or plan.head == head:
             return None
         big = len(plan.events) >= sql.COPY_MIN_EVENTS
@@ -467,7 +316,7 @@ class EventStore:
         self._remember(plan)
         return plan
 
-    async def _locked(self, conn: asyncpg.Connection, batch: list[_Request]) -> _Plan:
+    async def _locked(self, conn: asyncpg.Connection, batch: list[Request]) -> Plan:
         streams = list(dict.fromkeys(r.stream for r in batch))
         ids = list({e.event_id for r in batch for e in r.events})
         await conn.execute(sql.BEGIN_AND_LOCK_HEAD)
@@ -477,7 +326,7 @@ class EventStore:
             versions = dict(zip(streams, state["versions"], strict=True))
             known_ids = (stored.int for stored in state["known_ids"] or ())
             known = dict(zip(known_ids, state["known_positions"] or (), strict=True))
-            plan = _plan(batch, head, head_hash, versions, set(), known)
+            plan = plan_batch(batch, head, head_hash, versions, set(), known)
             if plan.head != head and not await self._write(conn, plan, head):
                 raise EventStoreError("the ledger head moved while this append held its lock")
             await conn.execute("COMMIT")
@@ -490,7 +339,7 @@ class EventStore:
         self._remember(plan)
         return plan
 
-    async def _write(self, conn: asyncpg.Connection, plan: _Plan, head: int) -> bool:
+    async def _write(self, conn: asyncpg.Connection, plan: Plan, head: int) -> bool:
         """Move the head from ``head`` and insert the plan's rows; False if the head was not there.
 
         Small plans: one APPLY_APPEND (the whole append in autocommit). Big ones (the caller has
@@ -504,12 +353,12 @@ class EventStore:
         return True
 
     @staticmethod
-    async def _copy(conn: asyncpg.Connection, plan: _Plan, start: int = 0) -> None:
+    async def _copy(conn: asyncpg.Connection, plan: Plan, start: int = 0) -> None:
         await conn.copy_records_to_table(
             "events", schema_name="ledger", columns=sql.COPY_COLUMNS, records=plan.rows(start)
         )
 
-    async def _try_streamed(self, conn: asyncpg.Connection, request: _Request) -> _Plan | None:
+    async def _try_streamed(self, conn: asyncpg.Connection, request: Request) -> Plan | None:
         """A big request on the fast path: validate and chain it chunk by chunk, each chunk's
         COPY running on the server while the next one is validated, then move the head.
 
@@ -525,17 +374,17 @@ class EventStore:
         version = self._versions.get(stream, 0)
         if request.expected is not None and request.expected != version:
             return None
-        plan = _Plan(head, head_hash)
+        plan = Plan(head, head_hash)
         assigned: dict[int, int] = {}
         validated: list[Prepared] = []
         copying: asyncio.Task[None] | None = None
         await conn.execute(sql.BEGIN)
         try:
             for start in range(0, len(raw), sql.STREAM_CHUNK_EVENTS):
-                chunk = prepare_all(stream, raw[start : start + sql.STREAM_CHUNK_EVENTS])
+                chunk = validate(stream, raw[start : start + sql.STREAM_CHUNK_EVENTS])
                 validated += chunk
                 first_row = len(plan.events)
-                plan.place(stream, _fresh(chunk, {}, assigned), version, assigned)
+                plan.place(stream, fresh_events(chunk, {}, assigned), version, assigned)
                 version = plan.versions[stream]
                 if copying is not None:
                     await copying
@@ -560,17 +409,17 @@ class EventStore:
         if not moved:
             return None
         request.validated = validated
-        plan.outcomes.append([assigned[key] for key in _keys(validated)])
+        plan.outcomes.append([assigned[key] for key in id_keys(validated)])
         self._remember(plan)
         return plan
 
     @staticmethod
-    def _apply_args(plan: _Plan, head: int) -> list[Any]:
+    def _apply_args(plan: Plan, head: int) -> list[Any]:
         # $1..$4: new head, its hash, the head computed from, recorded_at (one per transaction);
         # then the row columns in the order of sql.APPLY_APPEND's unnest.
         return [plan.head, plan.hash, head, plan.recorded_at, *plan.columns]
 
-    def _remember(self, plan: _Plan) -> None:
+    def _remember(self, plan: Plan) -> None:
         self._head = (plan.head, plan.hash)
         if len(self._versions) > _VERSION_CACHE_LIMIT:
             self._versions.clear()

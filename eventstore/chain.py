@@ -33,6 +33,7 @@ class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
     position: int
     stream: str
     stream_version: int
+    event_id: str  # PostgreSQL's uuid text is the canonical one
     event_type: str
     schema_version: int
     occurred_at: datetime
@@ -62,9 +63,8 @@ class ChainCheck:
     def ok(self) -> bool:
         return self.problem is None
 
-    def feed(self, body: bytes, ids: str, hashes: bytes) -> None:
-        """One chunk: its JSON rows, its event ids (as text, space-separated) and its hashes
-        (32 bytes each), all in position order."""
+    def feed(self, body: bytes, hashes: bytes) -> None:
+        """One chunk: its JSON rows and its hashes (32 bytes each), both in position order."""
         if self.problem is not None or self.stalled:
             return
         try:
@@ -73,12 +73,11 @@ class ChainCheck:
             self.stalled = True
             return
         previous, expected = self.previous, self.expected
-        event_ids = ids.split(" ") if ids else []
         digests = [hashes[at : at + 32] for at in range(0, len(hashes), 32)]
         sha256 = hashlib.sha256
         epoch, micro = _EPOCH, _MICROSECOND
         recorded, recorded_text = None, ""
-        for row, event_id, digest in zip(rows, event_ids, digests, strict=True):
+        for row, digest in zip(rows, digests, strict=True):
             position = row.position
             if position != expected:
                 self._stop(
@@ -91,7 +90,7 @@ class ChainCheck:
             causation = row.causation_position
             text = (
                 f"{position}|{row.stream}|{row.stream_version}|"
-                f"{event_id}|{row.event_type}|"
+                f"{row.event_id}|{row.event_type}|"
                 f"{row.schema_version}|{(row.occurred_at - epoch) // micro}|{recorded_text}|"
                 f"{row.causation_id or ''}|{'' if causation is None else causation}|"
                 f"{row.correlation_id or ''}|"

@@ -440,6 +440,13 @@ class EventStore:
         """
         return self._reader.read_all(after, batch_size, chunks)
 
+    def read_all_batches(
+        self, after: int = 0, *, batch_size: int = 2000, chunks: ChunkSink | None = None
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """:meth:`read_all` a round trip's events at a time (lists of at most ``batch_size``):
+        for folds over the whole log, which then pay no await per event."""
+        return self._reader.read_all_batches(after, batch_size, chunks)
+
     def read_stream(
         self, stream: str, from_version: int = 0, *, batch_size: int = 2000
     ) -> AsyncIterator[RecordedEvent]:

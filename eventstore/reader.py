@@ -3,8 +3,8 @@
 Why: reading was bound by per-row Python work in the client: asyncpg building 13 typed columns
 (the two timestamps above all), then a RecordedEvent and a separate payload decode per row, and
 the garbage collector walking every Record. Now each round trip returns one row
-(:data:`eventstore.sql.READ_ALL_JSON`): the event ids and hashes as binary arrays, and all other
-fields as one JSON array of rows that a single msgspec call decodes, payloads straight into the
+(:data:`eventstore.sql.READ_ALL_JSON`): the hashes as a binary array, and all other fields as
+one JSON array of rows that a single msgspec call decodes, payloads straight into the
 tagged union, as strictly as before (same event types, same checks). That about doubles the
 server's CPU per row (rendering JSON), spent on its own core while the client decodes: client
 instructions per row fell by a third (callgrind), and the two sides now overlap.
@@ -49,9 +49,8 @@ SERVER_SETTINGS = {"TimeZone": "UTC"}
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 #: Given to :meth:`Reader.read_all`, it sees each chunk as fetched, before its rows are decoded:
-#: (JSON rows, event ids, hashes), e.g. to check the hash chain over the same bytes
-#: (:mod:`eventstore.chain`).
-ChunkSink = Callable[[bytes, list[uuid.UUID], list[bytes]], None]
+#: (JSON rows, hashes), e.g. to check the hash chain over the same bytes (:mod:`eventstore.chain`).
+ChunkSink = Callable[[bytes, list[bytes]], None]
 
 
 class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -63,6 +62,7 @@ class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
     position: int
     stream: str
     stream_version: int
+    event_id: uuid.UUID
     event_type: str
     schema_version: int
     occurred_at: datetime
@@ -93,11 +93,9 @@ def _versions() -> str:
     return msgspec.json.encode(versions).decode()
 
 
-def _row_by_row(
-    body: bytes, ids: list[uuid.UUID], hashes: list[bytes], upcasters: Upcasters
-) -> Iterator[RecordedEvent]:
+def _row_by_row(body: bytes, hashes: list[bytes], upcasters: Upcasters) -> Iterator[RecordedEvent]:
     """The slow path: each row on its own, upcast if old, a bad one named by its position."""
-    for item, event_id, digest in zip(_items.decode(body), ids, hashes, strict=True):
+    for item, digest in zip(_items.decode(body), hashes, strict=True):
         try:
             row = _raw_row.decode(item)
         except _DECODE_ERRORS as error:
@@ -112,7 +110,7 @@ def _row_by_row(
             position=row.position,
             stream=row.stream,
             stream_version=row.stream_version,
-            event_id=event_id,
+            event_id=row.event_id,
             event_type=row.event_type,
             schema_version=row.schema_version,
             occurred_at=row.occurred_at,
@@ -123,6 +121,61 @@ def _row_by_row(
             event=event,
             hash=digest,
         )
+
+
+def _facts(
+    body: bytes, hashes: list[bytes], upcasters: Upcasters
+) -> tuple[list[RecordedEvent], CorruptEvent | None]:
+    """One chunk's events, and the corruption that stopped it early (the events before the
+    corrupt row are still returned, so a reader yields them before raising)."""
+    try:
+        rows = _rows.decode(body)
+    except _DECODE_ERRORS:
+        facts: list[RecordedEvent] = []
+        try:
+            facts.extend(_row_by_row(body, hashes, upcasters))
+        except CorruptEvent as corrupt:
+            return facts, corrupt
+        return facts, None
+    if rows[0].occurred_at.tzinfo is not UTC:
+        raise EventStoreError("the read session's TimeZone is not UTC")
+    return [
+        RecordedEvent(
+            position=r.position,
+            stream=r.stream,
+            stream_version=r.stream_version,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            schema_version=r.schema_version,
+            occurred_at=r.occurred_at,
+            recorded_at=r.recorded_at,
+            causation_id=r.causation_id,
+            causation_position=r.causation_position,
+            correlation_id=r.correlation_id,
+            event=r.event,
+            hash=digest,
+        )
+        for r, digest in zip(rows, hashes)  # noqa: B905 - same length
+    ], None
+
+
+def _check_order(facts: list[RecordedEvent], previous: int) -> int:
+    """The last position of ``facts``, which must rise strictly from ``previous``: the server's
+    aggregate order is an assumption this checks, not a guarantee the reader relies on."""
+    for fact in facts:
+        position = fact.position
+        if position <= previous:
+            raise EventStoreError(f"rows out of order at {position}")
+        previous = position
+    return previous
+
+
+async def _each(batches: AsyncIterator[list[RecordedEvent]]) -> AsyncIterator[RecordedEvent]:
+    """A batch reader's events one by one (closing it when the caller stops early)."""
+    async with contextlib.aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            for fact in batch:
+                yield fact
 
 
 def _retrieve(task: asyncio.Task[list[asyncpg.Record]]) -> None:
@@ -142,13 +195,20 @@ class Reader:
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
+        return _each(self.read_all_batches(after, batch_size, chunks))
+
+    def read_all_batches(
+        self, after: int, batch_size: int, chunks: ChunkSink | None = None
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """:meth:`read_all` one round trip's events at a time: for a caller that folds the
+        whole log, a list per chunk spares it an await per event."""
         return self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks)
 
     def read_stream(
         self, stream: str, from_version: int, batch_size: int
     ) -> AsyncIterator[RecordedEvent]:
         """Events of ``stream`` with stream_version >= ``from_version``."""
-        return self._read(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size)
+        return _each(self._read(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size))
 
     async def _read(
         self,
@@ -158,9 +218,9 @@ class Reader:
         step: int,
         batch_size: int,
         chunks: ChunkSink | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        # One generator for the whole read (no per-row nesting). ``cursor``: the position after
-        # which (``step`` 0) or the stream version from which (``step`` 1) the next chunk starts.
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        # ``cursor``: the position after which (``step`` 0) or the stream version from which
+        # (``step`` 1) the next chunk starts.
         head: tuple[str, ...] = ()
         if stream is not None:
             check_stream(stream)
@@ -178,49 +238,23 @@ class Reader:
         task: asyncio.Task[list[asyncpg.Record]] | None = fetch(cursor)
         try:
             while task is not None:
-                [(count, last, ids, hashes, body)] = await task
+                [(count, last, hashes, body)] = await task
                 task = None
                 if count == size and size > 0:
-                    # A full chunk: fetch on while this one is used. Yielding rows to the caller
-                    # never returns to the event loop, so let the task send its query now.
+                    # A full chunk: fetch on while this one is used. Using it never returns to
+                    # the event loop, so let the task send its query now.
                     task = fetch(last + step)
                     await asyncio.sleep(0)
                 if not count:
                     return
                 if chunks is not None:
-                    chunks(body, ids, hashes)
-                rows = None
-                with contextlib.suppress(*_DECODE_ERRORS):
-                    rows = _rows.decode(body)
-                if rows is None:
-                    for record in _row_by_row(body, ids, hashes, upcasters):
-                        if record.position <= previous:
-                            raise EventStoreError(f"rows out of order at {record.position}")
-                        previous = record.position
-                        yield record
-                    continue
-                if rows[0].occurred_at.tzinfo is not UTC:
-                    raise EventStoreError("the read session's TimeZone is not UTC")
-                for r, event_id, digest in zip(rows, ids, hashes):  # noqa: B905 - same length
-                    position = r.position
-                    if position <= previous:
-                        raise EventStoreError(f"rows out of order at {position}")
-                    previous = position
-                    yield RecordedEvent(
-                        position=position,
-                        stream=r.stream,
-                        stream_version=r.stream_version,
-                        event_id=event_id,
-                        event_type=r.event_type,
-                        schema_version=r.schema_version,
-                        occurred_at=r.occurred_at,
-                        recorded_at=r.recorded_at,
-                        causation_id=r.causation_id,
-                        causation_position=r.causation_position,
-                        correlation_id=r.correlation_id,
-                        event=r.event,
-                        hash=digest,
-                    )
+                    chunks(body, hashes)
+                facts, corrupt = _facts(body, hashes, upcasters)
+                previous = _check_order(facts, previous)
+                if facts:
+                    yield facts
+                if corrupt is not None:
+                    raise corrupt
         finally:
             if task is not None:
                 task.cancel()

@@ -87,15 +87,18 @@ ORDER BY stream_version LIMIT $3
 """
 
 # The read side (eventstore/reader.py). Per round trip, one row: the count, the last position
-# (or stream version), the event ids and hashes as arrays (binary, cheap to decode), and every
-# other field of each row as one JSON array, joined into one JSON array of rows that the client
-# decodes in one msgspec call. Timestamps render in the session's TimeZone, which the store's
-# pool pins to UTC. The aggregates read their input in the subquery's order (one plain Aggregate
-# over a sorted subquery, no join: PostgreSQL documents this as working); the reader also checks
-# it, so per-aggregate ORDER BY sorts (about a fifth of this query's server time) are not needed.
+# (or stream version), the hashes as an array (binary, cheap to decode), and every other field
+# of each row as one JSON array, joined into one JSON array of rows that the client decodes in
+# one msgspec call (the event id too: rendered as text it costs the server no more than an
+# array, and spares the client building UUIDs one by one). Timestamps render in the session's
+# TimeZone, which the store's pool pins to UTC. The aggregates read their input in the subquery's
+# order (one plain Aggregate over a sorted subquery, no join: PostgreSQL documents this as
+# working); the reader also checks it, so per-aggregate ORDER BY sorts (about a fifth of this
+# query's server time) are not needed.
 _ROW_JSON = (
-    "json_build_array(position, stream, stream_version, event_type, schema_version, occurred_at,"
-    " recorded_at, causation_id, causation_position, correlation_id, {current}, payload)::text"
+    "json_build_array(position, stream, stream_version, event_id, event_type, schema_version,"
+    " occurred_at, recorded_at, causation_id, causation_position, correlation_id, {current},"
+    " payload)::text"
 )
 
 # Whether the client may decode the payload straight into the tagged union: the row's
@@ -107,9 +110,7 @@ _CURRENT = (
     " AND payload ->> 'type' = event_type, false)"
 )
 
-_AGGREGATES = (
-    "array_agg(event_id), array_agg(hash), convert_to('[' || string_agg({row}, ',') || ']', 'UTF8')"
-)
+_AGGREGATES = "array_agg(hash), convert_to('[' || string_agg({row}, ',') || ']', 'UTF8')"
 
 # $1 after, $2 limit, $3 versions (jsonb).
 READ_ALL_JSON = f"""

@@ -2,7 +2,7 @@
 
 Why: the check used to read the whole log a second time in a worker (:meth:`EventStore.verify`),
 which cost as much CPU as the fold beside it, on a machine with two cores. Now the replay's own
-read hands each raw chunk (JSON rows, ids, hashes: three byte strings) to this worker through a
+read hands each raw chunk (JSON rows and hashes: two byte strings) to this worker through a
 pipe, and :class:`eventstore.chain.ChainCheck` checks the links from those bytes while the fold
 goes on. Whatever the read did not cover (the fold stops past the window once nothing is open)
 is checked by :meth:`EventStore.verify` resumed from the last checked link, which also checks
@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import fcntl
 import multiprocessing
-import uuid
 from multiprocessing.connection import Connection
 
 from eventstore.chain import ChainCheck
@@ -51,10 +50,9 @@ class ChainWorker:
         chunks_in.close()  # the worker's ends: a dead worker then breaks our writes
         results_out.close()
 
-    def submit(self, body: bytes, ids: list[uuid.UUID], hashes: list[bytes]) -> None:
-        """An :data:`eventstore.reader.ChunkSink`: the chunk as three byte strings."""
+    def submit(self, body: bytes, hashes: list[bytes]) -> None:
+        """An :data:`eventstore.reader.ChunkSink`: the chunk as two byte strings."""
         self._send(body)
-        self._send(" ".join(map(str, ids)).encode())
         self._send(b"".join(hashes))
 
     async def result(self) -> ChainOutcome:
@@ -108,8 +106,7 @@ def _work(url: str, chunks: Connection, results: Connection) -> None:
                     return  # closed early: nobody waits for a result
                 if body == _END:
                     break
-                ids = chunks.recv_bytes().decode()
-                check.feed(body, ids, chunks.recv_bytes())
+                check.feed(body, chunks.recv_bytes())
             outcome: object = asyncio.run(_finish(url, check))
     except Exception as error:  # handed to the replay process, raised there
         outcome = error

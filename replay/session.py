@@ -8,6 +8,7 @@ second read.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -56,7 +57,8 @@ class Progress:
         self._started = time.monotonic()
 
     def update(self, position: int) -> None:
-        if not self.enabled or position & 0x3FF:
+        """Called once per batch read: redraws at most five times a second."""
+        if not self.enabled:
             return
         now = time.monotonic()
         if now < self._next:
@@ -114,31 +116,38 @@ async def replay_pass(
     show = progress.update if progress.enabled else None
     try:
         with rare_collections():
-            async for fact in store.read_all(  # type: ignore[call-arg]
-                after=0, batch_size=batch_size, chunks=chain.submit if chain else None
-            ):
-                position = fact.position
-                read += 1
-                folded = None
-                if feed is not None:
-                    feed(fact)
-                    folded = folded_portfolio()  # type: ignore[misc]
-                if position < first:
-                    tally.prime(fact, folded)
-                elif position <= last:
-                    ended = add(fact, folded)
-                    if ended is not None:
-                        _day(out, ended)
-                    for sink in sinks:
-                        sink(fact)
-                    if not quiet and matches(fact, symbol):
-                        line = describe(fact)
-                        if line is not None:
-                            out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
-                elif verifier is None or verifier.done(position):
+            async with contextlib.aclosing(
+                store.read_all_batches(  # type: ignore[attr-defined]
+                    after=0, batch_size=batch_size, chunks=chain.submit if chain else None
+                )
+            ) as batches:
+                async for batch in batches:
+                    read += len(batch)
+                    for fact in batch:
+                        position = fact.position
+                        folded = None
+                        if feed is not None:
+                            feed(fact)
+                            folded = folded_portfolio()  # type: ignore[misc]
+                        if position < first:
+                            tally.prime(fact, folded)
+                        elif position <= last:
+                            ended = add(fact, folded)
+                            if ended is not None:
+                                _day(out, ended)
+                            for sink in sinks:
+                                sink(fact)
+                            if not quiet and matches(fact, symbol):
+                                line = describe(fact)
+                                if line is not None:
+                                    out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
+                        elif verifier is None or verifier.done(position):
+                            break
+                    else:
+                        if show is not None:
+                            show(batch[-1].position)
+                        continue
                     break
-                if show is not None:
-                    show(position)
         progress.close()
         day = tally.finish()
         if day is not None:

@@ -14,7 +14,7 @@ NOWHERE = "postgresql://nobody@127.0.0.1:1/nothing"
 
 def test_chain_worker_when_closed_before_the_end_then_it_stops_at_once() -> None:
     worker = ChainWorker(NOWHERE)
-    worker.submit(b"[]", [], [])
+    worker.submit(b"[]", [])
     started = time.monotonic()
     worker.close()
     assert time.monotonic() - started < 5
@@ -24,7 +24,7 @@ def test_chain_worker_when_closed_before_the_end_then_it_stops_at_once() -> None
 async def test_chain_worker_when_the_database_is_unreachable_then_its_error_is_raised() -> None:
     worker = ChainWorker(NOWHERE)
     try:
-        worker.submit(b"[]", [], [])
+        worker.submit(b"[]", [])
         with pytest.raises((StoreUnavailable, RuntimeError)):
             await worker.result()
     finally:
@@ -38,6 +38,6 @@ def test_chain_worker_when_the_worker_died_then_submitting_fails_instead_of_hang
         worker._process.join()
         with pytest.raises(RuntimeError, match="worker died"):
             for _ in range(10):  # the pipe holds a few chunks before a write must fail
-                worker.submit(b"[" + b" " * 400_000 + b"]", [], [])
+                worker.submit(b"[" + b" " * 400_000 + b"]", [])
     finally:
         worker.close()

@@ -56,10 +56,14 @@ from aggregates.risk.protect import (
     abnormal,
     check_drawdown,
     check_stop,
+    drawdown_reached,
     exit_position,
     expire_breakers,
     flatten_all,
+    halt_on_drawdown,
     new_day,
+    stop_out,
+    stop_reached,
     trip_abnormal,
 )
 from aggregates.risk.state import HUNDRED, Limits, MoveWindow, RiskState, numbers
@@ -75,9 +79,54 @@ OWNED = (
 )
 
 
-def _step_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Event, ...]]:
-    """``RiskMachine.step`` for a ``TradeTicked``."""
-    return state, _on_tick(state, fact, fact.event)  # type: ignore[arg-type]
+def _on_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Event, ...]]:
+    """``step`` for a ``TradeTicked``: the bulk of the log, so it is written for speed. The
+    common tick decides nothing; a :class:`Decision` is made only once something may."""
+    tick: TradeTicked = fact.event  # type: ignore[assignment]
+    before = state.portfolio
+    portfolio = state.portfolio = evolve_tick(before, tick)
+    symbol = tick.symbol
+    now = tick.at_ms
+    price = tick.price
+    state.last_price[symbol] = price
+    state.last_market_ms = now
+    if now > state.now_ms:
+        state.now_ms = now
+    limits = state.limits
+    if limits is None:
+        return state, ()
+    d = None
+    if now // DAY_MS > state.day or state.silence_tripped or state.abnormal_until:
+        d = Decision(state, fact)
+        if now // DAY_MS > state.day:
+            new_day(d)
+        if state.silence_tripped:
+            state.silence_tripped = False
+            d.emit(
+                CircuitBreakerCleared(
+                    at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
+                )
+            )
+    if d is not None and state.abnormal_until:  # a pause somewhere: to expire, or in force
+        abnormal(d, symbol, price, limits)
+    else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
+        window = state.moves.get(symbol)
+        if window is None:
+            window = state.moves[symbol] = MoveWindow()
+        low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
+        bar = limits.abnormal_move_pct
+        rise = (price - low) * HUNDRED >= bar * low
+        if rise or (high - price) * HUNDRED >= bar * high:
+            d = d or Decision(state, fact)
+            trip_abnormal(d, symbol, price, low, high, rise, limits)
+    if portfolio is not before:
+        if drawdown_reached(state, limits):
+            d = d or Decision(state, fact)
+            halt_on_drawdown(d)
+        if stop_reached(state, symbol, limits):
+            d = d or Decision(state, fact)
+            stop_out(d, symbol)
+    return state, (tuple(d.outputs) if d is not None and d.outputs else ())
 
 
 class RiskMachine:
@@ -101,7 +150,7 @@ class RiskMachine:
         }
     )
     #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
-    steps = MappingProxyType({TradeTicked: _step_tick})
+    steps = MappingProxyType({TradeTicked: _on_tick})
 
     def initial(self) -> RiskState:
         return RiskState()
@@ -113,7 +162,7 @@ class RiskMachine:
         event = fact.event
         kind = type(event)
         if kind is TradeTicked:
-            return state, _on_tick(state, fact, event)  # type: ignore[arg-type]
+            return _on_tick(state, fact)
         if kind is ClockTicked:
             return state, _on_clock(state, fact)
         if kind is SignalGenerated:
@@ -157,47 +206,6 @@ def _on_config(state: RiskState, event: ConfigActivated) -> tuple[Event, ...]:
         if state.last_market_ms is None:
             state.last_market_ms = event.at_ms  # silence is measured from activation
     return ()
-
-
-def _on_tick(state: RiskState, fact: RecordedEvent, tick: TradeTicked) -> tuple[Event, ...]:
-    before = state.portfolio
-    portfolio = state.portfolio = evolve_tick(before, tick)
-    symbol = tick.symbol
-    now = tick.at_ms
-    price = tick.price
-    state.last_price[symbol] = price
-    state.last_market_ms = now
-    if now > state.now_ms:
-        state.now_ms = now
-    limits = state.limits
-    if limits is None:
-        return ()
-    d = Decision(state, fact)
-    if now // DAY_MS > state.day:
-        new_day(d)
-    if state.silence_tripped:
-        state.silence_tripped = False
-        d.emit(
-            CircuitBreakerCleared(
-                at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
-            )
-        )
-    if state.abnormal_until:  # a pause somewhere: to expire, or in force
-        abnormal(d, symbol, price, limits)
-    else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
-        window = state.moves.get(symbol)
-        if window is None:
-            window = state.moves[symbol] = MoveWindow()
-        low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
-        bar = limits.abnormal_move_pct
-        rise = (price - low) * HUNDRED >= bar * low
-        if rise or (high - price) * HUNDRED >= bar * high:
-            trip_abnormal(d, symbol, price, low, high, rise, limits)
-    if portfolio is not before:
-        check_drawdown(d)
-        check_stop(d, symbol)
-    outputs = d.outputs
-    return tuple(outputs) if outputs else ()
 
 
 def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:

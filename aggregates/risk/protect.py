@@ -169,17 +169,33 @@ def new_day(d: Decision) -> None:
 
 def check_drawdown(d: Decision) -> None:
     state = d.state
+    assert state.limits is not None
+    if drawdown_reached(state, state.limits):
+        halt_on_drawdown(d)
+
+
+def drawdown_reached(state: RiskState, limits: Limits) -> bool:
+    """Lifts the day's peak if equity rose above it; whether a halt is due now (run once per
+    step: the halt that follows, :func:`halt_on_drawdown`, is separate so a tick that decides
+    nothing pays for no :class:`Decision`)."""
+    portfolio = state.portfolio
+    equity = portfolio.cash + portfolio.unrealised
+    peak = state.peak_equity
+    if equity > peak:
+        state.peak_equity = equity
+        return False
+    if state.drawdown_halted or peak <= 0:
+        return False
+    return (peak - equity) * HUNDRED >= limits.max_drawdown_pct * peak
+
+
+def halt_on_drawdown(d: Decision) -> None:
+    """The drawdown limit is reached: CRITICAL alert, HALTED, flatten everything."""
+    state = d.state
     limits = state.limits
     assert limits is not None
     equity = state.portfolio.equity
-    if equity > state.peak_equity:
-        state.peak_equity = equity
-        return
     peak = state.peak_equity
-    if state.drawdown_halted or peak <= 0:
-        return
-    if (peak - equity) * HUNDRED < limits.max_drawdown_pct * peak:
-        return
     before = state.trading_state
     state.drawdown_halted = True
     drawdown_pct = (peak - equity) * HUNDRED / peak
@@ -221,15 +237,30 @@ def flatten_all(d: Decision, layer: str, reason: str) -> None:
 
 def check_stop(d: Decision, symbol: str) -> None:
     state = d.state
+    assert state.limits is not None
+    if stop_reached(state, symbol, state.limits):
+        stop_out(d, symbol)
+
+
+def stop_reached(state: RiskState, symbol: str, limits: Limits) -> bool:
+    """Whether the position in ``symbol`` lost ``STOP_LOSS_PCT`` of its entry price."""
     position = state.portfolio.positions.get(symbol)
-    if position is None or position.contracts == 0:
-        return
-    limits = state.limits
-    assert limits is not None
+    if position is None or not position.contracts:
+        return False
     entry = position.average_entry
     loss = (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
-    if loss * HUNDRED < limits.stop_loss_pct * entry:
-        return
+    return loss * HUNDRED >= limits.stop_loss_pct * entry
+
+
+def stop_out(d: Decision, symbol: str) -> None:
+    """The stop is reached: ``StopLossTriggered`` and a reduce-only exit for what is not
+    already leaving, which also counts toward the loss streak."""
+    state = d.state
+    limits = state.limits
+    assert limits is not None
+    position = state.portfolio.positions[symbol]
+    entry = position.average_entry
+    loss = (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
     uncovered = abs(position.contracts) - state.covered_exit(symbol)
     if uncovered <= 0:
         return

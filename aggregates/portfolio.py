@@ -188,22 +188,25 @@ def _configure(portfolio: Portfolio, event: ConfigActivated) -> Portfolio:
 
 def _mark(portfolio: Portfolio, tick: TradeTicked) -> Portfolio:
     """Re-mark an open position: the hot path of the fold, so one replace and no helpers."""
-    position = portfolio.positions.get(tick.symbol)
-    if position is None or not position.contracts or position.mark == tick.price:
+    symbol = tick.symbol
+    position = portfolio.positions.get(symbol)
+    if position is None:
         return portfolio
     price = tick.price
+    moved = price - position.mark
+    if not moved or not position.contracts:
+        return portfolio
     base = position.contracts * position.contract_size
-    moved = _replace(position, mark=price)
     positions = dict(portfolio.positions)
-    positions[tick.symbol] = moved
-    unrealised = portfolio.unrealised + base * (price - position.mark)
+    positions[symbol] = _replace(position, mark=price)
+    unrealised = portfolio.unrealised + base * moved
     equity = portfolio.cash + unrealised
     peak = portfolio.day_peak_equity
     return _replace(
         portfolio,
         positions=positions,
         unrealised=unrealised,
-        gross_notional=portfolio.gross_notional + abs(base) * (price - position.mark),
+        gross_notional=portfolio.gross_notional + abs(base) * moved,
         day_peak_equity=equity if equity > peak else peak,
     )
 

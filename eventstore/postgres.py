@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -442,7 +442,7 @@ class EventStore:
 
     def read_all_batches(
         self, after: int = 0, *, batch_size: int = 2000, chunks: ChunkSink | None = None
-    ) -> AsyncIterator[list[RecordedEvent]]:
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
         """:meth:`read_all` a round trip's events at a time (lists of at most ``batch_size``):
         for folds over the whole log, which then pay no await per event."""
         return self._reader.read_all_batches(after, batch_size, chunks)

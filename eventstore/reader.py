@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -170,9 +170,11 @@ def _check_order(facts: list[RecordedEvent], previous: int) -> int:
     return previous
 
 
-async def _each(batches: AsyncIterator[list[RecordedEvent]]) -> AsyncIterator[RecordedEvent]:
+async def _each(
+    batches: AsyncGenerator[list[RecordedEvent], None],
+) -> AsyncIterator[RecordedEvent]:
     """A batch reader's events one by one (closing it when the caller stops early)."""
-    async with contextlib.aclosing(batches):  # type: ignore[type-var]
+    async with contextlib.aclosing(batches):
         async for batch in batches:
             for fact in batch:
                 yield fact
@@ -195,11 +197,11 @@ class Reader:
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
-        return _each(self.read_all_batches(after, batch_size, chunks))
+        return _each(self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks))
 
     def read_all_batches(
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
-    ) -> AsyncIterator[list[RecordedEvent]]:
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
         """:meth:`read_all` one round trip's events at a time: for a caller that folds the
         whole log, a list per chunk spares it an await per event."""
         return self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks)
@@ -218,7 +220,7 @@ class Reader:
         step: int,
         batch_size: int,
         chunks: ChunkSink | None = None,
-    ) -> AsyncIterator[list[RecordedEvent]]:
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
         # ``cursor``: the position after which (``step`` 0) or the stream version from which
         # (``step`` 1) the next chunk starts.
         head: tuple[str, ...] = ()

@@ -117,7 +117,7 @@ async def replay_pass(
     try:
         with rare_collections():
             async with contextlib.aclosing(
-                store.read_all_batches(  # type: ignore[attr-defined]
+                store.read_all_batches(
                     after=0, batch_size=batch_size, chunks=chain.submit if chain else None
                 )
             ) as batches:
@@ -143,11 +143,11 @@ async def replay_pass(
                                     out.emit(line, f"#{position:>8} {line['at']}  {line['text']}")
                         elif verifier is None or verifier.done(position):
                             break
-                    else:
+                    else:  # the whole batch was used: on to the next one
                         if show is not None:
                             show(batch[-1].position)
                         continue
-                    break
+                    break  # the inner loop stopped the read
         progress.close()
         day = tally.finish()
         if day is not None:

@@ -90,11 +90,11 @@ ORDER BY stream_version LIMIT $3
 # (or stream version), the hashes as an array (binary, cheap to decode), and every other field
 # of each row as one JSON array, joined into one JSON array of rows that the client decodes in
 # one msgspec call (the event id too: rendered as text it costs the server no more than an
-# array, and spares the client building UUIDs one by one). Timestamps render in the session's
-# TimeZone, which the store's pool pins to UTC. The aggregates read their input in the subquery's
-# order (one plain Aggregate over a sorted subquery, no join: PostgreSQL documents this as
-# working); the reader also checks it, so per-aggregate ORDER BY sorts (about a fifth of this
-# query's server time) are not needed.
+# array, and a chunk's consumer, e.g. the chain check, finds it in the same bytes). Timestamps
+# render in the session's TimeZone, which the store's pool pins to UTC. The aggregates read their
+# input in the subquery's order (one plain Aggregate over a sorted subquery, no join: PostgreSQL
+# documents this as working); the reader also checks it, so per-aggregate ORDER BY sorts (about a
+# fifth of this query's server time) are not needed.
 _ROW_JSON = (
     "json_build_array(position, stream, stream_version, event_id, event_type, schema_version,"
     " occurred_at, recorded_at, causation_id, causation_position, correlation_id, {current},"

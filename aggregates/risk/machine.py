@@ -107,7 +107,7 @@ def _on_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Ev
                     at_ms=now, layer="data_silence", symbol=None, reason="market_data_resumed"
                 )
             )
-    if d is not None and state.abnormal_until:  # a pause somewhere: to expire, or in force
+    if d is not None and state.abnormal_until:  # a pause (d was made for it): expire or enforce
         abnormal(d, symbol, price, limits)
     else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
         window = state.moves.get(symbol)

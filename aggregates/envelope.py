@@ -28,7 +28,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: uuid.UUID | None = None
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A committed event with everything the ledger knows about it."""
 
     position: int

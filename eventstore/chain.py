@@ -3,7 +3,7 @@
 Why: ``replay --verify`` used to check the chain with :meth:`EventStore.verify` in a worker,
 which read the whole log a second time (asyncpg building typed rows, then the canonical text
 built field by field): about as much CPU as the fold it ran beside. The reader's chunks
-(:data:`eventstore.sql.READ_ALL_JSON`) already hold every field of the canonical text, the
+(:data:`eventstore.sql.READ_ALL_JSON_WITH_IDS`) hold every field of the canonical text, the
 payload as ``payload::text`` verbatim (``json_build_array`` embeds a jsonb value as its text
 output), so a worker given those bytes checks the same links without touching the database.
 
@@ -33,7 +33,6 @@ class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
     position: int
     stream: str
     stream_version: int
-    event_id: str  # PostgreSQL's uuid text is the canonical one
     event_type: str
     schema_version: int
     occurred_at: datetime
@@ -43,6 +42,7 @@ class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
     correlation_id: str | None
     current: bool | None
     payload: msgspec.Raw  # payload::text, byte for byte
+    event_id: str  # last (sql.READ_ALL_JSON_WITH_IDS); PostgreSQL's uuid text is canonical
 
 
 _links = msgspec.json.Decoder(list[_Link])

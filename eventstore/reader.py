@@ -3,8 +3,8 @@
 Why: reading was bound by per-row Python work in the client: asyncpg building 13 typed columns
 (the two timestamps above all), then a RecordedEvent and a separate payload decode per row, and
 the garbage collector walking every Record. Now each round trip returns one row
-(:data:`eventstore.sql.READ_ALL_JSON`): the hashes as a binary array, and all other fields as
-one JSON array of rows that a single msgspec call decodes, payloads straight into the
+(:data:`eventstore.sql.READ_ALL_JSON`): the event ids and hashes as binary arrays, and all other
+fields as one JSON array of rows that a single msgspec call decodes, payloads straight into the
 tagged union, as strictly as before (same event types, same checks). That about doubles the
 server's CPU per row (rendering JSON), spent on its own core while the client decodes: client
 instructions per row fell by a third (callgrind), and the two sides now overlap.
@@ -49,7 +49,8 @@ SERVER_SETTINGS = {"TimeZone": "UTC"}
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 #: Given to :meth:`Reader.read_all`, it sees each chunk as fetched, before its rows are decoded:
-#: (JSON rows, hashes), e.g. to check the hash chain over the same bytes (:mod:`eventstore.chain`).
+#: (JSON rows, each ending with its event id as text; hashes), e.g. to check the hash chain over
+#: the same bytes (:mod:`eventstore.chain`).
 ChunkSink = Callable[[bytes, list[bytes]], None]
 
 
@@ -62,7 +63,6 @@ class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
     position: int
     stream: str
     stream_version: int
-    event_id: uuid.UUID
     event_type: str
     schema_version: int
     occurred_at: datetime
@@ -93,9 +93,11 @@ def _versions() -> str:
     return msgspec.json.encode(versions).decode()
 
 
-def _row_by_row(body: bytes, hashes: list[bytes], upcasters: Upcasters) -> Iterator[RecordedEvent]:
+def _row_by_row(
+    body: bytes, ids: list[uuid.UUID], hashes: list[bytes], upcasters: Upcasters
+) -> Iterator[RecordedEvent]:
     """The slow path: each row on its own, upcast if old, a bad one named by its position."""
-    for item, digest in zip(_items.decode(body), hashes, strict=True):
+    for item, event_id, digest in zip(_items.decode(body), ids, hashes, strict=True):
         try:
             row = _raw_row.decode(item)
         except _DECODE_ERRORS as error:
@@ -110,7 +112,7 @@ def _row_by_row(body: bytes, hashes: list[bytes], upcasters: Upcasters) -> Itera
             position=row.position,
             stream=row.stream,
             stream_version=row.stream_version,
-            event_id=row.event_id,
+            event_id=event_id,
             event_type=row.event_type,
             schema_version=row.schema_version,
             occurred_at=row.occurred_at,
@@ -123,28 +125,27 @@ def _row_by_row(body: bytes, hashes: list[bytes], upcasters: Upcasters) -> Itera
         )
 
 
-def _facts(
-    body: bytes, hashes: list[bytes], upcasters: Upcasters
-) -> tuple[list[RecordedEvent], CorruptEvent | None]:
-    """One chunk's events, and the corruption that stopped it early (the events before the
-    corrupt row are still returned, so a reader yields them before raising)."""
+def _decoded(body: bytes) -> list[_Row] | None:
+    """A chunk's rows by the fast path, or None if it must go row by row (see the module)."""
     try:
         rows = _rows.decode(body)
     except _DECODE_ERRORS:
-        facts: list[RecordedEvent] = []
-        try:
-            facts.extend(_row_by_row(body, hashes, upcasters))
-        except CorruptEvent as corrupt:
-            return facts, corrupt
-        return facts, None
+        return None
     if rows[0].occurred_at.tzinfo is not UTC:
         raise EventStoreError("the read session's TimeZone is not UTC")
-    return [
-        RecordedEvent(
+    return rows
+
+
+def _recorded(
+    rows: list[_Row], ids: list[uuid.UUID], hashes: list[bytes]
+) -> Iterator[RecordedEvent]:
+    """The fast path's rows as events."""
+    for r, event_id, digest in zip(rows, ids, hashes):  # noqa: B905 - same length
+        yield RecordedEvent(
             position=r.position,
             stream=r.stream,
             stream_version=r.stream_version,
-            event_id=r.event_id,
+            event_id=event_id,
             event_type=r.event_type,
             schema_version=r.schema_version,
             occurred_at=r.occurred_at,
@@ -155,29 +156,61 @@ def _facts(
             event=r.event,
             hash=digest,
         )
-        for r, digest in zip(rows, hashes)  # noqa: B905 - same length
-    ], None
 
 
-def _check_order(facts: list[RecordedEvent], previous: int) -> int:
-    """The last position of ``facts``, which must rise strictly from ``previous``: the server's
-    aggregate order is an assumption this checks, not a guarantee the reader relies on."""
-    for fact in facts:
-        position = fact.position
-        if position <= previous:
-            raise EventStoreError(f"rows out of order at {position}")
-        previous = position
-    return previous
+#: What :meth:`Reader._chunks` yields: a chunk's fast-path rows (None: row by row), its JSON,
+#: its event ids and its hashes.
+_Chunk = tuple[list[_Row] | None, bytes, list[uuid.UUID], list[bytes]]
+
+
+def _out_of_order(position: int) -> EventStoreError:
+    # The server's aggregate order is an assumption the reader checks, not one it relies on.
+    return EventStoreError(f"rows out of order at {position}")
 
 
 async def _each(
-    batches: AsyncGenerator[list[RecordedEvent], None],
+    chunks: AsyncGenerator[_Chunk, None], previous: int, upcasters: Upcasters
 ) -> AsyncIterator[RecordedEvent]:
-    """A batch reader's events one by one (closing it when the caller stops early)."""
-    async with contextlib.aclosing(batches):
-        async for batch in batches:
-            for fact in batch:
+    """The events one by one, each checked to follow ``previous`` (one generator per read: no
+    list per chunk, which would keep a chunk's events alive for the cycle collector to scan)."""
+    async with contextlib.aclosing(chunks):
+        async for rows, body, ids, hashes in chunks:
+            facts = (
+                _recorded(rows, ids, hashes)
+                if rows is not None
+                else _row_by_row(body, ids, hashes, upcasters)
+            )
+            for fact in facts:
+                position = fact.position
+                if position <= previous:
+                    raise _out_of_order(position)
+                previous = position
                 yield fact
+
+
+async def _batches(
+    chunks: AsyncGenerator[_Chunk, None], previous: int, upcasters: Upcasters
+) -> AsyncGenerator[list[RecordedEvent], None]:
+    """The events a chunk at a time; a corrupt row still lets the rows before it through."""
+    async with contextlib.aclosing(chunks):
+        async for rows, body, ids, hashes in chunks:
+            corrupt = None
+            if rows is not None:
+                facts = list(_recorded(rows, ids, hashes))
+            else:
+                facts = []
+                try:
+                    facts.extend(_row_by_row(body, ids, hashes, upcasters))
+                except CorruptEvent as error:
+                    corrupt = error
+            for fact in facts:
+                if fact.position <= previous:
+                    raise _out_of_order(fact.position)
+                previous = fact.position
+            if facts:
+                yield facts
+            if corrupt is not None:
+                raise corrupt
 
 
 def _retrieve(task: asyncio.Task[list[asyncpg.Record]]) -> None:
@@ -197,22 +230,28 @@ class Reader:
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
-        return _each(self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks))
+        query = sql.READ_ALL_JSON if chunks is None else sql.READ_ALL_JSON_WITH_IDS
+        read = self._chunks(query, None, after, 0, batch_size, chunks)
+        return _each(read, after, self._upcasters)
 
     def read_all_batches(
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
     ) -> AsyncGenerator[list[RecordedEvent], None]:
         """:meth:`read_all` one round trip's events at a time: for a caller that folds the
         whole log, a list per chunk spares it an await per event."""
-        return self._read(sql.READ_ALL_JSON, None, after, 0, batch_size, chunks)
+        query = sql.READ_ALL_JSON if chunks is None else sql.READ_ALL_JSON_WITH_IDS
+        read = self._chunks(query, None, after, 0, batch_size, chunks)
+        return _batches(read, after, self._upcasters)
 
     def read_stream(
         self, stream: str, from_version: int, batch_size: int
     ) -> AsyncIterator[RecordedEvent]:
         """Events of ``stream`` with stream_version >= ``from_version``."""
-        return _each(self._read(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size))
+        # Positions rise with stream versions too, so the same check of the order serves.
+        read = self._chunks(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size)
+        return _each(read, 0, self._upcasters)
 
-    async def _read(
+    async def _chunks(
         self,
         query: str,
         stream: str | None,
@@ -220,7 +259,7 @@ class Reader:
         step: int,
         batch_size: int,
         chunks: ChunkSink | None = None,
-    ) -> AsyncGenerator[list[RecordedEvent], None]:
+    ) -> AsyncGenerator[_Chunk, None]:
         # ``cursor``: the position after which (``step`` 0) or the stream version from which
         # (``step`` 1) the next chunk starts.
         head: tuple[str, ...] = ()
@@ -228,19 +267,17 @@ class Reader:
             check_stream(stream)
             head = (stream,)
         size = min(batch_size, CHUNK)
-        versions, pool, upcasters = _versions(), self._pool, self._upcasters
+        versions, pool = _versions(), self._pool
 
         def fetch(at: int) -> asyncio.Task[list[asyncpg.Record]]:
             task = asyncio.ensure_future(driver.fetch(pool, query, *head, at, size, versions))
             task.add_done_callback(_retrieve)
             return task
 
-        # Positions rise with stream versions too, so one check of the order serves both reads.
-        previous = cursor if step == 0 else 0
         task: asyncio.Task[list[asyncpg.Record]] | None = fetch(cursor)
         try:
             while task is not None:
-                [(count, last, hashes, body)] = await task
+                [(count, last, ids, hashes, body)] = await task
                 task = None
                 if count == size and size > 0:
                     # A full chunk: fetch on while this one is used. Using it never returns to
@@ -251,12 +288,7 @@ class Reader:
                     return
                 if chunks is not None:
                     chunks(body, hashes)
-                facts, corrupt = _facts(body, hashes, upcasters)
-                previous = _check_order(facts, previous)
-                if facts:
-                    yield facts
-                if corrupt is not None:
-                    raise corrupt
+                yield _decoded(body), body, ids, hashes
         finally:
             if task is not None:
                 task.cancel()

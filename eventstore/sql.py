@@ -87,18 +87,21 @@ ORDER BY stream_version LIMIT $3
 """
 
 # The read side (eventstore/reader.py). Per round trip, one row: the count, the last position
-# (or stream version), the hashes as an array (binary, cheap to decode), and every other field
-# of each row as one JSON array, joined into one JSON array of rows that the client decodes in
-# one msgspec call (the event id too: rendered as text it costs the server no more than an
-# array, and a chunk's consumer, e.g. the chain check, finds it in the same bytes). Timestamps
-# render in the session's TimeZone, which the store's pool pins to UTC. The aggregates read their
-# input in the subquery's order (one plain Aggregate over a sorted subquery, no join: PostgreSQL
-# documents this as working); the reader also checks it, so per-aggregate ORDER BY sorts (about a
-# fifth of this query's server time) are not needed.
+# (or stream version), the event ids and hashes as arrays (binary, cheap to decode), and every
+# other field of each row as one JSON array, joined into one JSON array of rows that the client
+# decodes in one msgspec call. Timestamps render in the session's TimeZone, which the store's
+# pool pins to UTC. The aggregates read their input in the subquery's order (one plain Aggregate
+# over a sorted subquery, no join: PostgreSQL documents this as working); the reader also checks
+# it, so per-aggregate ORDER BY sorts (about a fifth of this query's server time) are not needed.
+#
+# {ids}: for a reader that hands the chunks to the hash-chain check (``replay --verify``), each
+# row also ends with its event id as text, for the check to read from the same bytes; the fold
+# skips it (msgspec ignores trailing array items). Measured: cheaper than the replay process
+# turning the UUIDs into text, and than decoding the ids from the JSON (msgspec builds each
+# uuid.UUID in Python), so plain reads do without it.
 _ROW_JSON = (
-    "json_build_array(position, stream, stream_version, event_id, event_type, schema_version,"
-    " occurred_at, recorded_at, causation_id, causation_position, correlation_id, {current},"
-    " payload)::text"
+    "json_build_array(position, stream, stream_version, event_type, schema_version, occurred_at,"
+    " recorded_at, causation_id, causation_position, correlation_id, {current}, payload{ids})::text"
 )
 
 # Whether the client may decode the payload straight into the tagged union: the row's
@@ -110,19 +113,27 @@ _CURRENT = (
     " AND payload ->> 'type' = event_type, false)"
 )
 
-_AGGREGATES = "array_agg(hash), convert_to('[' || string_agg({row}, ',') || ']', 'UTF8')"
+_AGGREGATES = (
+    "array_agg(event_id), array_agg(hash), convert_to('[' || string_agg({row}, ',') || ']', 'UTF8')"
+)
 
-# $1 after, $2 limit, $3 versions (jsonb).
-READ_ALL_JSON = f"""
-SELECT count(*)::int, max(position),
-       {_AGGREGATES.format(row=_ROW_JSON.format(current=_CURRENT.format(versions="$3")))}
+
+def _read_all(ids: str) -> str:
+    # $1 after, $2 limit, $3 versions (jsonb).
+    row = _ROW_JSON.format(current=_CURRENT.format(versions="$3"), ids=ids)
+    return f"""
+SELECT count(*)::int, max(position), {_AGGREGATES.format(row=row)}
 FROM (SELECT * FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2) e
 """
+
+
+READ_ALL_JSON = _read_all("")
+READ_ALL_JSON_WITH_IDS = _read_all(", event_id")
 
 # $1 stream, $2 from version, $3 limit, $4 versions (jsonb).
 READ_STREAM_JSON = f"""
 SELECT count(*)::int, max(stream_version),
-       {_AGGREGATES.format(row=_ROW_JSON.format(current=_CURRENT.format(versions="$4")))}
+       {_AGGREGATES.format(row=_ROW_JSON.format(current=_CURRENT.format(versions="$4"), ids=""))}
 FROM (SELECT * FROM ledger.events WHERE stream = $1 AND stream_version >= $2
       ORDER BY stream_version LIMIT $3) e
 """

@@ -29,7 +29,12 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A committed event with everything the ledger knows about it."""
+    """A committed event with everything the ledger knows about it.
+
+    ``gc=False``: reads and replays create one per event, and the cycle collector need not scan
+    them; none can be part of a reference cycle (its fields are immutable values and an event,
+    whose own fields are values too).
+    """
 
     position: int
     stream: str

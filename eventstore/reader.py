@@ -171,8 +171,8 @@ def _out_of_order(position: int) -> EventStoreError:
 async def _each(
     chunks: AsyncGenerator[_Chunk, None], previous: int, upcasters: Upcasters
 ) -> AsyncIterator[RecordedEvent]:
-    """The events one by one, each checked to follow ``previous`` (one generator per read: no
-    list per chunk, which would keep a chunk's events alive for the cycle collector to scan)."""
+    """The events one by one, each checked to follow ``previous`` (built as consumed: a reader
+    that handles one event at a time holds no list per chunk)."""
     async with contextlib.aclosing(chunks):
         async for rows, body, ids, hashes in chunks:
             facts = (

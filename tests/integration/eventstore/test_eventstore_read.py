@@ -101,3 +101,31 @@ async def test_read_all_when_consumer_stops_early_then_prefetch_is_dropped_quiet
                     break
         gc.collect()
     assert [r.position async for r in store.read_all(after=17)] == [18, 19, 20]
+
+
+async def test_read_all_batches_when_read_then_the_same_events_as_read_all_a_chunk_at_a_time(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "CHUNK", 4)
+    await store.append("s", [tick(n) for n in range(10)])
+    sizes = [len(batch) async for batch in store.read_all_batches(after=1)]
+    flat = [fact async for batch in store.read_all_batches(after=1) for fact in batch]
+    assert sizes == [4, 4, 1]
+    assert flat == [fact async for fact in store.read_all(after=1)]
+
+
+async def test_read_all_batches_when_a_row_is_corrupt_then_rows_before_it_come_first(
+    store: EventStore, ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "CHUNK", 4)
+    await store.append("s", [tick(n) for n in range(6)])
+    await _execute(
+        ledger_url,
+        "SET session_replication_role = replica",
+        "UPDATE ledger.events SET event_type = 'ops.alert' WHERE position = 6",
+    )
+    seen: list[list[int]] = []
+    with pytest.raises(CorruptEvent, match="position 6"):
+        async for batch in store.read_all_batches():
+            seen.append([fact.position for fact in batch])
+    assert seen == [[1, 2, 3, 4], [5]]

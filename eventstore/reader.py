@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -93,11 +93,9 @@ def _versions() -> str:
     return msgspec.json.encode(versions).decode()
 
 
-def _row_by_row(
-    body: bytes, ids: list[uuid.UUID], hashes: list[bytes], upcasters: Upcasters
-) -> Iterator[RecordedEvent]:
+def _row_by_row(body: bytes, upcasters: Upcasters) -> Iterator[_Row]:
     """The slow path: each row on its own, upcast if old, a bad one named by its position."""
-    for item, event_id, digest in zip(_items.decode(body), ids, hashes, strict=True):
+    for item in _items.decode(body):
         try:
             row = _raw_row.decode(item)
         except _DECODE_ERRORS as error:
@@ -108,38 +106,24 @@ def _row_by_row(
         event = decode_payload(
             row.position, row.event_type, row.schema_version, bytes(row.event), upcasters
         )
-        yield RecordedEvent(
-            position=row.position,
-            stream=row.stream,
-            stream_version=row.stream_version,
-            event_id=event_id,
-            event_type=row.event_type,
-            schema_version=row.schema_version,
-            occurred_at=row.occurred_at,
-            recorded_at=row.recorded_at,
-            causation_id=row.causation_id,
-            causation_position=row.causation_position,
-            correlation_id=row.correlation_id,
-            event=event,
-            hash=digest,
-        )
+        yield _Row(**{**msgspec.structs.asdict(row), "current": True, "event": event})
 
 
-def _decoded(body: bytes) -> list[_Row] | None:
-    """A chunk's rows by the fast path, or None if it must go row by row (see the module)."""
+def _rows_of(body: bytes, upcasters: Upcasters) -> Iterable[_Row]:
+    """A chunk's rows: by the fast path (one decode), or row by row (see the module)."""
     try:
         rows = _rows.decode(body)
     except _DECODE_ERRORS:
-        return None
+        return _row_by_row(body, upcasters)
     if rows[0].occurred_at.tzinfo is not UTC:
         raise EventStoreError("the read session's TimeZone is not UTC")
     return rows
 
 
 def _recorded(
-    rows: list[_Row], ids: list[uuid.UUID], hashes: list[bytes]
+    rows: Iterable[_Row], ids: list[uuid.UUID], hashes: list[bytes]
 ) -> Iterator[RecordedEvent]:
-    """The fast path's rows as events."""
+    """Rows as events, with their ids and hashes from the chunk's arrays."""
     for r, event_id, digest in zip(rows, ids, hashes):  # noqa: B905 - same length
         yield RecordedEvent(
             position=r.position,
@@ -158,59 +142,42 @@ def _recorded(
         )
 
 
-#: What :meth:`Reader._chunks` yields: a chunk's fast-path rows (None: row by row), its JSON,
-#: its event ids and its hashes.
-_Chunk = tuple[list[_Row] | None, bytes, list[uuid.UUID], list[bytes]]
-
-
-def _out_of_order(position: int) -> EventStoreError:
-    # The server's aggregate order is an assumption the reader checks, not one it relies on.
-    return EventStoreError(f"rows out of order at {position}")
-
-
-async def _each(
-    chunks: AsyncGenerator[_Chunk, None], previous: int, upcasters: Upcasters
-) -> AsyncIterator[RecordedEvent]:
-    """The events one by one, each checked to follow ``previous`` (built as consumed: a reader
-    that handles one event at a time holds no list per chunk)."""
-    async with contextlib.aclosing(chunks):
-        async for rows, body, ids, hashes in chunks:
-            facts = (
-                _recorded(rows, ids, hashes)
-                if rows is not None
-                else _row_by_row(body, ids, hashes, upcasters)
-            )
-            for fact in facts:
-                position = fact.position
-                if position <= previous:
-                    raise _out_of_order(position)
-                previous = position
-                yield fact
+#: What :meth:`Reader._chunks` yields per round trip: the JSON rows, the ids, the hashes.
+_Chunk = tuple[bytes, list[uuid.UUID], list[bytes]]
 
 
 async def _batches(
     chunks: AsyncGenerator[_Chunk, None], previous: int, upcasters: Upcasters
 ) -> AsyncGenerator[list[RecordedEvent], None]:
-    """The events a chunk at a time; a corrupt row still lets the rows before it through."""
+    """A chunk's events at a time, each checked to follow ``previous`` (the server's aggregate
+    order is an assumption the reader checks, not one it relies on). A corrupt row still lets
+    the rows before it through, then raises."""
     async with contextlib.aclosing(chunks):
-        async for rows, body, ids, hashes in chunks:
+        async for body, ids, hashes in chunks:
+            facts: list[RecordedEvent] = []
             corrupt = None
-            if rows is not None:
-                facts = list(_recorded(rows, ids, hashes))
-            else:
-                facts = []
-                try:
-                    facts.extend(_row_by_row(body, ids, hashes, upcasters))
-                except CorruptEvent as error:
-                    corrupt = error
+            try:
+                facts.extend(_recorded(_rows_of(body, upcasters), ids, hashes))
+            except CorruptEvent as error:
+                corrupt = error
             for fact in facts:
                 if fact.position <= previous:
-                    raise _out_of_order(fact.position)
+                    raise EventStoreError(f"rows out of order at {fact.position}")
                 previous = fact.position
             if facts:
                 yield facts
             if corrupt is not None:
                 raise corrupt
+
+
+async def _each(
+    batches: AsyncGenerator[list[RecordedEvent], None],
+) -> AsyncIterator[RecordedEvent]:
+    """A batch read's events one by one."""
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for fact in batch:
+                yield fact
 
 
 def _retrieve(task: asyncio.Task[list[asyncpg.Record]]) -> None:
@@ -230,9 +197,7 @@ class Reader:
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
-        query = sql.READ_ALL_JSON if chunks is None else sql.READ_ALL_JSON_WITH_IDS
-        read = self._chunks(query, None, after, 0, batch_size, chunks)
-        return _each(read, after, self._upcasters)
+        return _each(self.read_all_batches(after, batch_size, chunks))
 
     def read_all_batches(
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
@@ -249,7 +214,7 @@ class Reader:
         """Events of ``stream`` with stream_version >= ``from_version``."""
         # Positions rise with stream versions too, so the same check of the order serves.
         read = self._chunks(sql.READ_STREAM_JSON, stream, from_version, 1, batch_size)
-        return _each(read, 0, self._upcasters)
+        return _each(_batches(read, 0, self._upcasters))
 
     async def _chunks(
         self,
@@ -288,7 +253,7 @@ class Reader:
                     return
                 if chunks is not None:
                     chunks(body, hashes)
-                yield _decoded(body), body, ids, hashes
+                yield body, ids, hashes
         finally:
             if task is not None:
                 task.cancel()

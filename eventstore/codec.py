@@ -122,11 +122,16 @@ def _payload(kind: type, tag: str, event: ev.Event) -> str:
 
 def prepare(stream: str, new: NewEvent) -> Prepared:
     """Validate one new event for ``stream``; raises :class:`InvalidEvent` naming the problem."""
+    check_stream_name(stream)
+    return prepare_checked(stream, new)
+
+
+def check_stream_name(stream: str) -> None:
+    """:func:`eventstore.canonical.check_stream` as an append reports it: :class:`InvalidEvent`."""
     try:
         check_stream(stream)
     except ValueError as error:
         raise InvalidEvent(str(error)) from None
-    return prepare_checked(stream, new)
 
 
 def prepare_checked(stream: str, new: NewEvent) -> Prepared:

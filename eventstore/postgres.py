@@ -49,8 +49,8 @@ import msgspec
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import GENESIS, canonical_text, chain, check_stream
-from eventstore.codec import Prepared
+from eventstore.canonical import GENESIS, canonical_text, chain
+from eventstore.codec import Prepared, check_stream_name
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
 from eventstore.errors import (
@@ -172,10 +172,7 @@ class EventStore:
             not isinstance(expected_version, int) or expected_version < 0
         ):
             raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
-        try:
-            check_stream(stream)
-        except ValueError as error:
-            raise InvalidEvent(str(error)) from None
+        check_stream_name(stream)
         if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()

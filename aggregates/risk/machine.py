@@ -61,12 +61,13 @@ from aggregates.risk.protect import (
     expire_breakers,
     flatten_all,
     halt_on_drawdown,
+    move_past_bar,
     new_day,
     stop_out,
     stop_reached,
     trip_abnormal,
 )
-from aggregates.risk.state import HUNDRED, Limits, MoveWindow, RiskState, numbers
+from aggregates.risk.state import Limits, RiskState, numbers
 
 OWNED = (
     RiskVerdictIssued,
@@ -109,16 +110,11 @@ def _on_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Ev
             )
     if d is not None and state.abnormal_until:  # a pause (d was made for it): expire or enforce
         abnormal(d, symbol, price, limits)
-    else:  # abnormal() without a pause (the bulk of ticks), inlined: push, then test the bar
-        window = state.moves.get(symbol)
-        if window is None:
-            window = state.moves[symbol] = MoveWindow()
-        low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
-        bar = limits.abnormal_move_pct
-        rise = (price - low) * HUNDRED >= bar * low
-        if rise or (high - price) * HUNDRED >= bar * high:
+    else:  # abnormal() without a pause to expire (the bulk of ticks): no Decision unless tripped
+        moved = move_past_bar(state, symbol, price, limits)
+        if moved is not None:
             d = d or Decision(state, fact)
-            trip_abnormal(d, symbol, price, low, high, rise, limits)
+            trip_abnormal(d, symbol, price, *moved, limits)
     if portfolio is not before:
         if drawdown_reached(state, limits):
             d = d or Decision(state, fact)

@@ -96,22 +96,32 @@ def expire_breakers(d: Decision, symbol: str | None = None) -> None:
 
 
 def abnormal(d: Decision, symbol: str, price: Decimal, limits: Limits) -> None:
+    """The abnormal-market layer on a trade: expire a pause that is over, then, unless one is
+    still in force for ``symbol``, trip on a move past the bar."""
     state = d.state
-    now = state.now_ms
     until = None
-    if state.abnormal_until:  # the hot path: no pause anywhere, nothing to expire
+    if state.abnormal_until:
         expire_breakers(d, symbol)
         until = state.abnormal_until.get(symbol)
+    moved = move_past_bar(state, symbol, price, limits)
+    if until is None and moved is not None:
+        trip_abnormal(d, symbol, price, *moved, limits)
+
+
+def move_past_bar(
+    state: RiskState, symbol: str, price: Decimal, limits: Limits
+) -> tuple[Decimal, Decimal, bool] | None:
+    """Push the trade into ``symbol``'s window; (low, high, rise) if the price moved
+    ``ABNORMAL_MOVE_PCT`` from the window's low (``rise``) or high, else None."""
     window = state.moves.get(symbol)
     if window is None:
         window = state.moves[symbol] = MoveWindow()
-    low, high = window.push(now, price, limits.abnormal_window_ms)
-    if until is not None:
-        return
+    low, high = window.push(state.now_ms, price, limits.abnormal_window_ms)
     bar = limits.abnormal_move_pct
     rise = (price - low) * HUNDRED >= bar * low
     if rise or (high - price) * HUNDRED >= bar * high:
-        trip_abnormal(d, symbol, price, low, high, rise, limits)
+        return low, high, rise
+    return None
 
 
 def trip_abnormal(

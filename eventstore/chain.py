@@ -28,7 +28,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """A row of the reader's JSON chunk as the canonical text needs it (``sql._ROW_JSON``)."""
+    """A row of the reader's JSON chunk as the canonical text needs it: ``sql.ROW_COLUMNS``,
+    then whether it is current, the payload and the event id."""
 
     position: int
     stream: str

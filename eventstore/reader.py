@@ -55,7 +55,7 @@ ChunkSink = Callable[[bytes, list[bytes]], None]
 
 
 class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """A row's JSON fields before its payload, in the order of ``sql._ROW_JSON``.
+    """A row's JSON fields before its payload, in the order of ``sql.ROW_COLUMNS``.
 
     ``gc=False``: these short-lived, acyclic objects need not burden the cycle collector.
     """

@@ -99,10 +99,22 @@ ORDER BY stream_version LIMIT $3
 # skips it (msgspec ignores trailing array items). Measured: cheaper than the replay process
 # turning the UUIDs into text, and than decoding the ids from the JSON (msgspec builds each
 # uuid.UUID in Python), so plain reads do without it.
-_ROW_JSON = (
-    "json_build_array(position, stream, stream_version, event_type, schema_version, occurred_at,"
-    " recorded_at, causation_id, causation_position, correlation_id, {current}, payload{ids})::text"
+#
+# The row's fields are named once, here: the reader's ``_Row`` and the chain check's ``_Link``
+# decode them by place (array-like structs) and a unit test holds their fields to this order.
+ROW_COLUMNS = (
+    "position",
+    "stream",
+    "stream_version",
+    "event_type",
+    "schema_version",
+    "occurred_at",
+    "recorded_at",
+    "causation_id",
+    "causation_position",
+    "correlation_id",
 )
+_ROW_JSON = f"json_build_array({', '.join(ROW_COLUMNS)}, {{current}}, payload{{ids}})::text"
 
 # Whether the client may decode the payload straight into the tagged union: the row's
 # schema_version is its class's current one ({versions}: {{type: version}}, from the code) and the

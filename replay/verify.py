@@ -466,22 +466,19 @@ class Verifier:
         )
 
 
+#: The envelope fields a recomputed output must share with its record, in the order reported.
+_ENVELOPE_FIELDS = ("causation_id", "causation_position", "correlation_id", "occurred_at")
+
+
 def _difference(expected: Expected, fact: RecordedEvent) -> str | None:
     """What differs between a recomputed output and its recorded twin (same id), or None."""
     new = expected.new
     if fact.event_type != expected.event_type:
         return f"type {fact.event_type} recorded, {expected.event_type} recomputed"
-    checks: list[tuple[str, Callable[[], bool]]] = [
-        ("payload", lambda: _canonical.encode(fact.event) != expected.payload),
-        ("causation_id", lambda: fact.causation_id != new.causation_id),
-        ("causation_position", lambda: fact.causation_position != new.causation_position),
-        ("correlation_id", lambda: fact.correlation_id != new.correlation_id),
-        ("occurred_at", lambda: fact.occurred_at != new.occurred_at),
-    ]
-    for name, differs in checks:
-        if differs():
-            if name == "payload":
-                return f"payload differs in {', '.join(_fields(fact.event, new.event))}"
+    if _canonical.encode(fact.event) != expected.payload:
+        return f"payload differs in {', '.join(_fields(fact.event, new.event))}"
+    for name in _ENVELOPE_FIELDS:
+        if getattr(fact, name) != getattr(new, name):
             return f"{name} differs"
     return None
 

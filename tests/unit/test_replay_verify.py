@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -128,6 +129,27 @@ def test_verify_when_any_decision_in_the_window_is_altered_then_it_is_the_first_
     assert result.divergence.recorded_position == target.position
     assert result.divergence.cause_position == target.causation_position
     assert "at_ms" in result.divergence.problem
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("causation_id", lambda r: uuid.uuid5(uuid.NAMESPACE_OID, str(r.causation_id))),
+        ("causation_position", lambda r: r.causation_position - 1),
+        ("correlation_id", lambda r: uuid.uuid5(uuid.NAMESPACE_OID, str(r.correlation_id))),
+        ("occurred_at", lambda r: datetime(2000, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_verify_when_a_decision_envelope_field_is_altered_then_that_field_is_named(
+    field: str, change: Callable[[RecordedEvent], object]
+) -> None:
+    log = recorded()
+    target = decided(log)[len(decided(log)) // 2]
+    altered = msgspec.structs.replace(target, **{field: change(target)})
+    result = verify([altered if r is target else r for r in log])
+    assert result.divergence is not None
+    assert result.divergence.recorded_position == target.position
+    assert result.divergence.problem == f"{field} differs"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -67,6 +67,35 @@ BASE_VALUES: dict[str, str] = {
 }
 
 
+#: A momentum session that trades often over a generated market: the replay tests' (and
+#: ``benchmarks/bench_replay.py``'s) parameters.
+REPLAY_VALUES: dict[str, str] = {
+    "INITIAL_EQUITY_USDT": "10000",
+    "MAX_POSITION_PCT": "40",
+    "MAX_EXPOSURE_PCT": "120",
+    "MAX_DAILY_DRAWDOWN_PCT": "4",
+    "STOP_LOSS_PCT": "6",
+    "LOOKBACK_MINUTES": "3",
+    "SIGNAL_THRESHOLD_PCT": "0.3",
+    "SIGNAL_MIN_TRADES": "20",
+    "SIGNAL_MIN_CONTRACTS": "100",
+    "ABNORMAL_MOVE_PCT": "12",
+    "ABNORMAL_WINDOW_SECONDS": "60",
+    "ABNORMAL_PAUSE_SECONDS": "300",
+    "DATA_SILENCE_SECONDS": "45",
+    "EXIT_COOLDOWN_SECONDS": "60",
+    "LOSS_STREAK_COUNT": "3",
+    "LOSS_STREAK_WINDOW_MINUTES": "60",
+    "LOSS_STREAK_PAUSE_MINUTES": "30",
+    "MAX_ORDERS_PER_MINUTE": "20",
+    "MAX_ORDER_NOTIONAL_USDT": "5000",
+    "TAKER_FEE_RATE": "0.0006",
+    "MAKER_FEE_RATE": "0.0002",
+    "PAPER_SLIPPAGE_BPS": "2",
+    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1,ETH_USDT:0.01:1:1000000:1:0.01",
+}
+
+
 def config_values(**overrides: str) -> dict[str, str]:
     """A complete, valid variable mapping with optional overrides."""
     values = dict(BASE_VALUES)

@@ -27,32 +27,8 @@ from replay.verify import Verifier
 from replay.walk import Series, Tally
 from replay.whatif import parse_overrides
 from replay.window import UsageError, parse_moment
+from tests.unit.strategies import REPLAY_VALUES
 
-PARAMETERS = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_POSITION_PCT": "40",
-    "MAX_EXPOSURE_PCT": "120",
-    "MAX_DAILY_DRAWDOWN_PCT": "4",
-    "STOP_LOSS_PCT": "6",
-    "LOOKBACK_MINUTES": "3",
-    "SIGNAL_THRESHOLD_PCT": "0.3",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
-    "ABNORMAL_MOVE_PCT": "12",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "45",
-    "EXIT_COOLDOWN_SECONDS": "60",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "30",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "MAX_ORDER_NOTIONAL_USDT": "5000",
-    "TAKER_FEE_RATE": "0.0006",
-    "MAKER_FEE_RATE": "0.0002",
-    "PAPER_SLIPPAGE_BPS": "2",
-    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1",
-}
 START_MS = 1_748_822_400_000
 
 
@@ -60,7 +36,7 @@ def market(seed: int, minutes: int) -> list[ev.Event]:
     """One trending symbol, a trade every ~0.5 s, a clock every 5 s (test data: may be random)."""
     rng = random.Random(seed)
     price, drift = Decimal(60000), 0
-    events: list[ev.Event] = [parse_config(PARAMETERS).activated(START_MS)]
+    events: list[ev.Event] = [parse_config(REPLAY_VALUES).activated(START_MS)]
     at = next_clock = START_MS
     while at < START_MS + minutes * 60_000:
         at += rng.randint(200, 800)

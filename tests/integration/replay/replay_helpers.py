@@ -23,32 +23,7 @@ from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 from aggregates.simulation import simulate
 from eventstore import EventStore
-
-PARAMETERS = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_POSITION_PCT": "40",
-    "MAX_EXPOSURE_PCT": "120",
-    "MAX_DAILY_DRAWDOWN_PCT": "4",
-    "STOP_LOSS_PCT": "6",
-    "LOOKBACK_MINUTES": "3",
-    "SIGNAL_THRESHOLD_PCT": "0.3",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
-    "ABNORMAL_MOVE_PCT": "12",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "45",
-    "EXIT_COOLDOWN_SECONDS": "60",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "30",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "MAX_ORDER_NOTIONAL_USDT": "5000",
-    "TAKER_FEE_RATE": "0.0006",
-    "MAKER_FEE_RATE": "0.0002",
-    "PAPER_SLIPPAGE_BPS": "2",
-    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1,ETH_USDT:0.01:1:1000000:1:0.01",
-}
+from tests.unit.strategies import REPLAY_VALUES
 
 #: 2025-06-01T23:30:00Z: sessions cross midnight, so ``--from 2025-06-02`` starts mid-session.
 START_MS = int(datetime(2025, 6, 1, 23, 30, tzinfo=UTC).timestamp() * 1000)
@@ -56,7 +31,7 @@ SYMBOLS = ("BTC_USDT", "ETH_USDT")
 
 
 def config_event(at_ms: int, **overrides: str) -> ev.ConfigActivated:
-    return parse_config({**PARAMETERS, **overrides}).activated(at_ms, "replay tests")
+    return parse_config({**REPLAY_VALUES, **overrides}).activated(at_ms, "replay tests")
 
 
 def market(seed: int = 7, minutes: int = 60, start_ms: int = START_MS) -> list[ev.Event]:

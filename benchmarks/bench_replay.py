@@ -42,34 +42,10 @@ from aggregates.simulation import simulate
 from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
+from tests.unit.strategies import REPLAY_VALUES
 
 GOAL_EVENTS_PER_SECOND = 200_000
 START_MS = 1_748_822_400_000  # 2025-06-02T00:00:00Z
-PARAMETERS = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_POSITION_PCT": "40",
-    "MAX_EXPOSURE_PCT": "120",
-    "MAX_DAILY_DRAWDOWN_PCT": "4",
-    "STOP_LOSS_PCT": "6",
-    "LOOKBACK_MINUTES": "3",
-    "SIGNAL_THRESHOLD_PCT": "0.3",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
-    "ABNORMAL_MOVE_PCT": "12",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "45",
-    "EXIT_COOLDOWN_SECONDS": "60",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "30",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "MAX_ORDER_NOTIONAL_USDT": "5000",
-    "TAKER_FEE_RATE": "0.0006",
-    "MAKER_FEE_RATE": "0.0002",
-    "PAPER_SLIPPAGE_BPS": "2",
-    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1,ETH_USDT:0.01:1:1000000:1:0.01",
-}
 
 
 def market(inputs: int, seed: int = 7) -> Iterator[RecordedEvent]:
@@ -81,7 +57,7 @@ def market(inputs: int, seed: int = 7) -> Iterator[RecordedEvent]:
     price = {"BTC_USDT": Decimal(60000), "ETH_USDT": Decimal(3000)}
     step = {"BTC_USDT": Decimal("0.1"), "ETH_USDT": Decimal("0.01")}
     drift = dict.fromkeys(symbols, 0)
-    yield record(parse_config(PARAMETERS).activated(START_MS, "benchmark"), 1)
+    yield record(parse_config(REPLAY_VALUES).activated(START_MS, "benchmark"), 1)
     position, at, next_clock = 1, START_MS, START_MS
     while position < inputs:
         at += rng.randint(200, 800)

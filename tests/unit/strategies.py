@@ -67,8 +67,8 @@ BASE_VALUES: dict[str, str] = {
 }
 
 
-#: A momentum session that trades often over a generated market: the replay tests' (and
-#: ``benchmarks/bench_replay.py``'s) parameters.
+#: A momentum session that trades often over a generated market: the parameters of the replay
+#: tests and of ``benchmarks/bench_replay.py``.
 REPLAY_VALUES: dict[str, str] = {
     "INITIAL_EQUITY_USDT": "10000",
     "MAX_POSITION_PCT": "40",

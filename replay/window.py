@@ -61,7 +61,11 @@ class Window:
 async def resolve_window(store: EventStore, start: datetime, end: datetime | None) -> Window:
     """The positions of ``[start, end)``; :class:`UsageError` if that holds nothing."""
     if end is not None and end <= start:
-        raise UsageError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
+        raise UsageError(
+            f"--to must be after --from: the window {start.isoformat()} .. {end.isoformat()} "
+            "is empty (a date alone is a whole day: --from starts at its first moment, --to "
+            "ends after its last)"
+        )
     head, _ = await store.head()
     if head == 0:
         raise UsageError("the ledger is empty: nothing to replay")

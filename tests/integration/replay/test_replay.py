@@ -368,6 +368,7 @@ def _intent_of(log: list[RecordedEvent], client_order_id: str) -> str:
         (["--from", "2025-13-45"], "not a date"),
         (["--from", "yesterday"], "not a date"),
         (["--from", FROM, "--to", "2025-06-01T12:00:00Z"], "must be after"),
+        (["--from", "2025-06-03", "--to", "2025-06-02"], "a date alone is a whole day"),
         (["--from", "2031-01-01"], "past the end"),
         (["--from", "2025-05-01", "--to", "2025-05-02"], "holds no events"),
         (["--from", FROM, "--symbol", "btc"], "--symbol"),

@@ -19,7 +19,7 @@ from aggregates.events import (
     StopLossTriggered,
     TradingStateChanged,
 )
-from aggregates.portfolio import DAY_MS
+from aggregates.portfolio import DAY_MS, Position
 from aggregates.risk.state import HUNDRED, Limits, MoveWindow, PendingOrder, RiskState, numbers
 
 
@@ -257,9 +257,13 @@ def stop_reached(state: RiskState, symbol: str, limits: Limits) -> bool:
     position = state.portfolio.positions.get(symbol)
     if position is None or not position.contracts:
         return False
+    return _adverse_move(position) * HUNDRED >= limits.stop_loss_pct * position.average_entry
+
+
+def _adverse_move(position: Position) -> Decimal:
+    """How far the mark moved against the position from its entry price (negative: in favour)."""
     entry = position.average_entry
-    loss = (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
-    return loss * HUNDRED >= limits.stop_loss_pct * entry
+    return (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
 
 
 def stop_out(d: Decision, symbol: str) -> None:
@@ -269,8 +273,6 @@ def stop_out(d: Decision, symbol: str) -> None:
     limits = state.limits
     assert limits is not None
     position = state.portfolio.positions[symbol]
-    entry = position.average_entry
-    loss = (entry - position.mark) if position.contracts > 0 else (position.mark - entry)
     uncovered = abs(position.contracts) - state.covered_exit(symbol)
     if uncovered <= 0:
         return
@@ -279,9 +281,9 @@ def stop_out(d: Decision, symbol: str) -> None:
         StopLossTriggered(
             at_ms=now,
             symbol=symbol,
-            entry_price=entry,
+            entry_price=position.average_entry,
             mark_price=position.mark,
-            loss_pct=loss * HUNDRED / entry,
+            loss_pct=_adverse_move(position) * HUNDRED / position.average_entry,
             contracts=uncovered,
         )
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -210,6 +211,10 @@ async def _own_postgres() -> AsyncIterator[tuple[object, str]]:
         await upgrade_async(url)
         yield server, url
     finally:
+        # The test restarts the server with pg_ctl, behind the library's back: the library's
+        # stop then sees its own postmaster gone and deletes the data under the running one.
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            await asyncio.to_thread(_stop_postgres, server)
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(shutil.rmtree, base, True)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from operator import attrgetter
 
 import msgspec
@@ -50,6 +51,185 @@ class Prepared(msgspec.Struct, frozen=True):
 
 
 _KEY_ORDER: dict[type, tuple[str, ...]] = {}
+
+#: The timestamps the ledger accepts (``occurred_at``): from the Unix epoch up to, not including,
+#: the year 3000 (UTC), like the events' own ``at_ms``. Why bounded: PostgreSQL, asyncpg and the
+#: canonical form do not agree at the edges of ``datetime`` (asyncpg sends ``datetime.max`` as
+#: ``infinity``, which the audit query cannot turn into microseconds and reads refuse).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+#: ``causation_position`` is a ledger position: a bigint > 0.
+_MAX_POSITION = 2**63 - 1
+
+#: Checks one value against its declared type; raises :class:`TypeError` naming the problem.
+_Check = Callable[[object], None]
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _compile(info: msgspec.inspect.Type) -> _Check:
+    """A strict type check for one msgspec type (msgspec checks nothing at construction).
+
+    Why: the payload is validated by an encode/decode round trip, which converts instead of
+    refusing: a float in a Decimal field is written as a JSON number (whose jsonb text is not
+    the one hashed), bytes or a datetime in a str field become strings. Here the Python value
+    must already be of the declared type; money must be a finite Decimal.
+    """
+    if isinstance(info, msgspec.inspect.StrType | msgspec.inspect.LiteralType):
+        kinds: tuple[type, ...] = (
+            (str,)
+            if isinstance(info, msgspec.inspect.StrType)
+            else tuple({type(v) for v in info.values})
+        )
+
+        def check_plain(value: object) -> None:
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise TypeError(f"expected {kinds[0].__name__}, got {_describe(value)}")
+
+        return check_plain
+    if isinstance(info, msgspec.inspect.IntType):
+
+        def check_int(value: object) -> None:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"expected int, got {_describe(value)}")
+
+        return check_int
+    if isinstance(info, msgspec.inspect.BoolType):
+
+        def check_bool(value: object) -> None:
+            if value is not True and value is not False:
+                raise TypeError(f"expected bool, got {_describe(value)}")
+
+        return check_bool
+    if isinstance(info, msgspec.inspect.NoneType):
+
+        def check_none(value: object) -> None:
+            if value is not None:
+                raise TypeError(f"expected None, got {_describe(value)}")
+
+        return check_none
+    if isinstance(info, msgspec.inspect.DecimalType):
+
+        def check_decimal(value: object) -> None:
+            if not isinstance(value, Decimal):
+                raise TypeError(f"expected a Decimal (never a float), got {_describe(value)}")
+            if not value.is_finite():
+                raise TypeError(f"expected a finite Decimal, got {value}")
+
+        return check_decimal
+    if isinstance(info, msgspec.inspect.StructType):
+        return _struct_check(info)
+    if isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+        item = _compile(info.item_type)
+
+        def check_items(value: object) -> None:
+            if not isinstance(value, tuple | list):
+                raise TypeError(f"expected a tuple, got {_describe(value)}")
+            for index, element in enumerate(value):
+                try:
+                    item(element)
+                except TypeError as error:
+                    raise TypeError(f"[{index}]: {error}") from None
+
+        return check_items
+    if isinstance(info, msgspec.inspect.DictType):
+        key, val = _compile(info.key_type), _compile(info.value_type)
+
+        def check_dict(value: object) -> None:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected a dict, got {_describe(value)}")
+            for k, v in value.items():
+                try:
+                    key(k)
+                    val(v)
+                except TypeError as error:
+                    raise TypeError(f"[{k!r}]: {error}") from None
+
+        return check_dict
+    if isinstance(info, msgspec.inspect.UnionType):
+        options = [_compile(option) for option in info.types]
+
+        def check_union(value: object) -> None:
+            problems = []
+            for option in options:
+                try:
+                    option(value)
+                    return
+                except TypeError as error:
+                    problems.append(str(error))
+            raise TypeError(" or ".join(problems))
+
+        return check_union
+    # A type the catalogue did not use when this was written: refuse to guess (import fails).
+    raise NotImplementedError(f"no strict check for {type(info).__name__}")
+
+
+def _struct_check(info: msgspec.inspect.StructType) -> _Check:
+    fields = [(field.name, _compile(field.type)) for field in info.fields]
+    cls = info.cls
+
+    def check_struct(value: object) -> None:
+        if not isinstance(value, cls):
+            raise TypeError(f"expected {cls.__name__}, got {_describe(value)}")
+        for name, check in fields:
+            try:
+                check(getattr(value, name))
+            except TypeError as error:
+                raise TypeError(f"field {name!r}: {error}") from None
+
+    return check_struct
+
+
+#: One strict check per event class, compiled at import (an unsupported field type fails here).
+_TYPE_CHECKS: dict[type, _Check] = {
+    kind: _struct_check(msgspec.inspect.type_info(kind))  # type: ignore[arg-type]
+    for kind in ev.EVENT_TYPES.values()
+}
+
+
+def check_occurred_at(moment: object) -> None:
+    """Refuse what the ledger cannot store and hash faithfully: see :data:`EARLIEST`."""
+    if not isinstance(moment, datetime):
+        raise InvalidEvent(f"occurred_at must be a timezone-aware datetime, got {moment!r}")
+    try:
+        offset = moment.utcoffset()
+        inside = offset is not None and EARLIEST <= moment < LATEST
+    except (OverflowError, ValueError, TypeError) as error:
+        raise InvalidEvent(f"occurred_at {moment!r} has no usable UTC offset: {error}") from None
+    if offset is None:
+        raise InvalidEvent(f"occurred_at must be a timezone-aware datetime: {moment!r}")
+    if not inside:
+        raise InvalidEvent(
+            f"occurred_at {moment.isoformat()} is outside the ledger's range "
+            f"[{EARLIEST.isoformat()}, {LATEST.isoformat()})"
+        )
+
+
+def _check_envelope(new: NewEvent) -> None:
+    """Every envelope field checked here, before any transaction: a value PostgreSQL would
+    refuse must fail only its own append, never the others grouped into the same commit."""
+    if type(new.event_id) is not uuid.UUID and not isinstance(new.event_id, uuid.UUID):
+        raise InvalidEvent(f"event_id must be a UUID, got {new.event_id!r}")
+    check_occurred_at(new.occurred_at)
+    for name in ("causation_id", "correlation_id"):
+        value = getattr(new, name)
+        if value is not None and not isinstance(value, uuid.UUID):
+            raise InvalidEvent(f"{name} must be a UUID or None, got {_describe(value)}")
+    position = new.causation_position
+    if position is not None and (
+        not isinstance(position, int)
+        or isinstance(position, bool)
+        or not 1 <= position <= _MAX_POSITION
+    ):
+        raise InvalidEvent(
+            f"causation_position must be None or a ledger position (1..{_MAX_POSITION}), "
+            f"got {_describe(position)}"
+        )
+
 
 #: Field types whose JSON is a scalar msgspec writes exactly as jsonb prints it (see _flat_plan).
 _SCALARS = (
@@ -143,11 +323,12 @@ def prepare_checked(stream: str, new: NewEvent) -> Prepared:
     tag = getattr(getattr(kind, "__struct_config__", None), "tag", None)
     if not isinstance(tag, str) or ev.EVENT_TYPES.get(tag) is not kind:
         raise InvalidEvent(f"{kind.__name__} is not an event type of aggregates.events")
+    _check_envelope(new)
     event_id, occurred_at = new.event_id, new.occurred_at
-    if type(event_id) is not uuid.UUID and not isinstance(event_id, uuid.UUID):
-        raise InvalidEvent(f"event_id must be a UUID, got {event_id!r}")
-    if not isinstance(occurred_at, datetime) or occurred_at.tzinfo is None:
-        raise InvalidEvent(f"occurred_at must be a timezone-aware datetime: {occurred_at!r}")
+    try:
+        _TYPE_CHECKS[kind](event)
+    except TypeError as error:
+        raise InvalidEvent(f"invalid {tag} payload: {error}") from None
     try:
         payload_text = _payload(kind, tag, event)
     except (msgspec.ValidationError, CanonicalError, UnicodeEncodeError, TypeError) as error:

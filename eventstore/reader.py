@@ -34,8 +34,7 @@ from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
 from aggregates.upcasting import Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import check_stream
-from eventstore.codec import decode_payload
+from eventstore.codec import check_stream_name, decode_payload
 from eventstore.errors import CorruptEvent, EventStoreError, InvalidEvent
 
 #: Rows per round trip at most (fewer if the caller's batch_size is smaller): one JSON value,
@@ -229,7 +228,7 @@ class Reader:
         # (``step`` 1) the next chunk starts.
         head: tuple[str, ...] = ()
         if stream is not None:
-            check_stream(stream)
+            check_stream_name(stream)  # InvalidEvent: every public error is an EventStoreError
             head = (stream,)
         size = min(batch_size, CHUNK)
         versions, pool = _versions(), self._pool

@@ -59,7 +59,7 @@ _KEY_ORDER: dict[type, tuple[str, ...]] = {}
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
-#: ``causation_position`` is a ledger position: a bigint > 0.
+#: ``causation_position`` is a ledger position (or 0, "before the first"): a bigint >= 0.
 _MAX_POSITION = 2**63 - 1
 
 #: Checks one value against its declared type; raises :class:`TypeError` naming the problem.
@@ -223,10 +223,10 @@ def _check_envelope(new: NewEvent) -> None:
     if position is not None and (
         not isinstance(position, int)
         or isinstance(position, bool)
-        or not 1 <= position <= _MAX_POSITION
+        or not 0 <= position <= _MAX_POSITION
     ):
         raise InvalidEvent(
-            f"causation_position must be None or a ledger position (1..{_MAX_POSITION}), "
+            f"causation_position must be None or a ledger position (0..{_MAX_POSITION}), "
             f"got {_describe(position)}"
         )
 

@@ -44,12 +44,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import GENESIS, canonical_text, chain
 from eventstore.codec import Prepared, check_stream_name
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
@@ -62,6 +60,8 @@ from eventstore.errors import (
 from eventstore.follow import follow
 from eventstore.plan import Plan, Request, fresh_events, id_keys, plan_batch, validate
 from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
+from eventstore.verify import VerifyResult as VerifyResult
+from eventstore.verify import verify as _verify
 
 _VERSION_CACHE_LIMIT = 100_000
 
@@ -69,22 +69,6 @@ _log = logging.getLogger(__name__)
 
 #: Receives the events one append committed (see :meth:`EventStore.on_commit`).
 CommitListener = Callable[[list[RecordedEvent]], None]
-
-
-class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``verify`` found: ``ok``, or the first bad position and the reason."""
-
-    ok: bool
-    events_checked: int
-    head_position: int
-    head_hash: bytes
-    first_bad_position: int | None = None
-    problem: str | None = None
-
-    @property
-    def anchor(self) -> str:
-        """``POSITION:HASHHEX`` of the chain head, for ``claire verify --expect``."""
-        return f"{self.head_position}:{self.head_hash.hex()}"
 
 
 class EventStore:
@@ -169,7 +153,9 @@ class EventStore:
         if self._closed:
             raise EventStoreError("the event store is closed")
         if expected_version is not None and (
-            not isinstance(expected_version, int) or expected_version < 0
+            not isinstance(expected_version, int)
+            or isinstance(expected_version, bool)
+            or expected_version < 0
         ):
             raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
         check_stream_name(stream)
@@ -487,78 +473,11 @@ class EventStore:
         ``resume=(position, hash)``: positions 1..position were already checked by the caller
         (:class:`eventstore.chain.ChainCheck`) and ``hash`` is the stored hash at ``position``;
         the rest of the chain is checked from there, and counted as if checked here.
+
+        Everything is read in one REPEATABLE READ snapshot (appends may commit meanwhile), and
+        a row that cannot be read is reported by its position (:mod:`eventstore.verify`).
         """
-        head_rows = await self._fetch(sql.READ_HEAD)
-        head, head_hash = head_rows[0][0], head_rows[0][1]
-        previous, expected, checked = GENESIS, 1, 0
-        after = 0
-        if resume is not None:
-            if expect is not None:
-                raise ValueError("verify: expect and resume cannot be combined")
-            after, previous = resume
-            expected, checked = after + 1, after
-        anchor_hash: bytes | None = None
-
-        def bad(position: int | None, problem: str) -> VerifyResult:
-            return VerifyResult(
-                ok=False,
-                events_checked=checked,
-                head_position=head,
-                head_hash=head_hash,
-                first_bad_position=position,
-                problem=problem,
-            )
-
-        while True:
-            rows = await self._fetch(sql.READ_FOR_VERIFY, after, 5000)
-            for row in rows:
-                position = row[0]
-                if position != expected:
-                    return bad(expected, f"position {expected} is missing (next is {position})")
-                text = canonical_text(
-                    position=position,
-                    stream=row[1],
-                    stream_version=row[2],
-                    event_id=row[3],
-                    event_type=row[4],
-                    schema_version=row[5],
-                    occurred_at=row[6],
-                    recorded_at=row[7],
-                    causation_id=row[8],
-                    causation_position=row[9],
-                    correlation_id=row[10],
-                    payload_text=row[11],
-                )
-                if chain(previous, text) != row[12]:
-                    return bad(position, f"position {position}: hash does not match its content")
-                previous = row[12]
-                if expect is not None and position == expect[0]:
-                    anchor_hash = previous
-                expected += 1
-                checked += 1
-            if len(rows) < 5000:
-                break
-            after = rows[-1][0]
-        last = expected - 1
-        if head != last or head_hash != previous:
-            return bad(last + 1, f"the head says {head} but the chain ends at {last}")
-        triggers = {name: state for name, state in await self._fetch(sql.REFUSAL_TRIGGERS)}
-        for name in sorted(sql.EXPECTED_TRIGGERS):
-            if name not in triggers:
-                return bad(None, f"refusal trigger {name} is missing")
-            if triggers[name] not in ("O", "A"):  # D: disabled; R: fires only on replicas
-                return bad(None, f"refusal trigger {name} is disabled")
-        if expect is not None:
-            position, digest = expect
-            if position > last:
-                return bad(
-                    last + 1, f"the anchor names position {position}, the log ends at {last}"
-                )
-            if position > 0 and anchor_hash != digest:
-                return bad(position, f"position {position} no longer has the anchored hash")
-        return VerifyResult(
-            ok=True, events_checked=checked, head_position=head, head_hash=head_hash
-        )
+        return await _verify(self._pool, expect, resume)
 
 
 async def audit(url: str) -> tuple[int, str] | None:

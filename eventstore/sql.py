@@ -197,3 +197,41 @@ WITH links AS (
 )
 SELECT first_bad_position, problem FROM problems ORDER BY first_bad_position, problem LIMIT 1
 """
+
+# ``claire verify`` reads everything in one REPEATABLE READ snapshot (eventstore/verify.py): the
+# head, the chain, the triggers and the settings below are one consistent state, however many
+# appends commit meanwhile.
+
+#: Positions only, to find which row of a page the driver could not decode.
+READ_POSITIONS = "SELECT position FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2"
+READ_ONE_FOR_VERIFY = """
+SELECT position, stream, stream_version, event_id, event_type, schema_version, occurred_at,
+       recorded_at, causation_id, causation_position, correlation_id, payload::text, hash
+FROM ledger.events WHERE position = $1
+"""
+
+#: Where ``session_replication_role`` is set to anything but ``origin`` for sessions on this
+#: database (``replica`` or ``local`` stop the refusal triggers, enabled as 'O', from firing):
+#: this session's value and the value it would reset to (server file, ALTER SYSTEM, ALTER
+#: DATABASE/ROLE for this role), and every ALTER DATABASE/ROLE ... SET stored for any role on
+#: this database or all databases.
+REPLICATION_ROLE_SETTINGS = """
+SELECT 'this session (' || source || ')' AS scope, setting AS value
+FROM pg_settings WHERE name = 'session_replication_role' AND setting <> 'origin'
+UNION ALL
+SELECT 'new sessions of this role (default)', reset_val
+FROM pg_settings WHERE name = 'session_replication_role' AND reset_val <> 'origin'
+UNION ALL
+SELECT CASE WHEN s.setdatabase = 0 THEN 'ALTER ROLE ' || r.rolname || ' SET'
+            WHEN s.setrole = 0 THEN 'ALTER DATABASE ' || d.datname || ' SET'
+            ELSE 'ALTER ROLE ' || r.rolname || ' IN DATABASE ' || d.datname || ' SET' END,
+       split_part(c.config, '=', 2)
+FROM pg_db_role_setting s
+LEFT JOIN pg_database d ON d.oid = s.setdatabase
+LEFT JOIN pg_roles r ON r.oid = s.setrole
+CROSS JOIN LATERAL unnest(s.setconfig) AS c(config)
+WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+  AND lower(split_part(c.config, '=', 1)) = 'session_replication_role'
+  AND lower(split_part(c.config, '=', 2)) <> 'origin'
+ORDER BY 1
+"""

@@ -62,7 +62,7 @@ async def _verify(url: str, expect: tuple[int, bytes] | None) -> object:
 
 
 def _verify_command(args: argparse.Namespace) -> int:
-    from eventstore import StoreUnavailable, VerifyResult
+    from eventstore import EventStoreError, StoreUnavailable, VerifyResult
 
     expect = parse_anchor(args.expect) if args.expect else None
     url = _database_url(args)
@@ -70,14 +70,18 @@ def _verify_command(args: argparse.Namespace) -> int:
         result = asyncio.run(_verify(url, expect))
     except StoreUnavailable as error:
         raise UsageError(str(error)) from error
+    except EventStoreError as error:  # whatever the database holds: a message, never a traceback
+        print(f"verify FAILED: {error}", file=sys.stderr)
+        return CHECK_FAILED
     assert isinstance(result, VerifyResult)
     print(f"head {result.anchor}")
-    if args.anchor:
-        Path(args.anchor).write_text(result.anchor + "\n", encoding="utf-8")
     if not result.ok:
+        # No anchor from a ledger that failed: it would vouch for a state nobody can trust.
         where = f" at position {result.first_bad_position}" if result.first_bad_position else ""
         print(f"verify FAILED{where}: {result.problem}", file=sys.stderr)
         return CHECK_FAILED
+    if args.anchor:
+        Path(args.anchor).write_text(result.anchor + "\n", encoding="utf-8")
     print(f"verify ok: {result.events_checked} events, chain intact")
     return OK
 

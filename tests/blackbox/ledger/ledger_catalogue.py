@@ -137,8 +137,8 @@ def moments() -> st.SearchStrategy[datetime]:
 
 _IDS = st.uuids()
 _BAD_IDS = st.sampled_from(["not-a-uuid", b"\x00" * 16, 12, "6f1d7a52-9b0e-5c1e-8d4a-c1a12ede0b1a"])
-_POSITIONS = st.integers(min_value=1, max_value=2**63 - 1)
-_BAD_POSITIONS = st.sampled_from([0, -1, 2**63, 2**70, True, 1.0, "7"])
+_POSITIONS = st.integers(min_value=0, max_value=2**63 - 1)
+_BAD_POSITIONS = st.sampled_from([-1, 2**63, 2**70, True, 1.0, "7"])
 
 
 def new_events() -> st.SearchStrategy[NewEvent]:

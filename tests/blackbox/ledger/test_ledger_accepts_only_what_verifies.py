@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-import asyncpg
 import msgspec
 import pytest
-from conftest import ROOT, readme_audit_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_blackbox import audit, claire_verify, rows_in
 from ledger_catalogue import new_events, valid_new_event
 
 from aggregates import events as ev
@@ -33,35 +30,6 @@ pytestmark = [pytest.mark.db]
 _streams = itertools.count(1)
 _ids = itertools.count(1)
 _examples = itertools.count(1)
-
-
-def claire_verify(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """``claire verify`` as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--database-url", url, "verify", *extra],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-        check=False,
-    )
-
-
-async def audit(url: str) -> asyncpg.Record | None:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetchrow(readme_audit_query())
-    finally:
-        await conn.close()
-
-
-async def rows_in(url: str, stream: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetchval("SELECT count(*) FROM ledger.events WHERE stream = $1", stream)
-    finally:
-        await conn.close()
 
 
 def _unique_id(new: NewEvent) -> NewEvent:
@@ -190,7 +158,7 @@ async def test_the_documented_range_edges_are_accepted_verified_and_read_back(
     "bad",
     [
         {"causation_position": 2**63},
-        {"causation_position": 0},
+        {"causation_position": -1},
         {"causation_position": True},
         {"causation_id": "not-a-uuid"},
         {"correlation_id": "6f1d7a52-9b0e-5c1e-8d4a-c1a12ede0b1a"},

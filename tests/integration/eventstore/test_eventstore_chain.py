@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
-from eventstore import EventStore
+from eventstore import EventStore, EventStoreError
 from eventstore.canonical import GENESIS
 from eventstore.chain import ChainCheck
 
@@ -119,5 +119,5 @@ async def test_verify_when_resume_and_expect_given_together_then_refused(
     store: EventStore,
 ) -> None:
     await fill_mixed(store)
-    with pytest.raises(ValueError, match="cannot be combined"):
+    with pytest.raises(EventStoreError, match="cannot be combined"):
         await store.verify(expect=(1, GENESIS), resume=(0, GENESIS))

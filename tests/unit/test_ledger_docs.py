@@ -1,0 +1,31 @@
+"""The ledger's documents say what the code does: the audit query an auditor copies from the
+README is the one the tests run, and the timestamp range docs/LEDGER.md states is enforced."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from eventstore import codec, sql
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _normalised(query: str) -> str:
+    return re.sub(r"\s+", " ", query).strip().rstrip(";").strip()
+
+
+def test_the_readme_audit_query_is_the_one_the_code_and_tests_run() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Verifying the chain with nothing but psql", 1)[1]
+    match = re.search(r"```sql\n(.*?)```", section, re.S)
+    assert match is not None
+    assert _normalised(match.group(1)) == _normalised(sql.AUDIT_QUERY)
+
+
+def test_the_documented_timestamp_range_is_the_enforced_one() -> None:
+    text = (ROOT / "docs" / "LEDGER.md").read_text(encoding="utf-8")
+    assert codec.EARLIEST == datetime(1970, 1, 1, tzinfo=UTC)
+    assert codec.LATEST == datetime(3000, 1, 1, tzinfo=UTC)
+    assert "from 1970-01-01T00:00:00Z (included) to 3000-01-01T00:00:00Z (excluded)" in text

@@ -26,6 +26,6 @@ def test_the_readme_audit_query_is_the_one_the_code_and_tests_run() -> None:
 
 def test_the_documented_timestamp_range_is_the_enforced_one() -> None:
     text = (ROOT / "docs" / "LEDGER.md").read_text(encoding="utf-8")
-    assert codec.EARLIEST == datetime(1970, 1, 1, tzinfo=UTC)
-    assert codec.LATEST == datetime(3000, 1, 1, tzinfo=UTC)
+    enforced = (codec.EARLIEST, codec.LATEST)
+    assert enforced == (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
     assert "from 1970-01-01T00:00:00Z (included) to 3000-01-01T00:00:00Z (excluded)" in text

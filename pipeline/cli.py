@@ -122,11 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except SystemExit as exit_:
         return OK if exit_.code == 0 else USAGE
+    from eventstore.errors import EventStoreError, StoreUnavailable
+
     try:
         return int(args.handler(args))
     except UsageError as error:
         print(f"claire: {error}", file=sys.stderr)
         return USAGE
+    except StoreUnavailable as error:
+        print(f"claire: {error}", file=sys.stderr)
+        return USAGE
+    except EventStoreError as error:  # e.g. a ledger row no command can read: named, no traceback
+        print(f"claire: {error}", file=sys.stderr)
+        return CHECK_FAILED
 
 
 if __name__ == "__main__":

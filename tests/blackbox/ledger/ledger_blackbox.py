@@ -25,8 +25,17 @@ def readme_audit_query() -> str:
 
 def claire_verify(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """``claire verify`` as an operator runs it."""
+    return claire(url, "verify", *extra)
+
+
+def claire(url: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """A ``claire`` command on the ledger at ``url``, as an operator runs it."""
+    if command[:1] == ("replay",):  # replay takes its options after the subcommand
+        argv = ["replay", "--database-url", url, *command[1:]]
+    else:
+        argv = ["--database-url", url, *command]
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--database-url", url, "verify", *extra],
+        [sys.executable, "-m", "pipeline.cli", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,

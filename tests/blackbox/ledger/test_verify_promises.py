@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_blackbox import claire_verify
+from ledger_blackbox import claire, claire_verify
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
@@ -147,3 +147,26 @@ async def test_an_anchor_is_written_only_after_verify_passes(
     assert not anchor.exists()
     run = await asyncio.to_thread(claire_verify, ledger_url, "--expect", written)
     assert run.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["projections", "rebuild"], ["replay", "--from", "2020-01-01", "--verify"]],
+    ids=" ".join,
+)
+async def test_no_command_prints_a_traceback_for_a_row_it_cannot_read(
+    store: EventStore, ledger_url: str, command: list[str]
+) -> None:
+    await store.append("s", ticks(3))
+    await execute(
+        ledger_url,
+        """INSERT INTO ledger.events (position, stream, stream_version, event_id, event_type,
+               schema_version, occurred_at, recorded_at, payload, hash)
+            VALUES (4, 's', 4, gen_random_uuid(), 'clock.tick', 1, 'infinity', now(),
+                    '{"type": "clock.tick", "at_ms": 1}', sha256('x'))""",
+        "UPDATE ledger.head SET position = 4, hash = sha256('x')",
+    )
+    run = await asyncio.to_thread(claire, ledger_url, *command)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert "position 4" in run.stderr

@@ -24,7 +24,7 @@ _EDGE_FLOATS = st.sampled_from([0.1, 1e300, 1e-300, 5e-324, 1.7976931348623157e3
 _EDGE_DECIMALS = st.sampled_from(
     [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity")]
 )
-_EDGE_NUMBERS = st.one_of(_EDGE_FLOATS, st.floats(), _EDGE_DECIMALS)
+_EDGE_NUMBERS = st.one_of(_EDGE_FLOATS, _EDGE_FLOATS, st.floats(), _EDGE_DECIMALS)
 _EDGE_TEXT = st.one_of(
     st.binary(max_size=8),
     st.datetimes(timezones=st.just(UTC)),
@@ -76,13 +76,16 @@ def _edge(info: msgspec.inspect.Type) -> st.SearchStrategy[object]:
 
 
 def field_values(info: msgspec.inspect.Type) -> st.SearchStrategy[object]:
-    """Mostly valid values of a field, sometimes an edge value of the wrong kind or range."""
-    valid = _valid(info)
-    return st.one_of(valid, valid, valid, valid, valid, _edge(info))
+    """Valid values of a field (nested structs may still carry one edge value)."""
+    return _valid(info)
 
 
 def struct_values(info: msgspec.inspect.StructType) -> st.SearchStrategy[object]:
-    fields = {field.name: field_values(field.type) for field in info.fields}
+    """A struct whose fields are valid but for at most one, which gets an edge value (so each
+    kind of bad input is tried on its own, not hidden behind another bad field)."""
+    names = [field.name for field in info.fields]
+    valid = {field.name: field_values(field.type) for field in info.fields}
+    edges = {field.name: _edge(field.type) for field in info.fields}
 
     def build(values: dict[str, object]) -> object:
         try:
@@ -90,7 +93,12 @@ def struct_values(info: msgspec.inspect.StructType) -> st.SearchStrategy[object]
         except (ValueError, TypeError, AttributeError, ArithmeticError):
             return None  # the type itself refused it (its __post_init__): not an append's input
 
-    return st.fixed_dictionaries(fields).map(build).filter(lambda v: v is not None)
+    def draw(corrupt: str | None) -> st.SearchStrategy[object]:
+        fields = {n: (edges[n] if n == corrupt else valid[n]) for n in names}
+        return st.fixed_dictionaries(fields).map(build)
+
+    choice = st.one_of(st.none(), st.sampled_from(names)) if names else st.none()
+    return choice.flatmap(draw).filter(lambda v: v is not None)
 
 
 #: Every event type of the catalogue (a new one is covered without editing this module).

@@ -159,6 +159,10 @@ class EventStore:
         ):
             raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
         check_stream_name(stream)
+        if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+            raise InvalidEvent(
+                f"events must be a sequence of NewEvent, got {type(events).__name__}"
+            )
         if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()

@@ -202,3 +202,33 @@ async def test_read_stream_with_a_bad_stream_name_raises_an_event_store_error(
 ) -> None:
     with pytest.raises(EventStoreError):
         [r async for r in store.read_stream("no|pipes")]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda store: store.append("s", valid_new_event()),
+        lambda store: store.append("s", "not events"),
+        lambda store: store.append("s", [valid_new_event()], expected_version=True),
+        lambda store: store.append("s", [valid_new_event()], expected_version="0"),
+        lambda store: store.append("bad name", [valid_new_event()]),
+        lambda store: store.append("s", [ev.ClockTicked(at_ms=1)]),
+        lambda store: _drain(store.read_all(after="0")),
+        lambda store: _drain(store.read_all(batch_size=0)),
+        lambda store: _drain(store.read_stream("s", from_version=1.5)),
+        lambda store: _drain(store.read_stream("s", batch_size=-1)),
+        lambda store: _drain(store.read_stream(b"s")),
+        lambda store: store.position_at(datetime(2026, 1, 1)),  # noqa: DTZ001 - naive on purpose
+    ],
+    ids=lambda _: "",
+)
+async def test_every_error_of_the_public_api_is_an_event_store_error(
+    store: EventStore, call: object
+) -> None:
+    with pytest.raises(EventStoreError):
+        await call(store)  # type: ignore[operator]
+
+
+async def _drain(events: object) -> None:
+    async for _ in events:  # type: ignore[attr-defined]
+        pass

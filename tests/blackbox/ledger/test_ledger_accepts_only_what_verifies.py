@@ -110,12 +110,25 @@ def _at(moment: datetime, event: ev.Event | None = None) -> NewEvent:
             ev.MoversSelected(at_ms=1, symbols=("BTC_USDT",), scores=(Decimal("-Infinity"),)),
             id="-inf",
         ),
+        *(
+            pytest.param(
+                ev.OrderCancelled(
+                    at_ms=1,
+                    client_order_id="c1",
+                    symbol="BTC_USDT",
+                    reason="r",
+                    remaining_contracts=value,  # type: ignore[arg-type]
+                ),
+                id=f"field {value!r}",
+            )
+            for value in (Decimal("NaN"), Decimal("Infinity"), 1e300, 1e-7)
+        ),
     ],
 )
 async def test_money_that_is_not_a_finite_decimal_is_refused_and_writes_nothing(
     store: EventStore, ledger_url: str, event: ev.Event
 ) -> None:
-    with pytest.raises(InvalidEvent, match="scores"):
+    with pytest.raises(InvalidEvent, match=r"scores|remaining_contracts"):
         await store.append("money", [_at(datetime(2026, 1, 1, tzinfo=UTC), event)])
     assert await rows_in(ledger_url, "money") == 0
     assert (await store.verify()).ok

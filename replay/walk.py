@@ -221,6 +221,7 @@ class Tally:
         self._day_index = -1
         self._last_realised = ZERO
         self._last_fees = ZERO
+        self._last_exposure = ZERO
         self._filling: set[str] = set()
 
     # ------------------------------------------------------------------ folding
@@ -342,11 +343,15 @@ class Tally:
             day.low_equity = equity
         if drawdown > day.max_drawdown:
             day.max_drawdown = drawdown
-        if self.equity.wants():  # the three series are sampled together
+        # The three series are sampled together, and always where exposure changes (a fill):
+        # the report draws them as steps, so each change is drawn where it happened.
+        exposure_changed = after.exposure != self._last_exposure
+        if self.equity.wants() or exposure_changed:
             at_ms = fact.event.at_ms
             self.equity.put(at_ms, equity)
             self.drawdown.put(at_ms, drawdown)
             self.exposure.put(at_ms, after.exposure)
+            self._last_exposure = after.exposure
         if realised is not self._last_realised or fees is not self._last_fees:
             # Window and day totals are differences from the state at the window's start.
             delta_realised = realised - self._last_realised

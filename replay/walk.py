@@ -12,24 +12,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
+from aggregates.envelope import utc_from_ms as at  # re-exported: domain ms as a datetime
 from aggregates.portfolio import DAY_MS, EMPTY, Portfolio, evolve
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CENT = Decimal("0.01")
 _HALT_LIMIT = 1000
-
-
-def at(ms: int) -> datetime:
-    """Domain time (UTC ms) as an aware datetime, exactly."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def stamp(ms: int) -> str:

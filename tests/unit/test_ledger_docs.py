@@ -1,5 +1,5 @@
-"""The ledger's documents say what the code does: the audit query an auditor copies from the
-README is the one the tests run, and the timestamp range docs/LEDGER.md states is enforced."""
+"""docs/LEDGER.md says what the code does: the audit query an auditor copies from it is the one
+the tests run, and the timestamp range it states is the one enforced."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def _normalised(query: str) -> str:
     return re.sub(r"\s+", " ", query).strip().rstrip(";").strip()
 
 
-def test_the_readme_audit_query_is_the_one_the_code_and_tests_run() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Verifying the chain with nothing but psql", 1)[1]
+def test_the_documented_audit_query_is_the_one_the_code_and_tests_run() -> None:
+    page = (ROOT / "docs" / "LEDGER.md").read_text(encoding="utf-8")
+    section = page.split("## Verifying the chain with nothing but psql", 1)[1]
     match = re.search(r"```sql\n(.*?)```", section, re.S)
     assert match is not None
     assert _normalised(match.group(1)) == _normalised(sql.AUDIT_QUERY)

@@ -1,4 +1,4 @@
-"""Helpers of the black-box ledger tests: the README's audit query and commands, as an auditor
+"""Helpers of the black-box ledger tests: the documented audit query and commands, as an auditor
 runs them (a module of its own: test directories share one import namespace)."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def readme_audit_query() -> str:
-    """The plain-SQL audit query exactly as the README prints it (a psql statement)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Verifying the chain with nothing but psql", 1)[1]
+    """The plain-SQL audit query exactly as docs/LEDGER.md prints it (a psql statement)."""
+    page = (ROOT / "docs" / "LEDGER.md").read_text(encoding="utf-8")
+    section = page.split("## Verifying the chain with nothing but psql", 1)[1]
     match = re.search(r"```sql\n(.*?)```", section, re.S)
-    assert match, "the README's audit query is missing"
+    assert match, "the documented audit query is missing"
     return match.group(1).strip().rstrip(";")
 
 
@@ -46,7 +46,7 @@ def claire(url: str, *command: str) -> subprocess.CompletedProcess[str]:
 
 
 async def audit(url: str) -> asyncpg.Record | None:
-    """The README's audit query: None when the chain is intact."""
+    """The documented audit query: None when the chain is intact."""
     conn = await asyncpg.connect(url)
     try:
         return await conn.fetchrow(readme_audit_query())

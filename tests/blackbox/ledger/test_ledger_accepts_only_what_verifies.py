@@ -1,8 +1,8 @@
 """Issue 15, items 1-3 and 8: whatever ``append`` accepts verifies and reads back equal; whatever
 it refuses raises ``InvalidEvent`` for that request alone and leaves no row.
 
-Black-box: written from the README ("The ledger") and ``from eventstore import ...`` only; the
-events come from strategies built from the catalogue's own types (``ledger_catalogue``).
+Black-box: written from docs/LEDGER.md (the ledger's contract) and ``from eventstore import ...``
+only; the events come from strategies built from the catalogue's own types (``ledger_catalogue``).
 """
 
 from __future__ import annotations

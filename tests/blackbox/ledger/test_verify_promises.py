@@ -1,7 +1,7 @@
 """Issue 15, items 2, 6, 8 and the false failure: ``claire verify`` as an auditor runs it.
 
-Black-box: the README's commands and ``from eventstore import ...``; the database is edited the
-way a superuser could (these tests' connections are superuser on their own server).
+Black-box: the commands of docs/LEDGER.md and ``from eventstore import ...``; the database is
+edited the way a superuser could (these tests' connections are superuser on their own server).
 """
 
 from __future__ import annotations

@@ -290,7 +290,10 @@ class EventStore:
         guessed = {r.stream for r in batch if r.stream not in self._versions}
         versions = {r.stream: self._versions.get(r.stream, 0) for r in batch}
         plan = plan_batch(batch, head, head_hash, versions, guessed, {})
-        if plan.guessed_conflict or plan.head == head:
+        # Cached versions are hints: a conflict is only ever reported once the locked path has
+        # read the stream's real version (another process, or a fast path that fell back, may
+        # have moved it since it was cached).
+        if plan.head == head or any(isinstance(o, ConcurrencyConflict) for o in plan.outcomes):
             return None
         big = len(plan.events) >= sql.COPY_MIN_EVENTS
         if big:
@@ -323,7 +326,8 @@ class EventStore:
             versions = dict(zip(streams, state["versions"], strict=True))
             known_ids = (stored.int for stored in state["known_ids"] or ())
             known = dict(zip(known_ids, state["known_positions"] or (), strict=True))
-            plan = plan_batch(batch, head, head_hash, versions, set(), known)
+            contents = dict(zip(known, state["known_contents"] or (), strict=True))
+            plan = plan_batch(batch, head, head_hash, versions, set(), known, contents)
             if plan.head != head and not await self._write(conn, plan, head):
                 raise EventStoreError("the ledger head moved while this append held its lock")
             await conn.execute("COMMIT")

@@ -20,8 +20,17 @@ COLUMNS = (
 # serialises appenders until COMMIT: it is what makes positions commit-ordered and gapless.
 BEGIN_AND_LOCK_HEAD = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM ledger.head FOR UPDATE"
 
+#: A stored event's identity for a re-append: everything but its position, stream version and
+#: recorded_at (eventstore.plan.content builds the same text for a new event).
+STORED_CONTENT = (
+    "concat_ws('|', e.stream, e.event_id, e.event_type, e.schema_version, "
+    "(extract(epoch FROM e.occurred_at) * 1000000)::bigint, "
+    "coalesce(e.causation_id::text, ''), coalesce(e.causation_position::text, ''), "
+    "coalesce(e.correlation_id::text, ''), e.payload::text)"
+)
+
 # Runs after the lock is held, so its snapshot sees every commit before ours.
-READ_APPEND_STATE = """
+READ_APPEND_STATE = f"""
 SELECT h.position, h.hash,
        ARRAY(SELECT coalesce((SELECT e.stream_version FROM ledger.events e
                               WHERE e.stream = s.stream
@@ -31,7 +40,9 @@ SELECT h.position, h.hash,
        (SELECT array_agg(e.event_id ORDER BY e.position)
         FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_ids,
        (SELECT array_agg(e.position ORDER BY e.position)
-        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions,
+       (SELECT array_agg({STORED_CONTENT} ORDER BY e.position)
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_contents
 FROM ledger.head h
 """
 

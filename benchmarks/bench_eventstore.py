@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -318,7 +318,8 @@ def _eventsourcing(url: str, args: argparse.Namespace) -> dict[str, float] | Non
     parts = urlsplit(url)
     datastore = PostgresDatastore(
         dbname=parts.path.lstrip("/"),
-        host=parts.hostname or "127.0.0.1",
+        # An embedded server (--embedded) listens on a unix socket: ?host=/its/directory.
+        host=parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0],
         port=parts.port or 5432,
         user=parts.username or "postgres",
         password=parts.password or "",

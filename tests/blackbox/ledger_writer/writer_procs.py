@@ -19,6 +19,8 @@ from eventstore import EventStore
 async def big(url: str, label: str, size: int) -> None:
     events = [trade(n, label=label) for n in range(size)]
     async with await EventStore.connect(url) as store:
+        # A long-lived writer has appended before (its store knows the head).
+        await store.append(f"warm-{label}", [trade(-1, label=label)])
         print("appending", flush=True)
         positions = await store.append(f"big-{label}", events, expected_version=0)
         print("committed", positions[0], positions[-1], flush=True)

@@ -6,6 +6,15 @@
 Works in a throwaway database it creates and drops. With ``eventsourcing`` installed
 (``pip install -r requirements-bench.lock``) the same runs go through its PostgreSQL recorder on
 the same server, side by side. Never part of the test suite: timings vary by machine.
+
+``--embedded`` starts a PostgreSQL of its own in a temporary directory instead (no server needed).
+
+In the same run, raw asyncpg does the same work without the ledger's guarantees (no chain, no
+ordering, no validation) into a copy of ``ledger.events`` (same columns, constraints and
+indexes, no triggers): plain single-row INSERTs from 8 connections, one unnest INSERT per 100
+events, one binary COPY per 1,000 events, and COPY + msgspec for the read. That is this
+machine's limit: the "% of raw" column divides each figure by it (see docs/LEDGER_WRITER.md).
+Last, the wait of 1-event appends of another store while one call appends 100,000 events.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -139,6 +148,164 @@ async def _memory(store: EventStore, wanted: int, counter) -> dict[str, float]:
     }
 
 
+# ----------------------------------------------------------------------------- raw asyncpg
+
+#: Which raw figure each of ours is compared with (the issue's goals, as ratios).
+RAW_FOR = {
+    "append, 1 event/txn, 1 writer": ("raw INSERT, 1 row/txn, 1 conn", None),
+    "append, 1 event/txn, 8 writers": ("raw INSERT, 1 row/txn, 8 conns", 2.0),
+    "append, 100 events/call": ("raw unnest INSERT, 100 rows/stmt", 0.85),
+    "append, 1,000 events/call": ("raw COPY, 1,000 rows/COPY", 0.85),
+    "read + decode whole log": ("raw COPY + msgspec decode", 0.85),
+}
+
+_RAW_TABLE = """
+CREATE SEQUENCE public.raw_seq;
+CREATE TABLE public.raw_events (LIKE ledger.events INCLUDING ALL);
+ALTER TABLE public.raw_events ALTER position SET DEFAULT nextval('public.raw_seq'),
+                              ALTER stream_version SET DEFAULT nextval('public.raw_seq')
+"""
+_RAW_COLUMNS = (
+    "stream", "event_id", "event_type", "schema_version", "occurred_at", "recorded_at",
+    "payload", "hash",
+)  # fmt: skip
+_RAW_INSERT = (
+    "INSERT INTO public.raw_events (stream, event_id, event_type, schema_version, occurred_at,"
+    " recorded_at, payload, hash) VALUES ($1, $2, 'market.trade', 1, $3, $3, $4::jsonb, $5)"
+)
+_RAW_UNNEST = (
+    "INSERT INTO public.raw_events (stream, event_id, event_type, schema_version, occurred_at,"
+    " recorded_at, payload, hash) SELECT $1, r.id, 'market.trade', 1, r.at, r.at, r.p::jsonb,"
+    " r.h FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[]) AS r(id, at, p, h)"
+)
+_HASH = bytes(32)
+
+
+def _payload(n: int) -> str:
+    return msgspec.json.encode(_tick(n)).decode()
+
+
+async def _raw(url: str, args: argparse.Namespace) -> dict[str, float]:
+    """The same appends and read as :func:`_ours`, by hand: this machine's limit."""
+    out: dict[str, float] = {}
+    conns = [await asyncpg.connect(url) for _ in range(8)]
+    counter = iter(range(10**9))
+    try:
+        await conns[0].execute(_RAW_TABLE)
+        conn = conns[0]
+        started = time.perf_counter()
+        for _ in range(args.single):
+            n = next(counter)
+            await conn.execute(
+                _RAW_INSERT, "raw", uuid.uuid4(), datetime.now(UTC), _payload(n), _HASH
+            )
+        if args.single:
+            out["raw INSERT, 1 row/txn, 1 conn"] = args.single / (time.perf_counter() - started)
+
+        async def writer(conn: asyncpg.Connection) -> None:
+            for _ in range(args.concurrent):
+                n = next(counter)
+                await conn.execute(
+                    _RAW_INSERT, "raw", uuid.uuid4(), datetime.now(UTC), _payload(n), _HASH
+                )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(c) for c in conns))
+        if args.concurrent:
+            out["raw INSERT, 1 row/txn, 8 conns"] = (
+                8 * args.concurrent / (time.perf_counter() - started)
+            )
+
+        started = time.perf_counter()
+        for _ in range(args.calls100):
+            rows = [next(counter) for _ in range(100)]
+            now = datetime.now(UTC)
+            await conn.execute(
+                _RAW_UNNEST,
+                "raw",
+                [uuid.uuid4() for _ in rows],
+                [now] * 100,
+                [_payload(n) for n in rows],
+                [_HASH] * 100,
+            )
+        if args.calls100:
+            out["raw unnest INSERT, 100 rows/stmt"] = (
+                100 * args.calls100 / (time.perf_counter() - started)
+            )
+
+        started = time.perf_counter()
+        for _ in range(args.calls1000):
+            now = datetime.now(UTC)
+            records = [
+                ("raw", uuid.uuid4(), "market.trade", 1, now, now, _payload(next(counter)), _HASH)
+                for _ in range(1000)
+            ]
+            await conn.copy_records_to_table(
+                "raw_events", schema_name="public", columns=_RAW_COLUMNS, records=records
+            )
+        if args.calls1000:
+            out["raw COPY, 1,000 rows/COPY"] = (
+                1000 * args.calls1000 / (time.perf_counter() - started)
+            )
+
+        if not args.skip_read:
+            decoder = msgspec.json.Decoder(ev.AnyEvent)  # type: ignore[arg-type]
+            total = 0
+            pending = b""
+
+            def sink(data: bytes) -> None:
+                nonlocal total, pending
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    decoder.decode(line)
+                total += len(lines)
+
+            async def write(data: bytes) -> None:
+                sink(data)
+
+            started = time.perf_counter()
+            await conn.copy_from_query(
+                "SELECT payload FROM ledger.events ORDER BY position", output=write
+            )
+            out["raw COPY + msgspec decode"] = total / (time.perf_counter() - started)
+    finally:
+        for conn in conns:
+            await conn.close()
+    return out
+
+
+async def _wait_during_big(url: str, size: int) -> dict[str, float]:
+    """Latency of another store's 1-event appends while one call appends ``size`` events."""
+    waits: list[float] = []
+    async with await EventStore.connect(url) as big, await EventStore.connect(url) as small:
+        events = [_new(n) for n in range(size)]
+        await small.append("wait-probe", [_new(-1)])
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                await small.append("wait-probe", [_new(-1)])
+                waits.append(time.perf_counter() - started)
+
+        prober = asyncio.create_task(probe())
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        await big.append(f"big-{uuid.uuid4().hex[:8]}", events)
+        elapsed = time.perf_counter() - started
+        done.set()
+        await prober
+    waits.sort()
+    label = f"{size:,}-event append"
+    return {
+        f"{label}: its duration (ms)": elapsed * 1000,
+        f"{label}: 1-event append wait p50 (ms)": waits[len(waits) // 2] * 1000,
+        f"{label}: 1-event append wait p99 (ms)": waits[int(len(waits) * 0.99)] * 1000,
+        f"{label}: 1-event append wait max (ms)": waits[-1] * 1000,
+    }
+
+
 # ----------------------------------------------------------------------------- eventsourcing
 
 
@@ -151,7 +318,8 @@ def _eventsourcing(url: str, args: argparse.Namespace) -> dict[str, float] | Non
     parts = urlsplit(url)
     datastore = PostgresDatastore(
         dbname=parts.path.lstrip("/"),
-        host=parts.hostname or "127.0.0.1",
+        # An embedded server (--embedded) listens on a unix socket: ?host=/its/directory.
+        host=parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0],
         port=parts.port or 5432,
         user=parts.username or "postgres",
         password=parts.password or "",
@@ -221,19 +389,33 @@ def _eventsourcing(url: str, args: argparse.Namespace) -> dict[str, float] | Non
 # ----------------------------------------------------------------------------- main
 
 
-def _table(ours: dict[str, float], theirs: dict[str, float] | None) -> str:
+def _table(
+    ours: dict[str, float], theirs: dict[str, float] | None, raw: dict[str, float] | None = None
+) -> str:
     lines = []
-    header = f"{'measure':<40} {'claire':>14} {'goal':>10}"
+    header = f"{'measure':<52} {'claire':>12} {'goal':>10}"
+    if raw is not None:
+        header += f" {'raw':>12} {'% of raw':>9} {'goal':>6}"
     if theirs is not None:
         header += f" {'eventsourcing':>14} {'ratio':>7}"
     lines += [header, "-" * len(header)]
     for key, value in ours.items():
         goal = GOALS.get(key)
-        row = f"{key:<40} {value:>14,.0f} {'' if goal is None else f'{goal:,}':>10}"
+        row = f"{key:<52} {value:>12,.1f} {'' if goal is None else f'{goal:,}':>10}"
+        if raw is not None:
+            name, wanted = RAW_FOR.get(key, ("", None))
+            if raw.get(name):
+                row += f" {raw[name]:>12,.0f} {100 * value / raw[name]:>8.0f}%"
+                row += f" {'' if wanted is None else f'{100 * wanted:.0f}%':>6}"
+            else:
+                row += " " * 30
         if theirs is not None and key in theirs:
             other = theirs[key]
             row += f" {other:>14,.0f} {value / other if other else 0:>6.1f}x"
         lines.append(row)
+    if raw is not None:
+        lines += ["", "raw asyncpg, same run:"]
+        lines += [f"  {key:<50} {value:>12,.0f}" for key, value in raw.items()]
     return "\n".join(lines)
 
 
@@ -252,6 +434,9 @@ async def _main(args: argparse.Namespace) -> None:
         await upgrade_async(url)
         print(f"PostgreSQL {version}, {settings}, {os.cpu_count()} CPUs", file=sys.stderr)
         ours = await _ours(url, args)
+        raw = await _raw(url, args)
+        for size in args.wait_sizes:
+            ours.update(await _wait_during_big(url, size))
     finally:
         await drop_database(admin, name)
     theirs = None
@@ -262,7 +447,7 @@ async def _main(args: argparse.Namespace) -> None:
             theirs = await asyncio.to_thread(run, es_url, args)
         finally:
             await drop_database(admin, other)
-    print(_table(ours, theirs))
+    print(_table(ours, theirs, raw))
 
 
 def main() -> None:
@@ -280,8 +465,32 @@ def main() -> None:
         "--stream-events", type=int, default=5_000_000, help="log size for the memory run (0: skip)"
     )
     parser.add_argument("--skip-eventsourcing", action="store_true")
+    parser.add_argument(
+        "--wait-sizes",
+        type=int,
+        nargs="*",
+        default=[100_000],
+        help="big append sizes to measure a concurrent 1-event append's wait during",
+    )
+    parser.add_argument(
+        "--embedded", action="store_true", help="start a throwaway PostgreSQL of its own"
+    )
     parser.add_argument("--skip-read", action="store_true", help="append phases only (0 skips one)")
-    asyncio.run(_main(parser.parse_args()))
+    args = parser.parse_args()
+    if not args.embedded:
+        asyncio.run(_main(args))
+        return
+    import tempfile
+
+    from adapters.embedded import start_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="claire-bench-pg-"))
+    server = start_postgres(base / "pgdata", delete_on_stop=True)
+    try:
+        args.database_url = server.url("postgres")
+        asyncio.run(_main(args))
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

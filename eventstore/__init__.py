@@ -6,6 +6,7 @@
 from eventstore.errors import (
     ConcurrencyConflict,
     CorruptEvent,
+    EventIdConflict,
     EventStoreError,
     InvalidEvent,
     StoreUnavailable,
@@ -17,6 +18,7 @@ from eventstore.postgres import EventStore, VerifyResult, connection_lost
 __all__ = [
     "ConcurrencyConflict",
     "CorruptEvent",
+    "EventIdConflict",
     "EventLog",
     "EventStore",
     "EventStoreError",

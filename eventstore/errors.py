@@ -23,6 +23,26 @@ class InvalidEvent(EventStoreError):
     """An event that cannot enter the ledger (unknown type, invalid payload, bad envelope)."""
 
 
+class EventIdConflict(EventStoreError):
+    """An append reused a stored event id for a different event; nothing of it was written.
+
+    Re-appending an *identical* event stays a no-op (its stored position is returned): that is
+    how a retry after a lost connection is made safe. A different stream, type, envelope or
+    payload under the same id is a caller's bug (or an attack), never silently absorbed.
+    ``position`` is where the id is stored, or None when the append itself carries the id twice.
+    """
+
+    def __init__(self, event_id: object, position: int | None) -> None:
+        where = (
+            f"already stored at position {position}"
+            if position is not None
+            else "given twice in one append"
+        )
+        super().__init__(f"event id {event_id} is {where} with different content")
+        self.event_id = event_id
+        self.position = position
+
+
 class CorruptEvent(EventStoreError):
     """A stored row that cannot be decoded into a typed event."""
 

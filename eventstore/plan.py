@@ -20,7 +20,7 @@ from aggregates.events import Event
 from eventstore import sql
 from eventstore.canonical import epoch_micros
 from eventstore.codec import Prepared, prepare_checked
-from eventstore.errors import ConcurrencyConflict, EventStoreError
+from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError
 
 
 def validate(stream: str, events: Sequence[NewEvent]) -> list[Prepared]:
@@ -106,6 +106,18 @@ class Plan:
         self.versions[stream] = version
         assigned.update(zip(id_keys(fresh), range(first, position + 1), strict=True))
 
+    def content_at(self, position: int) -> str:
+        """:func:`content` of the event this plan placed at ``position``."""
+        (positions, streams, _, ids, types, schemas, occurred, causes, cause_positions,
+         correlations, payloads, _) = self.columns  # fmt: skip
+        i = position - positions[0]
+        cause, cause_position, correlation = causes[i], cause_positions[i], correlations[i]
+        return (
+            f"{streams[i]}|{ids[i]}|{types[i]}|{schemas[i]}|{epoch_micros(occurred[i])}|"
+            f"{'' if cause is None else cause}|{'' if cause_position is None else cause_position}|"
+            f"{'' if correlation is None else correlation}|{payloads[i]}"
+        )
+
     def rows(self, start: int = 0) -> Iterator[tuple[Any, ...]]:
         """The rows from the ``start``-th on, in :data:`eventstore.sql.COPY_COLUMNS` order."""
         columns = self.columns if start == 0 else [column[start:] for column in self.columns]
@@ -141,6 +153,49 @@ def id_keys(events: list[Prepared]) -> Iterator[int]:
     return (event.event_id.int for event in events)
 
 
+def content(stream: str, event: Prepared) -> str:
+    """What makes two events with one id the same event: everything but where it landed (the
+    same text as :data:`eventstore.sql.STORED_CONTENT` builds from a stored row)."""
+    return f"{stream}|{event.middle}|{event.tail}"
+
+
+def id_conflict(
+    stream: str,
+    events: list[Prepared],
+    fresh: list[Prepared],
+    known: dict[int, int],
+    contents: dict[int, str],
+    plan: Plan,
+    assigned: dict[int, int],
+) -> EventIdConflict | None:
+    """The first event of a request whose id is stored (``known``, with ``contents``), placed
+    earlier in ``plan`` or given earlier in the request with *different* content; else None.
+
+    Only the events :func:`fresh_events` dropped can conflict, so a request of fresh events
+    (every append but a retry) costs nothing here.
+    """
+    if len(fresh) == len(events):
+        return None
+    first: dict[int, str] = {}
+    for event in events:
+        key = event.event_id.int
+        text = content(stream, event)
+        if key in known:
+            position: int | None = known[key]
+            stored = contents.get(key)
+        elif key in assigned:
+            position = assigned[key]
+            stored = plan.content_at(position)
+        elif key in first:
+            position, stored = None, first[key]
+        else:
+            first[key] = text
+            continue
+        if stored is not None and stored != text:
+            return EventIdConflict(event.event_id, position)
+    return None
+
+
 def fresh_events(
     events: list[Prepared], known: dict[int, int], assigned: dict[int, int]
 ) -> list[Prepared]:
@@ -164,11 +219,20 @@ def plan_batch(
     versions: dict[str, int],
     guessed: set[str],
     known: dict[int, int],
+    contents: dict[int, str] | None = None,
 ) -> Plan:
+    """Place ``requests`` after ``head``; ``known``: stored ids' positions, ``contents``: their
+    :func:`content` (a request reusing one for a different event fails alone)."""
     plan = Plan(head, head_hash)
     assigned: dict[int, int] = {}
     for request in requests:
         fresh = fresh_events(request.events, known, assigned)
+        conflict = id_conflict(
+            request.stream, request.events, fresh, known, contents or {}, plan, assigned
+        )
+        if conflict is not None:
+            plan.outcomes.append(conflict)
+            continue
         current = versions.get(request.stream, 0)
         if fresh and request.expected is not None and request.expected != current:
             if request.stream in guessed:

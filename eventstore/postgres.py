@@ -31,7 +31,7 @@ has not seen are assumed new; if they are not, the insert hits UNIQUE(stream, st
 Batches of :data:`eventstore.sql.COPY_MIN_EVENTS` or more events take the same two paths inside
 a transaction, with binary COPY for the rows (PostgreSQL ingests it faster than unnest). One big
 request streams: it is validated and chained chunk by chunk while the server ingests the previous
-chunk, and the head moves last (:meth:`EventStore._try_streamed` says why that is as safe).
+chunk, always with the head locked before any row is written (:mod:`eventstore.big`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ import asyncpg
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.codec import Prepared, check_stream_name
+from eventstore.big import append_big
+from eventstore.codec import check_stream_name
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
 from eventstore.errors import (
@@ -58,7 +59,7 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
-from eventstore.plan import Plan, Request, fresh_events, id_keys, plan_batch, validate
+from eventstore.plan import Plan, Request, plan_batch
 from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
 from eventstore.verify import VerifyResult as VerifyResult
 from eventstore.verify import verify as _verify
@@ -246,11 +247,13 @@ class EventStore:
     async def _commit(self, batch: list[Request]) -> Plan:
         conn = await self._connection()
         try:
-            if self._head is not None:
-                if batch[0].raw is not None:
-                    plan = await self._try_streamed(conn, batch[0])
-                else:
-                    plan = await self._try_fast(conn, batch)
+            if batch[0].raw is not None:
+                plan = await append_big(conn, batch[0])
+                if plan is not None:
+                    self._remember(plan)
+                    return plan
+            elif self._head is not None:
+                plan = await self._try_fast(conn, batch)
                 if plan is not None:
                     return plan
             # The head is re-read under the lock. The version cache stays: forgetting it made
@@ -280,7 +283,10 @@ class EventStore:
         guessed = {r.stream for r in batch if r.stream not in self._versions}
         versions = {r.stream: self._versions.get(r.stream, 0) for r in batch}
         plan = plan_batch(batch, head, head_hash, versions, guessed, {})
-        if plan.guessed_conflict or plan.head == head:
+        # Cached versions are hints: a conflict is only ever reported once the locked path has
+        # read the stream's real version (another process, or a fast path that fell back, may
+        # have moved it since it was cached).
+        if plan.head == head or any(isinstance(o, ConcurrencyConflict) for o in plan.outcomes):
             return None
         big = len(plan.events) >= sql.COPY_MIN_EVENTS
         if big:
@@ -313,7 +319,8 @@ class EventStore:
             versions = dict(zip(streams, state["versions"], strict=True))
             known_ids = (stored.int for stored in state["known_ids"] or ())
             known = dict(zip(known_ids, state["known_positions"] or (), strict=True))
-            plan = plan_batch(batch, head, head_hash, versions, set(), known)
+            contents = dict(zip(known, state["known_contents"] or (), strict=True))
+            plan = plan_batch(batch, head, head_hash, versions, set(), known, contents)
             if plan.head != head and not await self._write(conn, plan, head):
                 raise EventStoreError("the ledger head moved while this append held its lock")
             await conn.execute("COMMIT")
@@ -344,61 +351,6 @@ class EventStore:
         await conn.copy_records_to_table(
             "events", schema_name="ledger", columns=sql.COPY_COLUMNS, records=plan.rows(start)
         )
-
-    async def _try_streamed(self, conn: asyncpg.Connection, request: Request) -> Plan | None:
-        """A big request on the fast path: validate and chain it chunk by chunk, each chunk's
-        COPY running on the server while the next one is validated, then move the head.
-
-        The head moves last (``WHERE position = <remembered>``, taking its lock until COMMIT):
-        rows inserted before it stay invisible until COMMIT, and a writer that got in first
-        makes the COPY hit the primary key or the head not match, so this rolls back and the
-        locked path decides, as in :meth:`_try_fast`. So does an expected version that does not
-        match the cached one, or an id repeated across chunks (UNIQUE(event_id)).
-        """
-        assert self._head is not None and request.raw is not None
-        head, head_hash = self._head
-        stream, raw = request.stream, request.raw
-        version = self._versions.get(stream, 0)
-        if request.expected is not None and request.expected != version:
-            return None
-        plan = Plan(head, head_hash)
-        assigned: dict[int, int] = {}
-        validated: list[Prepared] = []
-        copying: asyncio.Task[None] | None = None
-        await conn.execute(sql.BEGIN)
-        try:
-            for start in range(0, len(raw), sql.STREAM_CHUNK_EVENTS):
-                chunk = validate(stream, raw[start : start + sql.STREAM_CHUNK_EVENTS])
-                validated += chunk
-                first_row = len(plan.events)
-                plan.place(stream, fresh_events(chunk, {}, assigned), version, assigned)
-                version = plan.versions[stream]
-                if copying is not None:
-                    await copying
-                copying = asyncio.create_task(self._copy(conn, plan, first_row))
-                await asyncio.sleep(0)  # let it send its rows before validating the next chunk
-            assert copying is not None
-            await copying
-            moved = await conn.fetchrow(sql.MOVE_HEAD, plan.head, plan.hash, head)
-            await conn.execute("COMMIT" if moved else "ROLLBACK")
-        except BaseException as error:
-            if copying is not None and not copying.done():
-                if isinstance(error, asyncio.CancelledError):
-                    copying.cancel()
-                with contextlib.suppress(BaseException):  # its own error is not the news
-                    await copying  # the connection is free for the ROLLBACK only after it
-            if not conn.is_closed():
-                with contextlib.suppress(*_CONNECTION_ERRORS):
-                    await conn.execute("ROLLBACK")
-            if isinstance(error, asyncpg.UniqueViolationError):
-                return None
-            raise
-        if not moved:
-            return None
-        request.validated = validated
-        plan.outcomes.append([assigned[key] for key in id_keys(validated)])
-        self._remember(plan)
-        return plan
 
     @staticmethod
     def _apply_args(plan: Plan, head: int) -> list[Any]:

@@ -20,8 +20,17 @@ COLUMNS = (
 # serialises appenders until COMMIT: it is what makes positions commit-ordered and gapless.
 BEGIN_AND_LOCK_HEAD = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM ledger.head FOR UPDATE"
 
+#: A stored event's identity for a re-append: everything but its position, stream version and
+#: recorded_at (eventstore.plan.content builds the same text for a new event).
+STORED_CONTENT = (
+    "concat_ws('|', e.stream, e.event_id, e.event_type, e.schema_version, "
+    "(extract(epoch FROM e.occurred_at) * 1000000)::bigint, "
+    "coalesce(e.causation_id::text, ''), coalesce(e.causation_position::text, ''), "
+    "coalesce(e.correlation_id::text, ''), e.payload::text)"
+)
+
 # Runs after the lock is held, so its snapshot sees every commit before ours.
-READ_APPEND_STATE = """
+READ_APPEND_STATE = f"""
 SELECT h.position, h.hash,
        ARRAY(SELECT coalesce((SELECT e.stream_version FROM ledger.events e
                               WHERE e.stream = s.stream
@@ -31,7 +40,9 @@ SELECT h.position, h.hash,
        (SELECT array_agg(e.event_id ORDER BY e.position)
         FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_ids,
        (SELECT array_agg(e.position ORDER BY e.position)
-        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions,
+       (SELECT array_agg({STORED_CONTENT} ORDER BY e.position)
+        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_contents
 FROM ledger.head h
 """
 
@@ -234,4 +245,48 @@ WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_
   AND lower(split_part(c.config, '=', 1)) = 'session_replication_role'
   AND lower(split_part(c.config, '=', 2)) <> 'origin'
 ORDER BY 1
+"""
+
+# ---------------------------------------------------------------- big appends (eventstore/big.py)
+
+#: From this many events on, one request is staged in a temporary table by COPY *before* the
+#: head lock is taken, and moved into ledger.events by one INSERT .. SELECT under the lock, so a
+#: concurrent writer waits for that statement and the COMMIT only, not for the whole ingest.
+STAGE_MIN_EVENTS = 10_000
+
+LOCK_HEAD = "SELECT 1 FROM ledger.head FOR UPDATE"
+
+# Runs after the head lock is held: the head and one stream's version, as of every commit before.
+READ_STREAM_STATE = """
+SELECT h.position, h.hash,
+       coalesce((SELECT e.stream_version FROM ledger.events e WHERE e.stream = $1
+                 ORDER BY e.stream_version DESC LIMIT 1), 0) AS version
+FROM ledger.head h
+"""
+
+# Dropped at COMMIT or ROLLBACK (and with the session, if the client dies): nothing to clean up.
+CREATE_STAGE = """
+CREATE TEMPORARY TABLE claire_stage (
+    i integer NOT NULL, event_id uuid NOT NULL, event_type text NOT NULL,
+    schema_version integer NOT NULL, occurred_at timestamptz NOT NULL, causation_id uuid,
+    causation_position bigint, correlation_id uuid, payload jsonb NOT NULL
+) ON COMMIT DROP;
+CREATE TEMPORARY TABLE claire_stage_hash (i integer NOT NULL, hash bytea NOT NULL) ON COMMIT DROP
+"""
+STAGE_TABLE = "claire_stage"
+STAGE_HASH_TABLE = "claire_stage_hash"
+STAGE_COLUMNS = (
+    "i", "event_id", "event_type", "schema_version", "occurred_at", "causation_id",
+    "causation_position", "correlation_id", "payload",
+)  # fmt: skip
+
+# $1 head before, $2 stream, $3 stream version before, $4 recorded_at. Row i (1..n) lands at
+# position head + i, version + i, with the hash the client chained under the lock.
+INSERT_STAGED = f"""
+INSERT INTO ledger.events ({COLUMNS})
+SELECT $1::bigint + s.i, $2::text, $3::bigint + s.i, s.event_id, s.event_type, s.schema_version,
+       s.occurred_at, $4::timestamptz, s.causation_id, s.causation_position, s.correlation_id,
+       s.payload, h.hash
+FROM pg_temp.claire_stage s JOIN pg_temp.claire_stage_hash h USING (i)
+ORDER BY s.i
 """

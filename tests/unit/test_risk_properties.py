@@ -47,6 +47,9 @@ _DAY_FACTS = (
     OrderFilled,
     OrderPartiallyFilled,
     FundingSettled,
+    OperatorCommandIssued,
+    OrderRejected,
+    OrderCancelled,
 )
 
 
@@ -129,7 +132,7 @@ class Observer:
         elif isinstance(event, AlertRaised) and event.code == "loss_streak_pause":
             assert self.config is not None
             self.streak_until = event.at_ms + self.config.loss_streak_pause_minutes * 60_000
-        elif isinstance(event, AlertRaised) and event.severity == "CRITICAL":
+        elif isinstance(event, AlertRaised) and event.code == "daily_drawdown_breached":
             self.critical_alerts += 1
             self.drawdown_day = event.at_ms // DAY_MS
 

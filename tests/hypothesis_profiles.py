@@ -42,6 +42,16 @@ settings.register_profile(
 )
 
 
+#: Examples of the reference-model property (tests/model) per profile: a session drives the
+#: whole closed loop and the model, so it runs fewer than a unit property; ``thorough`` is 10x.
+MODEL_EXAMPLES = {"dev": 100, "ci": 100, "thorough": 1000, "mutation": 60}
+
+
+def model_examples() -> int:
+    """The model property's example count under the profile in force."""
+    return MODEL_EXAMPLES.get(os.environ.get(PROFILE_ENV, "dev"), 100)
+
+
 def load() -> str:
     """Load the profile the environment names (``dev`` when unset); returns its name."""
     name = os.environ.get(PROFILE_ENV, "dev")

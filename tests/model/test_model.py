@@ -1,0 +1,39 @@
+"""The risk manager judged against the reference model (tests/model/reference.py).
+
+For every input of a generated closed-loop session (the risk manager, the signal engine and a
+deterministic venue that fills, partly fills or rejects), the model folds the same input and
+says what the risk manager must decide; the real machine's outputs for that step must match it:
+same verdicts (decision, layer, reason, quantities), same orders, same alerts, breakers and state
+changes, in the same order, at the same time. The number of examples follows the Hypothesis
+profile (tests/hypothesis_profiles.py): ``thorough`` runs ten times as many.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+
+from aggregates.events import OrderRequested
+from tests.hypothesis_profiles import model_examples
+from tests.model.reference import Model, said
+from tests.model.sessions import sessions
+from tests.unit.strategies import drive
+
+#: No input may cause more risk outputs than this (every cascade of decisions ends).
+MAX_OUTPUTS_PER_INPUT = 100
+
+
+def judge(items: list) -> None:  # type: ignore[type-arg]
+    run = drive(items)
+    model = Model()
+    for index, (fact, outputs) in enumerate(run.steps):
+        expected = [said(e) for e in model.step(fact.event)]
+        actual = [said(e) for e in outputs]
+        assert actual == expected, (index, fact.event, actual, expected)
+        assert len(outputs) <= MAX_OUTPUTS_PER_INPUT
+        model.adopt([e.client_order_id for e in outputs if isinstance(e, OrderRequested)])
+
+
+@settings(max_examples=model_examples())
+@given(sessions())
+def test_every_risk_decision_matches_the_reference_model(items: list) -> None:  # type: ignore[type-arg]
+    judge(items)

@@ -322,3 +322,14 @@ def test_refusal_decisions_carry_the_refusal_time() -> None:
     )
     assert out and all(e.at_ms == when for e in out)
     assert orders(desk.feed(ClockTicked(at_ms=when + 999))) == []
+
+
+def test_drawdown_halt_is_not_lifted_by_an_operator_resume_the_same_day() -> None:
+    desk = Desk(STOP_LOSS_PCT="50", ABNORMAL_MOVE_PCT="50", EXIT_COOLDOWN_SECONDS="0")
+    desk.fill("BTC_USDT", "buy", 400, 50000)
+    desk.tick("BTC_USDT", 42000)  # -3.2 %: halted
+    desk.command("halt")
+    out = desk.command("resume")
+    assert not any(isinstance(e, TradingStateChanged) and e.state == "ACTIVE" for e in out)
+    assert desk.state.trading_state == "HALTED"
+    assert verdict(desk.signal("ETH_USDT", "long", "0.1")).layer == "daily_drawdown"

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from aggregates.events import OrderRequested
 from aggregates.risk import RiskMachine
+from aggregates.signal import SignalMachine
 from tests.hypothesis_profiles import model_examples
-from tests.model.reference import Model, said
+from tests.model.reference import Model, SignalModel, said, said_signal
 from tests.model.sessions import sessions
 from tests.unit.strategies import drive
 
@@ -27,6 +28,7 @@ MAX_OUTPUTS_PER_INPUT = 100
 def judge(items: list, resume_at: float = 0.0) -> None:  # type: ignore[type-arg]
     run = drive(items)
     resumed(run.steps, int(resume_at * len(run.steps)))
+    signals(run.facts)
     model = Model()
     for index, (fact, outputs) in enumerate(run.steps):
         expected = [said(e) for e in model.step(fact.event)]
@@ -34,6 +36,15 @@ def judge(items: list, resume_at: float = 0.0) -> None:  # type: ignore[type-arg
         assert actual == expected, (index, fact.event, actual, expected)
         assert len(outputs) <= MAX_OUTPUTS_PER_INPUT
         model.adopt([e.client_order_id for e in outputs if isinstance(e, OrderRequested)])
+
+
+def signals(facts: list) -> None:  # type: ignore[type-arg]
+    """The signal engine against the model's momentum rule, over every trade of the run."""
+    machine, model = SignalMachine(), SignalModel()
+    state = machine.initial()
+    for fact in facts:
+        state, out = machine.step(state, fact)
+        assert [said_signal(e) for e in out] == model.step(fact.event), fact.event
 
 
 def resumed(steps: list, split: int) -> None:  # type: ignore[type-arg]

@@ -28,6 +28,9 @@ from aggregates.envelope import RecordedEvent
 from aggregates.events import Event, event_type
 from aggregates.streams import stream_for
 from eventstore.admin import create_database, drop_database
+from tests.hypothesis_profiles import load as load_hypothesis_profile
+
+HYPOTHESIS_PROFILE = load_hypothesis_profile()  # dev | ci | thorough | mutation
 
 DATABASE_ENV = "CLAIRE_TEST_DATABASE_URL"
 REDIS_ENV = "CLAIRE_TEST_REDIS_URL"

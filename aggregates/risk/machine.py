@@ -24,7 +24,9 @@ the position, so they can never increase it; they are never throttled or paused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
+from typing import Any
 
 from aggregates.config import ContractSpec, parse_config
 from aggregates.envelope import RecordedEvent
@@ -56,13 +58,16 @@ from aggregates.risk.protect import (
     abnormal,
     check_drawdown,
     check_stop,
+    continue_exit,
     drawdown_reached,
     exit_position,
+    exit_refused,
     expire_breakers,
     flatten_all,
     halt_on_drawdown,
     move_past_bar,
     new_day,
+    retry_exits,
     stop_out,
     stop_reached,
     trip_abnormal,
@@ -84,23 +89,25 @@ def _on_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Ev
     """``step`` for a ``TradeTicked``: the bulk of the log, so it is written for speed. The
     common tick decides nothing; a :class:`Decision` is made only once something may."""
     tick: TradeTicked = fact.event  # type: ignore[assignment]
-    before = state.portfolio
-    portfolio = state.portfolio = evolve_tick(before, tick)
     symbol = tick.symbol
     now = tick.at_ms
-    price = tick.price
-    state.last_price[symbol] = price
-    state.last_market_ms = now
     if now > state.now_ms:
         state.now_ms = now
+    now = state.now_ms
     limits = state.limits
+    d = None
+    if limits is not None and now // DAY_MS > state.day:
+        d = Decision(state, fact)
+        new_day(d)  # the new day's reference is the equity before its first input
+    before = state.portfolio
+    portfolio = state.portfolio = evolve_tick(before, tick)
+    price = tick.price
+    state.last_price[symbol] = price
+    state.last_market_ms = tick.at_ms
     if limits is None:
         return state, ()
-    d = None
-    if now // DAY_MS > state.day or state.silence_tripped or state.abnormal_until:
-        d = Decision(state, fact)
-        if now // DAY_MS > state.day:
-            new_day(d)
+    if state.silence_tripped or state.abnormal_until:
+        d = d or Decision(state, fact)
         if state.silence_tripped:
             state.silence_tripped = False
             d.emit(
@@ -122,6 +129,9 @@ def _on_tick(state: RiskState, fact: RecordedEvent) -> tuple[RiskState, tuple[Ev
         if stop_reached(state, symbol, limits):
             d = d or Decision(state, fact)
             stop_out(d, symbol)
+    if state.exit_backoff:
+        d = d or Decision(state, fact)
+        retry_exits(d)
     return state, (tuple(d.outputs) if d is not None and d.outputs else ())
 
 
@@ -159,36 +169,28 @@ class RiskMachine:
         kind = type(event)
         if kind is TradeTicked:
             return _on_tick(state, fact)
-        if kind is ClockTicked:
-            return state, _on_clock(state, fact)
-        if kind is SignalGenerated:
-            return state, _on_signal(state, fact, event)  # type: ignore[arg-type]
-        if kind is OrderFilled or kind is OrderPartiallyFilled:
-            return state, _on_fill(state, fact, event)  # type: ignore[arg-type]
-        if kind is OrderRejected or kind is OrderCancelled:
-            order = state.pending.pop(event.client_order_id, None)  # type: ignore[attr-defined]
-            if order is None or not order.reduce_only:
-                return state, ()
-            # A failed exit leaves the position uncovered: protect it again at once.
-            return state, _after_equity_change(state, fact, order.symbol)
-        if kind is FundingSettled:
-            state.portfolio = evolve(state.portfolio, event)
-            return state, _after_equity_change(state, fact)
-        if kind is ContractSpecified:
-            state.portfolio = evolve(state.portfolio, event)
-            e: ContractSpecified = event  # type: ignore[assignment]
-            state.exchange_specs[e.symbol] = ContractSpec(
-                e.contract_size, e.min_contracts, e.max_contracts, e.contracts_step, e.price_step
-            )
+        handler = _HANDLERS.get(kind)
+        if handler is None:
             return state, ()
+        if event.at_ms > state.now_ms:  # every input that carries a time moves the clock
+            state.now_ms = event.at_ms
         if kind is ConfigActivated:
             return state, _on_config(state, event)  # type: ignore[arg-type]
-        if kind is OperatorCommandIssued:
-            return state, _on_command(state, fact, event)  # type: ignore[arg-type]
-        return state, ()
+        if kind is ContractSpecified:
+            return state, _on_spec(state, event)  # type: ignore[arg-type]
+        if state.limits is None:
+            handler(state, None, event)
+            return state, ()
+        d = Decision(state, fact)
+        if state.now_ms // DAY_MS > state.day:
+            new_day(d)  # before the input is applied: its effect belongs to the new day
+        handler(state, d, event)
+        return state, tuple(d.outputs)
 
 
 # --------------------------------------------------------------------------- handlers
+# Each runs with the clock already at the input's time and the UTC day already rolled over;
+# ``d`` is None only before the first configuration (then only the portfolio is folded).
 
 
 def _on_config(state: RiskState, event: ConfigActivated) -> tuple[Event, ...]:
@@ -196,25 +198,27 @@ def _on_config(state: RiskState, event: ConfigActivated) -> tuple[Event, ...]:
     state.limits = Limits.of(parse_config(event.parameters))
     state.portfolio = evolve(state.portfolio, event)
     if first:
-        state.now_ms = max(state.now_ms, event.at_ms)
-        state.day = event.at_ms // DAY_MS
+        state.day = state.now_ms // DAY_MS
         state.peak_equity = state.portfolio.equity
         if state.last_market_ms is None:
             state.last_market_ms = event.at_ms  # silence is measured from activation
     return ()
 
 
-def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:
-    now = fact.event.at_ms
-    if now > state.now_ms:
-        state.now_ms = now
+def _on_spec(state: RiskState, e: ContractSpecified) -> tuple[Event, ...]:
+    state.portfolio = evolve(state.portfolio, e)
+    state.exchange_specs[e.symbol] = ContractSpec(
+        e.contract_size, e.min_contracts, e.max_contracts, e.contracts_step, e.price_step
+    )
+    return ()
+
+
+def _on_clock(state: RiskState, d: Decision | None, event: Event) -> None:
+    if d is None:
+        return
     limits = state.limits
-    if limits is None:
-        return ()
+    assert limits is not None
     now = state.now_ms
-    d = Decision(state, fact)
-    if now // DAY_MS > state.day:
-        new_day(d)
     expire_breakers(d)
     last = state.last_market_ms
     if not state.silence_tripped and last is not None and now - last > limits.silence_ms:
@@ -239,24 +243,20 @@ def _on_clock(state: RiskState, fact: RecordedEvent) -> tuple[Event, ...]:
             )
         )
     check_drawdown(d)
-    return tuple(d.outputs)
+    if state.exit_backoff:
+        retry_exits(d)
 
 
-def _on_signal(state: RiskState, fact: RecordedEvent, signal: SignalGenerated) -> tuple[Event, ...]:
-    if state.limits is None:
-        return ()
-    if signal.at_ms > state.now_ms:
-        state.now_ms = signal.at_ms
-    d = Decision(state, fact)
-    if state.now_ms // DAY_MS > state.day:
-        new_day(d)
+def _on_signal(state: RiskState, d: Decision | None, signal: SignalGenerated) -> None:
+    if d is None:
+        return
     expire_breakers(d, signal.symbol)
     symbol = signal.symbol
     held = state.portfolio.contracts(symbol)
     if signal.direction == "flat":
         if held != 0:
             exit_position(d, symbol, "exit", "none", "signal_flat", "approved")
-        return tuple(d.outputs)
+        return
     if held != 0 and (held > 0) != (signal.direction == "long"):
         exit_position(d, symbol, "exit", "none", "signal_reversal", "approved", cooldown=False)
     entry = decide_entry(state, signal)
@@ -276,52 +276,65 @@ def _on_signal(state: RiskState, fact: RecordedEvent, signal: SignalGenerated) -
     )
     if entry.decision != "rejected":
         d.order(symbol, entry.side, entry.approved, "entry", False, entry.price)
-    return tuple(d.outputs)
 
 
 def _on_fill(
-    state: RiskState, fact: RecordedEvent, fill: OrderFilled | OrderPartiallyFilled
-) -> tuple[Event, ...]:
+    state: RiskState, d: Decision | None, fill: OrderFilled | OrderPartiallyFilled
+) -> None:
     held = state.portfolio.contracts(fill.symbol)
     state.portfolio = evolve(state.portfolio, fill)
-    if fill.at_ms > state.now_ms:
-        state.now_ms = fill.at_ms
     order = state.pending.get(fill.client_order_id)
     if order is not None:
         if type(fill) is OrderFilled:
             del state.pending[fill.client_order_id]
         else:
             order.remaining = fill.remaining_contracts  # type: ignore[union-attr]
+    if d is None:
+        return
     limits = state.limits
-    if limits is None:
-        return ()
-    if held != 0 and state.portfolio.contracts(fill.symbol) == 0:
-        state.cooldown_until[fill.symbol] = state.now_ms + limits.cooldown_ms
-    return _after_equity_change(state, fact, fill.symbol)
+    assert limits is not None
+    now_held = state.portfolio.contracts(fill.symbol)
+    if order is not None and order.reduce_only:
+        state.exit_backoff.pop(fill.symbol, None)  # the venue takes this exit again
+    if now_held == 0:
+        state.exit_goal.pop(fill.symbol, None)
+        state.exit_backoff.pop(fill.symbol, None)
+        if held != 0:
+            state.cooldown_until[fill.symbol] = state.now_ms + limits.cooldown_ms
+    _after_equity_change(d, fill.symbol)
+    if state.portfolio.contracts(fill.symbol) != 0:
+        continue_exit(d, fill.symbol)
 
 
-def _after_equity_change(
-    state: RiskState, fact: RecordedEvent, symbol: str | None = None
-) -> tuple[Event, ...]:
-    if state.limits is None:
-        return ()
-    d = Decision(state, fact)
-    if state.now_ms // DAY_MS > state.day:
-        new_day(d)
+def _on_refused(
+    state: RiskState, d: Decision | None, event: OrderRejected | OrderCancelled
+) -> None:
+    order = state.pending.pop(event.client_order_id, None)
+    if d is None or order is None or not order.reduce_only:
+        return
+    # A refused exit leaves the position uncovered; it is retried after a back-off in the
+    # cause's time, never re-issued at once on the refusal itself (that would loop forever).
+    exit_refused(d, order, event)
+
+
+def _on_funding(state: RiskState, d: Decision | None, event: FundingSettled) -> None:
+    state.portfolio = evolve(state.portfolio, event)
+    if d is not None:
+        _after_equity_change(d, event.symbol)
+
+
+def _after_equity_change(d: Decision, symbol: str | None = None) -> None:
+    state = d.state
     check_drawdown(d)
     if state.drawdown_halted:
         flatten_all(d, "daily_drawdown", "halted_position_flattened")
     elif symbol is not None:
         check_stop(d, symbol)
-    return tuple(d.outputs)
 
 
-def _on_command(
-    state: RiskState, fact: RecordedEvent, command: OperatorCommandIssued
-) -> tuple[Event, ...]:
-    if state.limits is None:
-        return ()
-    d = Decision(state, fact)
+def _on_command(state: RiskState, d: Decision | None, command: OperatorCommandIssued) -> None:
+    if d is None:
+        return
     before = state.trading_state
     who = f"operator:{command.operator}"[:2000]
     name = command.command
@@ -339,7 +352,24 @@ def _on_command(
     d.set_state(who, f"operator_{name}", before)
     if name == "flatten":
         flatten_all(d, "trading_state", "operator_flatten")
-    return tuple(d.outputs)
+
+
+def _nothing(state: RiskState, d: Decision | None, event: Event) -> None:
+    """Inputs handled before dispatch (configuration, contract specs)."""
+
+
+_HANDLERS: dict[type, Callable[[RiskState, Decision | None, Any], None]] = {
+    ClockTicked: _on_clock,
+    SignalGenerated: _on_signal,
+    OrderFilled: _on_fill,
+    OrderPartiallyFilled: _on_fill,
+    OrderRejected: _on_refused,
+    OrderCancelled: _on_refused,
+    FundingSettled: _on_funding,
+    ContractSpecified: _nothing,
+    ConfigActivated: _nothing,
+    OperatorCommandIssued: _on_command,
+}
 
 
 # --------------------------------------------------------------------------- protections

@@ -8,19 +8,40 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from aggregates.config import ContractSpec
 from aggregates.envelope import RecordedEvent, derive_event_id
 from aggregates.events import (
     AlertRaised,
     CircuitBreakerCleared,
     CircuitBreakerTripped,
     Event,
+    OrderCancelled,
+    OrderRejected,
     OrderRequested,
     RiskVerdictIssued,
     StopLossTriggered,
     TradingStateChanged,
 )
 from aggregates.portfolio import DAY_MS, Position
-from aggregates.risk.state import HUNDRED, Limits, MoveWindow, PendingOrder, RiskState, numbers
+from aggregates.risk.state import (
+    HUNDRED,
+    ZERO,
+    ExitBackoff,
+    ExitGoal,
+    Limits,
+    MoveWindow,
+    PendingOrder,
+    RiskState,
+    ceil_to_step,
+    floor_to_step,
+    numbers,
+)
+
+#: At most this many orders for one exit decision; the rest follows as fills come back.
+MAX_EXIT_ORDERS = 20
+#: Back-off after a refused exit: first wait, and the cap of the doubling.
+FIRST_BACKOFF_MS = 1_000
+MAX_BACKOFF_MS = 300_000
 
 
 class Decision:
@@ -276,6 +297,9 @@ def stop_out(d: Decision, symbol: str) -> None:
     uncovered = abs(position.contracts) - state.covered_exit(symbol)
     if uncovered <= 0:
         return
+    backoff = state.exit_backoff.get(symbol)
+    if backoff is not None and state.now_ms < backoff.until_ms:
+        return  # the venue refused the exit lately: it is retried when the back-off ends
     now = state.now_ms
     d.emit(
         StopLossTriggered(
@@ -324,10 +348,15 @@ def exit_position(
     *,
     cooldown: bool = True,
 ) -> None:
-    """A reduce-only order for the part of the position not already leaving; nothing if none."""
+    """Reduce-only orders for the part of the position not already leaving, split into sizes
+    the venue accepts (:func:`split_exit`); nothing if none, or while a refusal backs off."""
     state = d.state
     position = state.portfolio.positions.get(symbol)
     if position is None or position.contracts == 0:
+        return
+    state.exit_goal[symbol] = ExitGoal(intent, layer, reason, decision, cooldown)
+    backoff = state.exit_backoff.get(symbol)
+    if backoff is not None and state.now_ms < backoff.until_ms:
         return
     held = abs(position.contracts)
     covered = state.covered_exit(symbol)
@@ -336,6 +365,8 @@ def exit_position(
         return
     side = "sell" if position.contracts > 0 else "buy"
     price = state.last_price.get(symbol, position.mark)
+    sizes = split_exit(contracts, state.spec(symbol))
+    approved = sum(sizes, start=ZERO)
     d.emit(
         RiskVerdictIssued(
             at_ms=state.now_ms,
@@ -346,14 +377,100 @@ def exit_position(
             intent=intent,  # type: ignore[arg-type]
             side=side,  # type: ignore[arg-type]
             requested_contracts=contracts,
-            approved_contracts=contracts,
+            approved_contracts=approved,
             numbers=numbers(
-                position_contracts=position.contracts, already_exiting=covered, price=price
+                position_contracts=position.contracts,
+                already_exiting=covered,
+                price=price,
+                orders=len(sizes),
             ),
         )
     )
-    d.order(symbol, side, contracts, intent, True, price)
+    for size in sizes:
+        d.order(symbol, side, size, intent, True, price)
     limits = state.limits
     assert limits is not None
     if cooldown:  # a reversal's exit is half of one decision: its entry is not cooled down
         state.cooldown_until[symbol] = state.now_ms + limits.cooldown_ms
+
+
+def split_exit(contracts: Decimal, spec: ContractSpec | None) -> list[Decimal]:
+    """Order sizes for an exit of ``contracts``: each at most the contract maximum (floored to
+    the step), a remainder below the minimum topped up from the previous order when that one
+    stays at or above the minimum, and at most :data:`MAX_EXIT_ORDERS` orders (the rest is
+    sent as fills come back). Without a spec, one order: the venue's answer decides."""
+    if spec is None:
+        return [contracts]
+    largest = floor_to_step(spec.max_contracts, spec.contracts_step)
+    if largest <= 0 or contracts <= largest:
+        return [contracts]
+    full = contracts // largest
+    if full >= MAX_EXIT_ORDERS:
+        return [largest] * MAX_EXIT_ORDERS
+    sizes = [largest] * int(full)
+    rest = contracts - full * largest
+    if rest > 0:
+        if rest < spec.min_contracts:
+            need = ceil_to_step(spec.min_contracts - rest, spec.contracts_step)
+            if largest - need >= spec.min_contracts:
+                sizes[-1] = largest - need
+                rest += need
+        sizes.append(rest)
+    return sizes[:MAX_EXIT_ORDERS]
+
+
+def continue_exit(d: Decision, symbol: str) -> None:
+    """After a fill: finish an exit in progress whose orders did not cover the whole position
+    (more than :data:`MAX_EXIT_ORDERS` were needed, or one was refused and its wait is over)."""
+    goal = d.state.exit_goal.get(symbol)
+    if goal is not None:
+        exit_position(
+            d, symbol, goal.intent, goal.layer, goal.reason, goal.decision, cooldown=goal.cooldown
+        )
+
+
+def retry_exits(d: Decision) -> None:
+    """On a timed input: re-issue exits whose back-off has elapsed (the new input that allows
+    a retry); the wait itself stays recorded so the next refusal doubles it."""
+    state = d.state
+    now = state.now_ms
+    for symbol in sorted(state.exit_backoff):
+        if now < state.exit_backoff[symbol].until_ms:
+            continue
+        if state.portfolio.contracts(symbol) == 0:
+            del state.exit_backoff[symbol]
+            state.exit_goal.pop(symbol, None)
+            continue
+        if symbol in state.exit_goal:
+            continue_exit(d, symbol)
+        else:
+            check_stop(d, symbol)
+
+
+def exit_refused(d: Decision, order: PendingOrder, event: OrderRejected | OrderCancelled) -> None:
+    """The venue refused (or cancelled the rest of) a protective exit: if the position is still
+    uncovered, a CRITICAL ``exit_refused`` alert and a doubling back-off before the next try.
+    Sibling orders refused at the same moment share one back-off and one alert."""
+    state = d.state
+    symbol = order.symbol
+    now = state.now_ms
+    if state.portfolio.contracts(symbol) == 0:
+        state.exit_backoff.pop(symbol, None)
+        state.exit_goal.pop(symbol, None)
+        return
+    backoff = state.exit_backoff.get(symbol)
+    if backoff is not None and now < backoff.until_ms:
+        return  # already waiting: this refusal changes nothing
+    delay = FIRST_BACKOFF_MS if backoff is None else min(backoff.delay_ms * 2, MAX_BACKOFF_MS)
+    code = event.code if isinstance(event, OrderRejected) else event.reason
+    state.exit_backoff[symbol] = ExitBackoff(now + delay, delay, code)
+    d.emit(
+        AlertRaised(
+            at_ms=now,
+            severity="CRITICAL",
+            code="exit_refused",
+            message=f"{symbol}: the venue refused a {order.intent} exit of {order.remaining} "
+            f"contracts ({code}); retrying in {delay // 1000}s",
+            symbol=symbol,
+        )
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from aggregates.config import ContractSpec, TradingConfig
 from aggregates.portfolio import EMPTY, Portfolio
@@ -90,6 +90,28 @@ class PendingOrder:
 
 
 @dataclass(slots=True)
+class ExitBackoff:
+    """A symbol whose protective exit the venue refused: no new exit before ``until_ms``; the
+    wait doubles with each refusal (1 s up to 5 min) and ends with a fill or a flat position."""
+
+    until_ms: int
+    delay_ms: int
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExitGoal:
+    """What the exit in progress for a symbol is for, so that later inputs (fills, a back-off
+    that elapsed) can finish it with the same verdict fields."""
+
+    intent: str
+    layer: str
+    reason: str
+    decision: str
+    cooldown: bool
+
+
+@dataclass(slots=True)
 class MoveWindow:
     """Monotonic deques of (time, price) giving the window's low and high in O(1) amortised."""
 
@@ -136,6 +158,8 @@ class RiskState:
     cooldown_until: dict[str, int] = field(default_factory=dict)
     stop_times: deque[int] = field(default_factory=deque)
     streak_until: int = -1
+    exit_goal: dict[str, ExitGoal] = field(default_factory=dict)
+    exit_backoff: dict[str, ExitBackoff] = field(default_factory=dict)
 
     @property
     def trading_state(self) -> str:
@@ -182,6 +206,12 @@ class RiskState:
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of ``step`` not above ``value`` (quantity precision)."""
     whole = (value / step).to_integral_value(rounding=ROUND_FLOOR).quantize(ONE)
+    return whole * step
+
+
+def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """The smallest multiple of ``step`` not below ``value``."""
+    whole = (value / step).to_integral_value(rounding=ROUND_CEILING).quantize(ONE)
     return whole * step
 
 

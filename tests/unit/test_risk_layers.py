@@ -378,7 +378,9 @@ def test_stop_loss_when_loss_reaches_the_limit_then_one_exit_order() -> None:
     assert orders(desk.tick("BTC_USDT", 48000)) == []  # already leaving
 
 
-def test_stop_loss_when_the_exit_is_rejected_then_a_new_exit_is_requested() -> None:
+def test_stop_loss_when_the_exit_is_rejected_then_alert_and_a_new_exit_only_after_a_back_off() -> (
+    None
+):
     desk = Desk()
     desk.fill("BTC_USDT", "sell", 100, 50000)
     [order] = orders(desk.tick("BTC_USDT", 51000))
@@ -391,7 +393,12 @@ def test_stop_loss_when_the_exit_is_rejected_then_a_new_exit_is_requested() -> N
             message="no",
         )
     )
-    [again] = orders(out)
+    assert orders(out) == []
+    assert [(e.severity, e.code) for e in out if isinstance(e, AlertRaised)] == [
+        ("CRITICAL", "exit_refused")
+    ]
+    assert orders(desk.tick("BTC_USDT", 51000, advance_ms=500)) == []  # still backing off
+    [again] = orders(desk.tick("BTC_USDT", 51000, advance_ms=500))
     assert (again.side, again.contracts, again.reduce_only) == ("buy", D(100), True)
 
 

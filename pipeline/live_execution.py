@@ -51,6 +51,15 @@ class LiveExecution:
         self._feed = feed
         self._now_ms = now_ms
         self._poll_seconds = poll_seconds
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """Everything learnt from the log, empty: each run() rebuilds it from the log alone.
+
+        The supervisor calls run() again on the same object after the ledger was lost; folding
+        the log a second time into the book already held would replay transitions it has seen
+        (``IllegalTransition``) and end the service instead of resuming it.
+        """
         self.book = OrderBook()
         self._requests: dict[str, RecordedEvent] = {}
         self._taker_fee: dict[str, Decimal] = {}
@@ -60,6 +69,7 @@ class LiveExecution:
         self.last_position = 0
 
     async def run(self) -> None:
+        self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)
         for spec in startup.contracts:
@@ -67,17 +77,27 @@ class LiveExecution:
             self._contract_size[spec.symbol] = spec.contract_size
         await self._restore()
         await self.reconcile()
-        poller = asyncio.create_task(self._poll_forever(), name="live-execution-poll")
-        try:
-            async for recorded in self._feed(self.last_position).events():
-                self.last_position = recorded.position
-                self._fold(recorded)
-                if isinstance(recorded.event, ev.OrderRequested):
-                    if self._needs_reconcile:
-                        await self.reconcile()
-                    await self._send(recorded)
+        loops = {
+            asyncio.create_task(self._follow(), name="live-execution-follow"),
+            asyncio.create_task(self._poll_forever(), name="live-execution-poll"),
+        }
+        try:  # whichever loop fails first ends run() with its error (the supervisor decides)
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
-            poller.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        async for recorded in self._feed(self.last_position).events():
+            self.last_position = recorded.position
+            self._fold(recorded)
+            if isinstance(recorded.event, ev.OrderRequested):
+                if self._needs_reconcile:
+                    await self.reconcile()
+                await self._send(recorded)
 
     async def _restore(self) -> None:
         async for recorded in self._store.read_all():

@@ -96,6 +96,10 @@ class _Order:
     create_time: int
     deal_vol: Decimal = Decimal(0)
     deal_avg_price: Decimal = Decimal(0)
+    taker_fee: Decimal = Decimal(0)
+    maker_fee: Decimal = Decimal(0)
+    fee_currency: str = "USDT"
+    update_time: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,17 +115,17 @@ class _Order:
             "dealAvgPrice": _number(self.deal_avg_price),
             "dealVol": _number(self.deal_vol),
             "orderMargin": 0,
-            "takerFee": 0,
-            "makerFee": 0,
+            "takerFee": _number(self.taker_fee),
+            "makerFee": _number(self.maker_fee),
             "profit": 0,
-            "feeCurrency": "USDT",
+            "feeCurrency": self.fee_currency,
             "openType": self.open_type,
             "state": self.state,
             "externalOid": self.external_oid,
             "errorCode": 0,
             "usedMargin": 0,
             "createTime": self.create_time,
-            "updateTime": self.create_time,
+            "updateTime": self.update_time or self.create_time,
         }
 
 
@@ -159,6 +163,8 @@ class LocalMexcRest:
     open_orders_reply: str = "list"
     #: endpoint -> seconds to wait *after* doing the work and before answering, every time
     slow: dict[str, float] = field(default_factory=dict)
+    #: the currency MEXC reports fees in (``feeCurrency``); USDT unless a test says otherwise
+    fee_currency: str = "USDT"
     requests: list[Seen] = field(default_factory=list)
     orders: dict[str, _Order] = field(default_factory=dict)  # externalOid -> order
     positions: dict[tuple[str, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
@@ -415,7 +421,7 @@ class LocalMexcRest:
             raise _Refused(2015, "Price or quantity accuracy error")
         fill_price = self.mark_prices.get(symbol, price)
         position_type = 1 if side in (1, 4) else 2
-        held, avg = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
+        held, _ = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
         if side in (2, 4) and held < vol:
             raise _Refused(2009, "Position does not exist or has been closed")
         if side in (1, 3):
@@ -434,18 +440,44 @@ class LocalMexcRest:
             state=2,
             create_time=self._now(),
         )
-        if order_type == 5:
-            order.state, order.deal_vol, order.deal_avg_price = 3, vol, fill_price
-            if side in (1, 3):
-                total = held + vol
-                self.positions[(symbol, position_type)] = (
-                    total,
-                    (held * avg + vol * fill_price) / total,
-                )
-            else:
-                self.positions[(symbol, position_type)] = (held - vol, avg)
         self.orders[external] = order
+        if order_type == 5:  # a market order takes liquidity at once
+            self._trade(order, vol, fill_price, maker=False)
         return self._created(order)
+
+    def fill(
+        self, external_oid: str, contracts: Decimal | None = None, price: Decimal | None = None
+    ) -> None:
+        """The market trades against a resting (limit) order: ``contracts`` of it (default: the
+        rest) at ``price`` (default: its limit), as maker, charged at the maker fee rate."""
+        order = self.orders[external_oid]
+        if order.state != 2:
+            raise ValueError(f"order {external_oid} is not open (state {order.state})")
+        volume = contracts if contracts is not None else order.vol - order.deal_vol
+        self._trade(order, volume, price if price is not None else order.price, maker=True)
+
+    def _trade(self, order: _Order, vol: Decimal, price: Decimal, *, maker: bool) -> None:
+        """One execution of ``order``: its fill, its fee (in ``fee_currency``), the position."""
+        contract = self.contracts[order.symbol]
+        done = order.deal_vol + vol
+        order.deal_avg_price = (order.deal_vol * order.deal_avg_price + vol * price) / done
+        order.deal_vol = done
+        notional = vol * contract.contract_size * price
+        if maker:
+            order.maker_fee += notional * contract.maker_fee_rate
+        else:
+            order.taker_fee += notional * contract.taker_fee_rate
+        order.fee_currency = self.fee_currency
+        order.update_time = self._now()
+        if done >= order.vol:
+            order.state = 3
+        position_type = 1 if order.side in (1, 4) else 2
+        key = (order.symbol, position_type)
+        held, avg = self.positions.get(key, (Decimal(0), Decimal(0)))
+        if order.side in (1, 3):
+            self.positions[key] = (held + vol, (held * avg + vol * price) / (held + vol))
+        else:
+            self.positions[key] = (held - vol, avg)
 
     def _created(self, order: _Order) -> Any:
         if self.create_reply == "object":

@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
     if settings.database_url is None:
         settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
     services = tuple(args.service) if args.service else SERVICES
+    _refuse_early(settings, services, usage_error)
     logging.getLogger("claire").info("starting %s with %s", services, settings.describe())
     try:
         asyncio.run(
@@ -73,7 +74,30 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
         )
     except KeyboardInterrupt:
         return OK
+    except Exception as error:
+        _refused_while_starting(error, usage_error)
+        raise
     return OK
+
+
+def _refuse_early(settings, services, usage_error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+    """Refuse to start, with one sentence, before any service runs (see pipeline.startup)."""
+    from eventstore.errors import StoreUnavailable
+    from pipeline.startup import StartRefused, check_schema
+
+    try:
+        asyncio.run(check_schema(settings.database_url.reveal()))
+    except (StartRefused, StoreUnavailable) as error:
+        raise usage_error(str(error)) from None
+
+
+def _refused_while_starting(error: Exception, usage_error: type[Exception]) -> None:
+    """A start refused by a service (the live venue's probe) is exit 2 and one line."""
+    from adapters.mexc.live import LiveTradingRefused
+    from pipeline.startup import StartRefused
+
+    if isinstance(error, LiveTradingRefused | StartRefused):
+        raise usage_error(str(error)) from None
 
 
 def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:

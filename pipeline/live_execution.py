@@ -69,6 +69,12 @@ class LiveExecution:
         self.last_position = 0
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # its HTTP session, reopened on the next run() (no unclosed-session warning)
+            await self._venue.close()
+
+    async def _run(self) -> None:
         self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)

@@ -407,6 +407,20 @@ class ExecutionReconciled(Event, tag="execution.reconciled"):
     corrections: tuple[Text, ...] = ()
 
 
+class PreflightPassed(Event, tag="preflight.passed"):
+    """``claire preflight`` ran the bundled tape through every service and the outcome held.
+
+    Live trading starts only when the ledger holds one for the running ``code_version`` (a digest
+    of the code's source), so changed code is checked end to end before it trades real money.
+    """
+
+    code_version: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    tape: Text
+    tape_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    events: Annotated[int, msgspec.Meta(ge=0)]
+    checks: tuple[Text, ...] = ()
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -433,6 +447,7 @@ AnyEvent = (
     | OrderRejected
     | OrderCancelled
     | ExecutionReconciled
+    | PreflightPassed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

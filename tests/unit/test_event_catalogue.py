@@ -39,6 +39,7 @@ PINNED_TAGS = [
     "order.rejected",
     "order.cancelled",
     "execution.reconciled",
+    "preflight.passed",
 ]
 
 _FILL = {
@@ -174,6 +175,9 @@ SAMPLES: dict[str, Event] = {
     ),
     "execution.reconciled": ev.ExecutionReconciled(
         at_ms=T, venue="paper", open_orders=("a" * 32,), corrections=("none",)
+    ),
+    "preflight.passed": ev.PreflightPassed(
+        at_ms=T, code_version="a" * 64, tape="demo", tape_sha256="b" * 64, events=9, checks=("x",)
     ),
 }
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.mexc.local_rest import LocalMexcRest
+from aggregates import events as ev
+from aggregates.envelope import NewEvent
+from eventstore import EventStore
+from pipeline.preflight import code_version
 
 pytestmark = pytest.mark.db
 
@@ -93,8 +100,7 @@ def assert_one_clear_refusal(code: int, err: str, *words: str) -> None:
 
 
 async def test_run_when_database_never_migrated_then_exit_2_saying_run_db_upgrade(
-    fresh_database_url,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    fresh_database_url: Any, tmp_path: Path
 ) -> None:
     url = await fresh_database_url(migrate=False)
     code, _, err = await claire(
@@ -103,11 +109,47 @@ async def test_run_when_database_never_migrated_then_exit_2_saying_run_db_upgrad
     assert_one_clear_refusal(code, err, "claire db upgrade")
 
 
-async def test_live_run_when_exchange_unreachable_then_exit_2_naming_the_reason(
-    fresh_database_url,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+async def record_preflight(url: str, version: str | None = None) -> None:
+    """A ``PreflightPassed`` in the ledger (for the running code unless ``version`` says)."""
+    event = ev.PreflightPassed(
+        at_ms=1_767_225_600_000,
+        code_version=version or code_version(),
+        tape="test",
+        tape_sha256="0" * 64,
+        events=1,
+    )
+    new = NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
+    async with await EventStore.connect(url, max_connections=1) as store:
+        await store.append("preflight", [new])
+
+
+LIVE_RUN = ["run", "--service", "execution", "--duration", "30"]
+
+
+async def test_live_run_when_no_preflight_passed_then_exit_2_saying_run_preflight(
+    fresh_database_url: Any, tmp_path: Path
 ) -> None:
     url = await fresh_database_url()
+    async with LocalMexcRest(accounts={KEY: SECRET}) as server:
+        code, _, err = await claire(LIVE_RUN, live_env(url, server.url), tmp_path)
+        assert server.requests == []  # refused before the exchange was even asked
+    assert_one_clear_refusal(code, err, "claire preflight")
+
+
+async def test_live_run_when_preflight_passed_for_other_code_then_exit_2(
+    fresh_database_url: Any, tmp_path: Path
+) -> None:
+    url = await fresh_database_url()
+    await record_preflight(url, version="f" * 64)
+    code, _, err = await claire(LIVE_RUN, live_env(url, "http://127.0.0.1:9"), tmp_path)
+    assert_one_clear_refusal(code, err, "claire preflight", code_version()[:12])
+
+
+async def test_live_run_when_exchange_unreachable_then_exit_2_naming_the_reason(
+    fresh_database_url: Any, tmp_path: Path
+) -> None:
+    url = await fresh_database_url()
+    await record_preflight(url)
     env = live_env(url, "http://127.0.0.1:9")
     code, _, err = await claire(
         ["run", "--service", "execution", "--duration", "30"], env, tmp_path
@@ -116,10 +158,10 @@ async def test_live_run_when_exchange_unreachable_then_exit_2_naming_the_reason(
 
 
 async def test_live_run_when_key_rejected_then_exit_2_naming_the_reason(
-    fresh_database_url,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    fresh_database_url: Any, tmp_path: Path
 ) -> None:
     url = await fresh_database_url()
+    await record_preflight(url)
     async with LocalMexcRest(accounts={KEY: "a-different-secret-entirely"}) as server:
         env = live_env(url, server.url)
         code, _, err = await claire(

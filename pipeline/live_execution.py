@@ -62,10 +62,11 @@ class LiveExecution:
         """
         self.book = OrderBook()
         self._requests: dict[str, RecordedEvent] = {}
-        self._taker_fee: dict[str, Decimal] = {}
-        self._contract_size: dict[str, Decimal] = {}
         self._needs_reconcile = True
         self._applied: set[uuid.UUID] = set()  # applied locally, before the feed brings them back
+        #: fees the ledger already holds per (client order id, liquidity): MEXC reports an
+        #: order's fees cumulatively, so a new fill's fee is the difference
+        self._fees: dict[tuple[str, str], Decimal] = {}
         self.last_position = 0
 
     async def run(self) -> None:
@@ -78,9 +79,6 @@ class LiveExecution:
         self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)
-        for spec in startup.contracts:
-            self._taker_fee[spec.symbol] = spec.taker_fee_rate
-            self._contract_size[spec.symbol] = spec.contract_size
         await self._restore()
         await self.reconcile()
         loops = {
@@ -117,14 +115,20 @@ class LiveExecution:
         if recorded.event_id in self._applied:
             self._applied.discard(recorded.event_id)
             return
+        self._apply(event)
+
+    def _apply(self, event: ev.Event) -> None:
         self.book.apply(event)
+        if isinstance(event, ev.OrderFilled | ev.OrderPartiallyFilled):
+            key = (event.client_order_id, event.liquidity)
+            self._fees[key] = self._fees.get(key, Decimal(0)) + event.fee
 
     async def _record(self, news: list[NewEvent]) -> None:
         """Append and apply at once, so the next decision here already sees it."""
         await append_grouped(self._store, news)
         for new in news:
             self._applied.add(new.event_id)
-            self.book.apply(new.event)
+            self._apply(new.event)
 
     async def _send(self, request: RecordedEvent) -> None:
         order = request.event
@@ -205,8 +209,7 @@ class LiveExecution:
         if new_contracts > 0 and found.deal_avg_price > 0:
             total_notional = Decimal(found.deal_avg_price) * Decimal(found.deal_vol)
             price = (total_notional - state.filled_notional) / new_contracts
-            size = self._contract_size.get(state.symbol, Decimal(0))
-            fee = new_contracts * size * price * self._taker_fee.get(state.symbol, Decimal(0))
+            fee, liquidity = self._reported_fee(state, found)
             remaining = state.contracts - Decimal(found.deal_vol)
             common = {
                 "at_ms": found.update_time or self._now_ms(),
@@ -216,8 +219,8 @@ class LiveExecution:
                 "price": price,
                 "contracts": new_contracts,
                 "fee": fee,
-                "fee_currency": "USDT",
-                "liquidity": "taker",
+                "fee_currency": found.fee_currency or "USDT",
+                "liquidity": liquidity,
                 "fill_id": f"{found.order_id}-{found.deal_vol}",
                 "reduce_only": state.reduce_only,
             }
@@ -262,6 +265,23 @@ class LiveExecution:
         ]
         await self._record(news)
         return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
+
+    def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, str]:  # type: ignore[no-untyped-def]
+        """The fee and liquidity of the new part of a fill, as the exchange reports them.
+
+        MEXC reports each order's taker and maker fees so far; what the ledger does not hold yet
+        belongs to the new fill. Its liquidity is the side whose fee grew (the larger growth if
+        both did). With no fee at all (a 0 % maker rate), a limit order filled as maker and a
+        market order as taker.
+        """
+        coid = state.client_order_id
+        taker = Decimal(found.taker_fee) - self._fees.get((coid, "taker"), Decimal(0))
+        maker = Decimal(found.maker_fee) - self._fees.get((coid, "maker"), Decimal(0))
+        if taker == 0 and maker == 0:
+            request = self._requests.get(coid)
+            limit = request is not None and request.event.order_type == "limit"  # type: ignore[attr-defined]
+            return Decimal(0), "maker" if limit else "taker"
+        return taker + maker, "taker" if abs(taker) >= abs(maker) else "maker"
 
     async def _poll_forever(self) -> None:
         while True:

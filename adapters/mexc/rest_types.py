@@ -76,6 +76,10 @@ class Order(_Tolerant):
     open_type: int = 0
     create_time: int = 0
     update_time: int = 0
+    #: fees charged so far on this order, as the exchange reports them, by liquidity
+    taker_fee: Decimal = Decimal(0)
+    maker_fee: Decimal = Decimal(0)
+    fee_currency: str | None = None
 
 
 class OrderPage(_Tolerant):

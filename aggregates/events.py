@@ -421,6 +421,23 @@ class PreflightPassed(Event, tag="preflight.passed"):
     checks: tuple[Text, ...] = ()
 
 
+class ExecutionVenueInputRejected(Event, tag="execution.venue_input_rejected"):
+    """The venue said something that cannot be taken as it is; recorded, alerted, not acted on.
+
+    ``kind``: ``unparseable_answer`` (a reply that does not decode), ``unknown_order_state``,
+    ``implausible_order`` (numbers that cannot be a fill), ``unknown_order`` (an order we never
+    sent), ``position_mismatch`` (the exchange holds a position our fills do not explain),
+    ``fee_currency`` (a fee not in the settlement currency: the fill is recorded as reported).
+    """
+
+    venue: Literal["mexc"]
+    kind: Code
+    severity: Severity
+    detail: Text
+    client_order_id: ClientOrderId | None = None
+    symbol: Symbol | None = None
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -448,6 +465,7 @@ AnyEvent = (
     | OrderCancelled
     | ExecutionReconciled
     | PreflightPassed
+    | ExecutionVenueInputRejected
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -18,6 +18,7 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.AlertRaised: "risk",
     ev.ExecutionReconciled: "execution",
     ev.PreflightPassed: "preflight",
+    ev.ExecutionVenueInputRejected: "execution",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {

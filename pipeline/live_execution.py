@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -67,6 +68,7 @@ class LiveExecution:
         #: fees the ledger already holds per (client order id, liquidity): MEXC reports an
         #: order's fees cumulatively, so a new fill's fee is the difference
         self._fees: dict[tuple[str, str], Decimal] = {}
+        self._reported: set[tuple[str, str | None, str]] = set()  # venue input recorded this run
         self.last_position = 0
 
     async def run(self) -> None:
@@ -142,6 +144,8 @@ class LiveExecution:
             _log.error("no answer for order %s: reconciling (%s)", order.client_order_id, error)
             self._needs_reconcile = True
             return
+        finally:
+            await self._record_malformed(order.client_order_id, order.symbol)
         await self._append(request, answers)
 
     async def _append(self, cause: RecordedEvent, answers: list[ev.Event]) -> None:
@@ -160,11 +164,24 @@ class LiveExecution:
                     f"exchange order {order.exchange_order_id} ({order.symbol}) is not ours; "
                     "left untouched"
                 )
-        for position in await self._venue.positions():
+        for order in venue_open:
+            if order.client_order_id not in ours:
+                await self._venue_input(
+                    "unknown_order",
+                    "CRITICAL",
+                    f"open order {order.exchange_order_id} ({order.side} {order.contracts}"
+                    f" {order.symbol}) was not sent by this bot; left untouched",
+                    None,
+                    order.symbol,
+                )
+        venue_positions = await self._venue.positions()
+        for position in venue_positions:
             corrections.append(
                 f"exchange position {position.symbol} {position.direction} {position.contracts}"
                 f" @ {position.entry_price}"
             )
+        await self._check_positions(venue_positions)
+        await self._record_malformed(None, None)
         event = ev.ExecutionReconciled(
             at_ms=self._now_ms(),
             venue="mexc",
@@ -204,6 +221,23 @@ class LiveExecution:
         request = self._requests.get(state.client_order_id)
         if request is None:
             return []
+        problem = _implausible(state, found)
+        if problem is not None:
+            kind, severity, detail = problem
+            await self._venue_input(kind, severity, detail, state.client_order_id, state.symbol)
+            return [f"order {state.client_order_id}: {detail}"]
+        currency = found.fee_currency or "USDT"
+        if currency != "USDT" and Decimal(found.deal_vol) > state.filled_contracts:
+            await self._venue_input(
+                "fee_currency",
+                "WARNING",
+                f"fee reported in {currency[:20]!r}, not USDT: recorded as reported; the"
+                " portfolio counts it as USDT",
+                state.client_order_id,
+                state.symbol,
+            )
+            if not _CURRENCY.fullmatch(currency):
+                currency = "UNKNOWN"
         events: list[ev.Event] = []
         new_contracts = Decimal(found.deal_vol) - state.filled_contracts
         if new_contracts > 0 and found.deal_avg_price > 0:
@@ -219,7 +253,7 @@ class LiveExecution:
                 "price": price,
                 "contracts": new_contracts,
                 "fee": fee,
-                "fee_currency": found.fee_currency or "USDT",
+                "fee_currency": currency,
                 "liquidity": liquidity,
                 "fill_id": f"{found.order_id}-{found.deal_vol}",
                 "reduce_only": state.reduce_only,
@@ -293,6 +327,87 @@ class LiveExecution:
                     found = await self._venue.find_order(state.client_order_id, state.symbol)
                 except MexcError as error:
                     _log.warning("polling %s failed: %s", state.client_order_id, error)
+                    await self._record_malformed(state.client_order_id, state.symbol)
                     continue
                 if found is not None:
                     await self._sync_fills(state, found)
+
+    async def _venue_input(
+        self, kind: str, severity: str, detail: str, client_order_id: str | None, symbol: str | None
+    ) -> None:
+        """Record (once per run) something the venue said that cannot be taken as it is.
+
+        The alerts service reports it; nothing is decided from it. Never a crash, never only a
+        log line: the ledger keeps what the exchange said.
+        """
+        key = (kind, client_order_id, detail)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        _log.error("venue input rejected (%s) %s: %s", kind, client_order_id or "-", detail)
+        event = ev.ExecutionVenueInputRejected(
+            at_ms=self._now_ms(),
+            venue="mexc",
+            kind=kind,
+            severity=severity,  # type: ignore[arg-type]
+            detail=detail[:2000],
+            client_order_id=client_order_id,
+            symbol=symbol,
+        )
+        await self._store.append(
+            "execution",
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))],
+        )
+
+    async def _record_malformed(self, client_order_id: str | None, symbol: str | None) -> None:
+        for detail in self._venue.take_malformed():
+            await self._venue_input(
+                "unparseable_answer", "WARNING", detail, client_order_id, symbol
+            )
+
+    async def _check_positions(self, positions: list) -> None:  # type: ignore[type-arg]
+        """The exchange's net position per symbol must be what the ledger's fills add up to."""
+        ledger: dict[str, Decimal] = {}
+        for state in self.book:
+            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
+            ledger[state.symbol] = ledger.get(state.symbol, Decimal(0)) + signed
+        venue: dict[str, Decimal] = {}
+        for position in positions:
+            signed = position.contracts if position.direction == "long" else -position.contracts
+            venue[position.symbol] = venue.get(position.symbol, Decimal(0)) + signed
+        for symbol in sorted(set(ledger) | set(venue)):
+            held, known = venue.get(symbol, Decimal(0)), ledger.get(symbol, Decimal(0))
+            if held != known:
+                await self._venue_input(
+                    "position_mismatch",
+                    "CRITICAL",
+                    f"the exchange holds {held} contracts of {symbol}, the ledger's fills add up"
+                    f" to {known}: fills the bot did not send or did not see",
+                    None,
+                    symbol,
+                )
+
+
+_CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")
+
+
+def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:  # type: ignore[no-untyped-def]
+    """Why an order report from the exchange cannot be taken as it is, if it cannot."""
+    if found.state not in (1, 2, _COMPLETED, _CANCELLED, _INVALID):
+        return (
+            "unknown_order_state",
+            "WARNING",
+            f"order state {found.state!r} is not one MEXC documents; the ledger keeps the order"
+            " as it was",
+        )
+    numbers = (found.deal_vol, found.deal_avg_price, found.taker_fee, found.maker_fee)
+    if not all(isinstance(n, Decimal) and n.is_finite() for n in numbers):
+        return ("implausible_order", "CRITICAL", f"non-finite numbers in the report: {numbers}")
+    if found.deal_avg_price < 0 or not state.filled_contracts <= found.deal_vol <= state.contracts:
+        return (
+            "implausible_order",
+            "CRITICAL",
+            f"filled {found.deal_vol} of {state.contracts} contracts at {found.deal_avg_price}"
+            f" (the ledger holds {state.filled_contracts}): not a possible fill",
+        )
+    return None

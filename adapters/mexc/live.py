@@ -192,6 +192,7 @@ class LiveVenue:
         self._open_type = open_type
         self._leverage = leverage
         self._now_ms = now_ms
+        self._malformed: list[str] = []
         self._client = client or MexcRestClient(
             base_url,
             enabled.api_key,
@@ -199,6 +200,7 @@ class LiveVenue:
             spot_base_url=spot_base_url,
             timeout_s=timeout_s,
             now_ms=now_ms,
+            on_malformed=self._malformed.append,
         )
         self._started: LiveStartup | None = None
         self._symbol_of: dict[str, str] = {}
@@ -211,6 +213,11 @@ class LiveVenue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def take_malformed(self) -> list[str]:
+        """Replies that did not decode since the last call (secrets scrubbed), for the ledger."""
+        taken, self._malformed[:] = list(self._malformed), []
+        return taken
 
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)

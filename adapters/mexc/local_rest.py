@@ -165,6 +165,10 @@ class LocalMexcRest:
     slow: dict[str, float] = field(default_factory=dict)
     #: the currency MEXC reports fees in (``feeCurrency``); USDT unless a test says otherwise
     fee_currency: str = "USDT"
+    #: externalOid -> fields that replace the order's own in every answer about it (a bad day:
+    #: an undocumented state, impossible numbers)
+    order_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _garbled: dict[str, int] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     orders: dict[str, _Order] = field(default_factory=dict)  # externalOid -> order
     positions: dict[tuple[str, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
@@ -176,6 +180,10 @@ class LocalMexcRest:
     def slow_once(self, endpoint: str, seconds: float, times: int = 1) -> None:
         """The next ``times`` answers of ``endpoint`` come ``seconds`` late (work done first)."""
         self._once.setdefault(endpoint, deque()).extend([seconds] * times)
+
+    def garble_once(self, endpoint: str, times: int = 1) -> None:
+        """The next ``times`` answers of ``endpoint`` are not JSON (the work is done first)."""
+        self._garbled[endpoint] = self._garbled.get(endpoint, 0) + times
 
     def count(self, endpoint: str) -> int:
         """How many requests reached an endpoint (e.g. ``order/create``)."""
@@ -239,6 +247,10 @@ class LocalMexcRest:
         except _Refused as refused:
             return self._fail(refused.code, refused.message)
         await self._delay(self._route_name(endpoint))
+        name = self._route_name(endpoint)
+        if self._garbled.get(name, 0) > 0:
+            self._garbled[name] -= 1
+            return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         return self._ok(result)
 
     @staticmethod
@@ -330,7 +342,7 @@ class LocalMexcRest:
             order = self.orders.get(parts[3])
             if order is None or order.symbol != parts[2]:
                 raise _Refused(2040, "order not exist")
-            return order.as_json()
+            return {**order.as_json(), **self.order_overrides.get(order.external_oid, {})}
         if method == "POST" and endpoint in ("order/create", "order/submit"):
             return self._create(self._json(body))
         if method == "POST" and endpoint == "order/cancel":

@@ -29,6 +29,7 @@ from yarl import URL
 from adapters.mexc import signing
 from adapters.mexc.errors import (
     MexcError,
+    MexcMalformedReply,
     MexcNotFound,
     MexcOutcomeUnknown,
     MexcRateLimited,
@@ -113,7 +114,9 @@ class MexcRestClient:
         retry_backoff_s: float = 0.2,
         now_ms: Callable[[], int] = wall_clock_ms,
         session: aiohttp.ClientSession | None = None,
+        on_malformed: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_malformed = on_malformed
         self._base = base_url.rstrip("/")
         self._spot_base = (spot_base_url or base_url).rstrip("/")
         self._key = api_key
@@ -185,7 +188,7 @@ class MexcRestClient:
         try:
             envelope = _envelope.decode(raw)
         except msgspec.DecodeError as exc:
-            raise MexcTransportError(f"{label}: malformed reply: {exc}") from exc
+            raise self._malformed(f"{label}: malformed reply: {exc}") from exc
         failed = envelope.success is False or (envelope.code not in (None, 0, 200))
         if failed:
             code = envelope.code if envelope.code is not None else 9999
@@ -197,7 +200,13 @@ class MexcRestClient:
         try:
             return decode(data)
         except msgspec.DecodeError as exc:
-            raise MexcTransportError(f"{label}: unexpected reply shape: {exc}") from exc
+            raise self._malformed(f"{label}: unexpected reply shape: {exc}") from exc
+
+    def _malformed(self, detail: str) -> MexcMalformedReply:
+        detail = self._scrub(detail)[:500]
+        if self._on_malformed is not None:
+            self._on_malformed(detail)
+        return MexcMalformedReply(detail)
 
     async def _call(
         self,

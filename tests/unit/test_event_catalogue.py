@@ -40,6 +40,7 @@ PINNED_TAGS = [
     "order.cancelled",
     "execution.reconciled",
     "preflight.passed",
+    "execution.venue_input_rejected",
 ]
 
 _FILL = {
@@ -178,6 +179,15 @@ SAMPLES: dict[str, Event] = {
     ),
     "preflight.passed": ev.PreflightPassed(
         at_ms=T, code_version="a" * 64, tape="demo", tape_sha256="b" * 64, events=9, checks=("x",)
+    ),
+    "execution.venue_input_rejected": ev.ExecutionVenueInputRejected(
+        at_ms=T,
+        venue="mexc",
+        kind="unknown_order_state",
+        severity="WARNING",
+        detail="state 9",
+        client_order_id="a" * 32,
+        symbol="BTC_USDT",
     ),
 }
 

@@ -438,6 +438,19 @@ class ExecutionVenueInputRejected(Event, tag="execution.venue_input_rejected"):
     symbol: Symbol | None = None
 
 
+class ExecutionVenueEquity(Event, tag="execution.venue_equity"):
+    """The futures equity the venue reports, at live start and periodically, against the capital
+    the bot is configured to trade (``INITIAL_EQUITY_USDT``): the hot wallet kept apart."""
+
+    venue: Literal["mexc"]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,10}$")]
+    equity: Decimal
+    available: Decimal
+    configured_capital: Decimal
+    difference_pct: Decimal
+    within_tolerance: bool
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -466,6 +479,7 @@ AnyEvent = (
     | ExecutionReconciled
     | PreflightPassed
     | ExecutionVenueInputRejected
+    | ExecutionVenueEquity
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -19,6 +19,7 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.ExecutionReconciled: "execution",
     ev.PreflightPassed: "preflight",
     ev.ExecutionVenueInputRejected: "execution",
+    ev.ExecutionVenueEquity: "execution",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {

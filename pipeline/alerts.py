@@ -33,6 +33,16 @@ class AlertsService:
         alert = recorded.event
         if isinstance(alert, ev.ExecutionVenueInputRejected):
             alert = _venue_alert(alert)  # recorded by live execution, told like any alert
+        if isinstance(alert, ev.ExecutionVenueEquity) and not alert.within_tolerance:
+            alert = ev.AlertRaised(
+                at_ms=alert.at_ms,
+                severity="WARNING",
+                code="capital_mismatch",
+                message=(
+                    f"the futures account holds {alert.equity} {alert.currency}, the configured"
+                    f" capital is {alert.configured_capital} ({alert.difference_pct:+} %)"
+                ),
+            )
         if not isinstance(alert, ev.AlertRaised):
             return
         self.recent.append(recorded)

@@ -18,9 +18,10 @@ import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Literal
 
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
-from adapters.mexc.live import LiveVenue
+from adapters.mexc.live import LiveTradingRefused, LiveVenue
 from aggregates import events as ev
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived, utc_from_ms
 from aggregates.orders import OrderBook, OrderState, OrderStatus
@@ -46,12 +47,20 @@ class LiveExecution:
         *,
         now_ms: Callable[[], int],
         poll_seconds: float = 2.0,
+        capital: Decimal | None = None,
+        capital_tolerance_pct: Decimal = Decimal(10),
+        capital_mismatch: Literal["warn", "refuse"] = "warn",
+        equity_every_seconds: float = 60.0,
     ) -> None:
         self._venue = venue
         self._store = store
         self._feed = feed
         self._now_ms = now_ms
         self._poll_seconds = poll_seconds
+        self._capital = capital
+        self._tolerance_pct = capital_tolerance_pct
+        self._on_mismatch = capital_mismatch
+        self._equity_every = equity_every_seconds
         self._fresh_state()
 
     def _fresh_state(self) -> None:
@@ -81,6 +90,17 @@ class LiveExecution:
         self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)
+        recorded = await self.record_equity()
+        if recorded is not None and not recorded.within_tolerance:
+            detail = (
+                f"the futures account holds {recorded.equity} USDT, the configured capital is "
+                f"{recorded.configured_capital} ({recorded.difference_pct:+.2f} %, tolerance "
+                f"{self._tolerance_pct} %): move funds, or set INITIAL_EQUITY_USDT to the"
+                " capital the bot may trade"
+            )
+            if self._on_mismatch == "refuse":
+                raise LiveTradingRefused("capital_mismatch", detail)
+            _log.warning("capital mismatch: %s", detail)
         await self._restore()
         await self.reconcile()
         loops = {
@@ -317,9 +337,42 @@ class LiveExecution:
             return Decimal(0), "maker" if limit else "taker"
         return taker + maker, "taker" if abs(taker) >= abs(maker) else "maker"
 
+    async def record_equity(self) -> ev.ExecutionVenueEquity | None:
+        """Record the venue's futures equity against the configured capital (none configured:
+        nothing to compare, nothing recorded)."""
+        if self._capital is None:
+            return None
+        try:
+            equity, available = await self._venue.equity()
+        except MexcError as error:
+            _log.warning("reading the account's equity failed: %s", error)
+            await self._record_malformed(None, None)
+            return None
+        difference = (equity - self._capital) / self._capital * 100 if self._capital else Decimal(0)
+        event = ev.ExecutionVenueEquity(
+            at_ms=self._now_ms(),
+            venue="mexc",
+            currency="USDT",
+            equity=equity,
+            available=available,
+            configured_capital=self._capital,
+            difference_pct=difference.quantize(Decimal("0.0001")),
+            within_tolerance=abs(difference) <= self._tolerance_pct,
+        )
+        await self._store.append(
+            "execution",
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))],
+        )
+        return event
+
     async def _poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        equity_due = loop.time() + self._equity_every
         while True:
             await asyncio.sleep(self._poll_seconds)
+            if loop.time() >= equity_due:
+                equity_due = loop.time() + self._equity_every
+                await self.record_equity()
             for state in self.book.open_orders():
                 if state.status is OrderStatus.REQUESTED:
                     continue

@@ -373,6 +373,16 @@ class LiveVenue:
             )
         ]
 
+    # ----------------------------------------------------------------- capital
+
+    async def equity(self, currency: str = "USDT") -> tuple[Decimal, Decimal]:
+        """The futures account's (equity, available balance) in ``currency`` (0 if none)."""
+        self._require_started()
+        for asset in await self._client.assets():
+            if asset.currency == currency:
+                return asset.equity, asset.available_balance
+        return Decimal(0), Decimal(0)
+
     # ----------------------------------------------------------------- reconciliation
 
     async def open_orders(self) -> list[VenueOrder]:

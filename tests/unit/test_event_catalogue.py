@@ -41,6 +41,7 @@ PINNED_TAGS = [
     "execution.reconciled",
     "preflight.passed",
     "execution.venue_input_rejected",
+    "execution.venue_equity",
 ]
 
 _FILL = {
@@ -188,6 +189,16 @@ SAMPLES: dict[str, Event] = {
         detail="state 9",
         client_order_id="a" * 32,
         symbol="BTC_USDT",
+    ),
+    "execution.venue_equity": ev.ExecutionVenueEquity(
+        at_ms=T,
+        venue="mexc",
+        currency="USDT",
+        equity=D("10500.25"),
+        available=D("9000"),
+        configured_capital=D(10000),
+        difference_pct=D("5.0025"),
+        within_tolerance=True,
     ),
 }
 

@@ -451,6 +451,34 @@ class ExecutionVenueEquity(Event, tag="execution.venue_equity"):
     within_tolerance: bool
 
 
+class ExecutionStopRequested(Event, tag="execution.stop_requested"):
+    """A reduce-only stop to be placed at the exchange for a live position (recorded before it
+    is sent): it closes ``contracts`` of the ``direction`` position at ``trigger_price``."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    direction: Literal["long", "short"]
+    contracts: Decimal
+    trigger_price: Decimal
+
+
+class ExecutionStopPlaced(Event, tag="execution.stop_placed"):
+    """The exchange holds the stop (its plan order id)."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    exchange_stop_id: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class ExecutionStopEnded(Event, tag="execution.stop_ended"):
+    """The stop no longer protects anything: cancelled (position changed or flat), refused, or
+    gone from the exchange (triggered or cancelled there while the bot was away)."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    reason: Code
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -480,6 +508,9 @@ AnyEvent = (
     | PreflightPassed
     | ExecutionVenueInputRejected
     | ExecutionVenueEquity
+    | ExecutionStopRequested
+    | ExecutionStopPlaced
+    | ExecutionStopEnded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

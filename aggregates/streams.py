@@ -20,6 +20,9 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.PreflightPassed: "preflight",
     ev.ExecutionVenueInputRejected: "execution",
     ev.ExecutionVenueEquity: "execution",
+    ev.ExecutionStopRequested: "execution",
+    ev.ExecutionStopPlaced: "execution",
+    ev.ExecutionStopEnded: "execution",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {

@@ -276,6 +276,7 @@ def _live_execution(
         capital=config.initial_equity if config is not None else None,
         capital_tolerance_pct=settings.live_capital_tolerance_pct,
         capital_mismatch=settings.live_capital_mismatch,
+        stop_loss_pct=config.stop_loss_pct if config is not None else None,
     )
 
 

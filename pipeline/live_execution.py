@@ -17,7 +17,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
@@ -51,6 +51,7 @@ class LiveExecution:
         capital_tolerance_pct: Decimal = Decimal(10),
         capital_mismatch: Literal["warn", "refuse"] = "warn",
         equity_every_seconds: float = 60.0,
+        stop_loss_pct: Decimal | None = None,
     ) -> None:
         self._venue = venue
         self._store = store
@@ -61,6 +62,7 @@ class LiveExecution:
         self._tolerance_pct = capital_tolerance_pct
         self._on_mismatch = capital_mismatch
         self._equity_every = equity_every_seconds
+        self._stop_pct = stop_loss_pct
         self._fresh_state()
 
     def _fresh_state(self) -> None:
@@ -78,6 +80,10 @@ class LiveExecution:
         #: order's fees cumulatively, so a new fill's fee is the difference
         self._fees: dict[tuple[str, str], Decimal] = {}
         self._reported: set[tuple[str, str | None, str]] = set()  # venue input recorded this run
+        #: the exchange-resident stop per symbol, as the ledger tells it (execution.stop_*)
+        self._stops: dict[str, _Stop] = {}
+        self._price_step: dict[str, Decimal] = {}
+        self._filled_since_protect = False
         self.last_position = 0
 
     async def run(self) -> None:
@@ -90,6 +96,7 @@ class LiveExecution:
         self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)
+        self._price_step = {spec.symbol: spec.price_step for spec in startup.contracts}
         recorded = await self.record_equity()
         if recorded is not None and not recorded.within_tolerance:
             detail = (
@@ -140,6 +147,19 @@ class LiveExecution:
         self._apply(event)
 
     def _apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ExecutionStopRequested):
+            self._stops[event.symbol] = _Stop(
+                event.stop_id, None, event.direction, event.contracts, event.trigger_price
+            )
+            return
+        if isinstance(event, ev.ExecutionStopPlaced | ev.ExecutionStopEnded):
+            stop = self._stops.get(event.symbol)
+            if stop is not None and stop.stop_id == event.stop_id:
+                if isinstance(event, ev.ExecutionStopEnded):
+                    del self._stops[event.symbol]
+                else:
+                    stop.exchange_id = event.exchange_stop_id
+            return
         self.book.apply(event)
         if isinstance(event, ev.OrderFilled | ev.OrderPartiallyFilled):
             key = (event.client_order_id, event.liquidity)
@@ -201,6 +221,8 @@ class LiveExecution:
                 f" @ {position.entry_price}"
             )
         await self._check_positions(venue_positions)
+        await self._reconcile_stops(corrections)
+        await self._protect(venue_positions)
         await self._record_malformed(None, None)
         event = ev.ExecutionReconciled(
             at_ms=self._now_ms(),
@@ -318,6 +340,7 @@ class LiveExecution:
             for event in events
         ]
         await self._record(news)
+        self._filled_since_protect = True
         return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
 
     def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, str]:  # type: ignore[no-untyped-def]
@@ -384,6 +407,11 @@ class LiveExecution:
                     continue
                 if found is not None:
                     await self._sync_fills(state, found)
+            if self._filled_since_protect:
+                try:
+                    await self._protect()
+                except MexcError as error:
+                    _log.warning("protecting positions failed, retrying: %s", error)
 
     async def _venue_input(
         self, kind: str, severity: str, detail: str, client_order_id: str | None, symbol: str | None
@@ -439,6 +467,147 @@ class LiveExecution:
                     None,
                     symbol,
                 )
+
+    # ----------------------------------------------------------------- exchange-resident stops
+
+    async def _reconcile_stops(self, corrections: list[str]) -> None:
+        """After a (re)start: the ledger's stops must be the exchange's. A stop gone from the
+        exchange (triggered or cancelled while the bot was away) is ended; one requested but
+        never confirmed is adopted if the exchange holds it, else ended."""
+        if self._stop_pct is None:
+            return
+        for symbol, stop in list(self._stops.items()):
+            held = await self._venue.stops(symbol)
+            ids = {str(plan.id) for plan in held}
+            if stop.exchange_id is not None and stop.exchange_id in ids:
+                continue
+            known = {s.exchange_id for s in self._stops.values()}
+            twin = next(
+                (
+                    plan
+                    for plan in held
+                    if str(plan.id) not in known
+                    and plan.vol == stop.contracts
+                    and plan.trigger_price == stop.trigger_price
+                ),
+                None,
+            )
+            if stop.exchange_id is None and twin is not None:
+                await self._stop_event(
+                    ev.ExecutionStopPlaced, stop.stop_id, symbol, exchange_stop_id=str(twin.id)
+                )
+                corrections.append(f"stop {stop.stop_id} ({symbol}) found at the exchange")
+                continue
+            reason = "gone_from_exchange" if stop.exchange_id else "never_placed"
+            await self._stop_event(ev.ExecutionStopEnded, stop.stop_id, symbol, reason=reason)
+            corrections.append(f"stop {stop.stop_id} ({symbol}): {reason}")
+
+    async def _protect(self, positions: list | None = None) -> None:  # type: ignore[type-arg]
+        """Every position the bot holds gets one reduce-only stop at the exchange, at
+        ``STOP_LOSS_PCT`` from the exchange's entry price; the stop follows the position (moved
+        when it changes, cancelled when flat). Each stop is recorded before it is sent."""
+        if self._stop_pct is None:
+            return
+        self._filled_since_protect = False
+        if positions is None:
+            positions = await self._venue.positions()
+        venue = {p.symbol: p for p in positions}
+        net: dict[str, Decimal] = {}
+        for state in self.book:
+            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
+            net[state.symbol] = net.get(state.symbol, Decimal(0)) + signed
+        for symbol in sorted(set(net) | set(self._stops)):
+            want = None
+            position = venue.get(symbol)
+            ours = net.get(symbol, Decimal(0))
+            if position is not None and ours != 0 and (ours > 0) == (position.direction == "long"):
+                contracts = min(abs(ours), position.contracts)
+                trigger = _stop_price(
+                    position.entry_price,
+                    position.direction,
+                    self._stop_pct,
+                    self._price_step.get(symbol, Decimal("0.1")),
+                )
+                want = (position.direction, contracts, trigger)
+            current = self._stops.get(symbol)
+            if current is not None:
+                if (current.direction, current.contracts, current.trigger) == want:
+                    continue
+                if current.exchange_id is not None:
+                    await self._venue.cancel_stop(symbol, current.exchange_id)
+                await self._stop_event(
+                    ev.ExecutionStopEnded,
+                    current.stop_id,
+                    symbol,
+                    reason="position_flat" if want is None else "position_changed",
+                )
+            if want is not None:
+                await self._place_stop(symbol, *want)
+
+    async def _place_stop(
+        self, symbol: str, direction: str, contracts: Decimal, trigger: Decimal
+    ) -> None:
+        stop_id = uuid.uuid4().hex
+        await self._stop_event(
+            ev.ExecutionStopRequested,
+            stop_id,
+            symbol,
+            direction=direction,
+            contracts=contracts,
+            trigger_price=trigger,
+        )
+        try:
+            exchange_id = await self._venue.place_stop(symbol, direction, contracts, trigger)
+        except MexcOutcomeUnknown as error:
+            _log.error("stop %s on %s: no answer, reconciling (%s)", stop_id, symbol, error)
+            self._needs_reconcile = True
+            return
+        except MexcError as error:
+            _log.error("stop %s on %s refused: %s", stop_id, symbol, error)
+            await self._stop_event(ev.ExecutionStopEnded, stop_id, symbol, reason="refused")
+            await self._venue_input(
+                "stop_refused", "CRITICAL", f"the exchange refused the stop: {error}", None, symbol
+            )
+            return
+        await self._stop_event(
+            ev.ExecutionStopPlaced, stop_id, symbol, exchange_stop_id=exchange_id
+        )
+
+    async def _stop_event(self, kind: type, stop_id: str, symbol: str, **fields: object) -> None:
+        event = kind(at_ms=self._now_ms(), stop_id=stop_id, symbol=symbol, **fields)
+        await self._record(
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))]
+        )
+
+
+class _Stop:
+    """One exchange-resident stop as the ledger tells it."""
+
+    __slots__ = ("contracts", "direction", "exchange_id", "stop_id", "trigger")
+
+    def __init__(
+        self,
+        stop_id: str,
+        exchange_id: str | None,
+        direction: str,
+        contracts: Decimal,
+        trigger: Decimal,
+    ) -> None:
+        self.stop_id = stop_id
+        self.exchange_id = exchange_id
+        self.direction = direction
+        self.contracts = contracts
+        self.trigger = trigger
+
+
+def _stop_price(entry: Decimal, direction: str, pct: Decimal, step: Decimal) -> Decimal:
+    """``pct`` percent against the position from its entry, on the price grid, rounded toward
+    the entry (the stop fires no later than the configured loss)."""
+    if direction == "long":
+        raw = entry * (1 - pct / 100)
+        return (raw / step).to_integral_value(rounding=ROUND_CEILING) * step
+    raw = entry * (1 + pct / 100)
+    return (raw / step).to_integral_value(rounding=ROUND_FLOOR) * step
 
 
 _CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")

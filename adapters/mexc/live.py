@@ -25,7 +25,7 @@ import msgspec
 
 from adapters.mexc.errors import MexcError, MexcOrderRefused, MexcOutcomeUnknown
 from adapters.mexc.rest import DEFAULT_REST_URL, NO_PERMISSION, MexcRestClient, wall_clock_ms
-from adapters.mexc.rest_types import ContractDetail, CreateOrder, Order
+from adapters.mexc.rest_types import ContractDetail, CreateOrder, CreatePlanOrder, Order, PlanOrder
 from adapters.mexc.secrets import Secret, scrub
 from aggregates.events import (
     ContractSpecified,
@@ -372,6 +372,36 @@ class LiveVenue:
                 remaining_contracts=max(order.vol - order.deal_vol, Decimal(0)),
             )
         ]
+
+    # ----------------------------------------------------------------- exchange-resident stops
+
+    async def place_stop(
+        self, symbol: str, direction: str, contracts: Decimal, trigger_price: Decimal
+    ) -> str:
+        """A reduce-only market stop at the exchange closing ``contracts`` of a ``direction``
+        position once the last price crosses ``trigger_price``; the exchange's plan order id."""
+        self._require_started()
+        long = direction == "long"
+        return await self._client.place_plan_order(
+            CreatePlanOrder(
+                symbol=symbol,
+                vol=contracts,
+                side=_SIDE_CODE[("sell" if long else "buy", True)],
+                open_type=self._open_type,
+                trigger_price=trigger_price,
+                trigger_type=2 if long else 1,
+                leverage=self._leverage,
+            )
+        )
+
+    async def stops(self, symbol: str) -> list[PlanOrder]:
+        """The untriggered plan orders on ``symbol``."""
+        self._require_started()
+        return await self._client.plan_orders(symbol)
+
+    async def cancel_stop(self, symbol: str, plan_id: str) -> None:
+        self._require_started()
+        await self._client.cancel_plan_order(symbol, plan_id)
 
     # ----------------------------------------------------------------- capital
 

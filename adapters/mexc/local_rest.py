@@ -169,6 +169,8 @@ class LocalMexcRest:
     #: an undocumented state, impossible numbers)
     order_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     _garbled: dict[str, int] = field(default_factory=dict)
+    #: plan (trigger) orders by id: they live at the exchange, whoever placed them is gone or not
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     orders: dict[str, _Order] = field(default_factory=dict)  # externalOid -> order
     positions: dict[tuple[str, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
@@ -180,6 +182,37 @@ class LocalMexcRest:
     def slow_once(self, endpoint: str, seconds: float, times: int = 1) -> None:
         """The next ``times`` answers of ``endpoint`` come ``seconds`` late (work done first)."""
         self._once.setdefault(endpoint, deque()).extend([seconds] * times)
+
+    def set_mark(self, symbol: str, price: Decimal) -> None:
+        """The market moves to ``price``: untriggered plan orders it crosses execute (at it)."""
+        self.mark_prices[symbol] = price
+        for plan in self.plans.values():
+            if plan["symbol"] != symbol or plan["state"] != 1:
+                continue
+            trigger = plan["trigger_price"]
+            if (plan["trigger_type"] == 1 and price >= trigger) or (
+                plan["trigger_type"] == 2 and price <= trigger
+            ):
+                position_type = 1 if plan["side"] in (1, 4) else 2
+                held, _ = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
+                if plan["side"] in (2, 4) and held < plan["vol"]:
+                    plan["state"] = 5  # nothing (left) to close
+                    continue
+                order = _Order(
+                    order_id=next(self._ids),
+                    symbol=symbol,
+                    price=price,
+                    vol=plan["vol"],
+                    side=plan["side"],
+                    order_type=5,
+                    open_type=plan["open_type"],
+                    external_oid=f"plan{plan['id']}",
+                    state=2,
+                    create_time=self._now(),
+                )
+                self.orders[order.external_oid] = order
+                self._trade(order, plan["vol"], price, maker=False)
+                plan["state"] = 3
 
     def garble_once(self, endpoint: str, times: int = 1) -> None:
         """The next ``times`` answers of ``endpoint`` are not JSON (the work is done first)."""
@@ -347,6 +380,24 @@ class LocalMexcRest:
             return self._create(self._json(body))
         if method == "POST" and endpoint == "order/cancel":
             return self._cancel(self._json(body))
+        if method == "POST" and endpoint == "planorder/place":
+            return self._place_plan(self._json(body))
+        if method == "GET" and endpoint == "planorder/list/orders":
+            states = query.get("states", "1").split(",")
+            return [
+                self._plan_json(p)
+                for p in self.plans.values()
+                if p["symbol"] == query.get("symbol", p["symbol"]) and str(p["state"]) in states
+            ]
+        if method == "POST" and endpoint == "planorder/cancel":
+            payload = self._json(body)
+            if not isinstance(payload, list):
+                raise _Refused(600, "Parameter error")
+            for item in payload:
+                plan = self.plans.get(str(item.get("orderId")) if isinstance(item, dict) else "")
+                if plan is not None and plan["state"] == 1:
+                    plan["state"] = 2
+            return None
         raise _Refused(404, "Not Found")
 
     def _open_orders(self, symbol: str, query: dict[str, str]) -> Any:
@@ -490,6 +541,51 @@ class LocalMexcRest:
             self.positions[key] = (held + vol, (held * avg + vol * price) / (held + vol))
         else:
             self.positions[key] = (held - vol, avg)
+
+    def _place_plan(self, payload: Any) -> Any:
+        try:
+            plan = {
+                "symbol": str(payload["symbol"]),
+                "vol": Decimal(str(payload["vol"])),
+                "side": int(payload["side"]),
+                "open_type": int(payload["openType"]),
+                "trigger_price": Decimal(str(payload["triggerPrice"])),
+                "trigger_type": int(payload["triggerType"]),
+                "execute_cycle": int(payload.get("executeCycle", 1)),
+                "order_type": int(payload.get("orderType", 5)),
+                "trend": int(payload.get("trend", 1)),
+            }
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise _Refused(600, "Parameter error") from exc
+        contract = self.contracts.get(plan["symbol"])
+        if contract is None:
+            raise _Refused(1001, "Contract not exist!")
+        if plan["side"] not in (1, 2, 3, 4) or plan["trigger_type"] not in (1, 2):
+            raise _Refused(600, "Parameter error")
+        if plan["trigger_price"] <= 0 or plan["trigger_price"] % contract.price_unit:
+            raise _Refused(3001, "Trigger price error")
+        if plan["vol"] < contract.min_vol or plan["vol"] % contract.vol_unit:
+            raise _Refused(2011, "Order quantity error!")
+        plan["id"] = str(next(self._ids))
+        plan["state"] = 1
+        self.plans[plan["id"]] = plan
+        return int(plan["id"])
+
+    @staticmethod
+    def _plan_json(plan: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": plan["id"],
+            "symbol": plan["symbol"],
+            "side": plan["side"],
+            "vol": _number(plan["vol"]),
+            "triggerPrice": _number(plan["trigger_price"]),
+            "triggerType": plan["trigger_type"],
+            "executeCycle": plan["execute_cycle"],
+            "orderType": plan["order_type"],
+            "trend": plan["trend"],
+            "openType": plan["open_type"],
+            "state": plan["state"],
+        }
 
     def _created(self, order: _Order) -> Any:
         if self.create_reply == "object":

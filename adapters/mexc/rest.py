@@ -44,9 +44,11 @@ from adapters.mexc.rest_types import (
     ContractDetail,
     CreatedOrderReply,
     CreateOrder,
+    CreatePlanOrder,
     Envelope,
     Order,
     OrderPage,
+    PlanOrder,
     Position,
     SubmittedOrder,
 )
@@ -82,6 +84,8 @@ _decode_orders = _decoder(list[Order] | OrderPage | None)
 _decode_order = _decoder(Order | None)
 _decode_created = _decoder(int | str | CreatedOrderReply)
 _decode_cancel = _decoder(list[CancelResult] | None)
+_decode_plan_id = _decoder(int | str)
+_decode_plan_orders = _decoder(list[PlanOrder] | None)
 _envelope = msgspec.json.Decoder(Envelope)
 
 
@@ -381,6 +385,30 @@ class MexcRestClient:
             lambda: self._call("POST", path, body=body, private=True), path
         )
         return _as_list(self._typed(_decode_cancel, data, path))
+
+    # ----------------------------------------------------------------- plan (stop) orders
+
+    async def place_plan_order(self, order: CreatePlanOrder) -> str:
+        """One ``planorder/place`` attempt (a plan order has no client id: never resent blindly;
+        a lost answer raises :class:`MexcOutcomeUnknown` and the caller looks at the list)."""
+        path = "/api/v1/private/planorder/place"
+        try:
+            data = await self._call("POST", path, body=_body_encoder.encode(order), private=True)
+        except (MexcTransportError, MexcServerError) as exc:
+            raise MexcOutcomeUnknown(f"plan order on {order.symbol}: {exc}") from exc
+        return str(self._typed(_decode_plan_id, data, path))
+
+    async def plan_orders(self, symbol: str) -> list[PlanOrder]:
+        """The untriggered plan orders of a symbol."""
+        path = "/api/v1/private/planorder/list/orders"
+        data = await self._get(path, {"symbol": symbol, "states": "1", "page_size": 100})
+        return _as_list(self._typed(_decode_plan_orders, data, path))
+
+    async def cancel_plan_order(self, symbol: str, plan_id: str) -> None:
+        """``planorder/cancel`` one plan order; cancelling twice is harmless, so it is retried."""
+        path = "/api/v1/private/planorder/cancel"
+        body = _body_encoder.encode([{"symbol": symbol, "orderId": plan_id}])
+        await self._with_retries(lambda: self._call("POST", path, body=body, private=True), path)
 
     # ----------------------------------------------------------------- withdraw probe
 

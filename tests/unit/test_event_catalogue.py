@@ -42,6 +42,9 @@ PINNED_TAGS = [
     "preflight.passed",
     "execution.venue_input_rejected",
     "execution.venue_equity",
+    "execution.stop_requested",
+    "execution.stop_placed",
+    "execution.stop_ended",
 ]
 
 _FILL = {
@@ -199,6 +202,20 @@ SAMPLES: dict[str, Event] = {
         configured_capital=D(10000),
         difference_pct=D("5.0025"),
         within_tolerance=True,
+    ),
+    "execution.stop_requested": ev.ExecutionStopRequested(
+        at_ms=T,
+        stop_id="s" * 32,
+        symbol="BTC_USDT",
+        direction="long",
+        contracts=D(3),
+        trigger_price=D("61109.4"),
+    ),
+    "execution.stop_placed": ev.ExecutionStopPlaced(
+        at_ms=T, stop_id="s" * 32, symbol="BTC_USDT", exchange_stop_id="7391"
+    ),
+    "execution.stop_ended": ev.ExecutionStopEnded(
+        at_ms=T, stop_id="s" * 32, symbol="BTC_USDT", reason="position_flat"
     ),
 }
 

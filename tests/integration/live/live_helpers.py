@@ -23,7 +23,12 @@ AT_MS = 1_760_000_000_000
 
 
 def request(
-    client_order_id: str, *, contracts: int = 3, limit: str | None = None, side: str = "buy"
+    client_order_id: str,
+    *,
+    contracts: int = 3,
+    limit: str | None = None,
+    side: str = "buy",
+    reduce_only: bool = False,
 ) -> ev.OrderRequested:
     return ev.OrderRequested(
         at_ms=AT_MS,
@@ -32,8 +37,8 @@ def request(
         side=side,  # type: ignore[arg-type]
         contracts=Decimal(contracts),
         order_type="limit" if limit else "market",
-        intent="entry",
-        reduce_only=False,
+        intent="exit" if reduce_only else "entry",
+        reduce_only=reduce_only,
         reference_price=Decimal("65000.0"),
         limit_price=Decimal(limit) if limit else None,
     )
@@ -75,7 +80,7 @@ def types(recorded: list[RecordedEvent]) -> list[str]:
 
 
 async def until(
-    store: EventStore, predicate: Callable[[list[RecordedEvent]], bool], seconds: float = 20.0
+    store: EventStore, predicate: Callable[[list[RecordedEvent]], bool], seconds: float = 60.0
 ) -> list[RecordedEvent]:
     """Wait (bounded) until the ledger satisfies ``predicate``; never a timing assertion."""
     loop = asyncio.get_running_loop()

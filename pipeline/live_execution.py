@@ -396,6 +396,11 @@ class LiveExecution:
             if loop.time() >= equity_due:
                 equity_due = loop.time() + self._equity_every
                 await self.record_equity()
+                try:  # a stop can expire or be cancelled at the exchange: check, re-place
+                    await self._reconcile_stops([])
+                    await self._protect()
+                except MexcError as error:
+                    _log.warning("checking the exchange stops failed, retrying: %s", error)
             for state in self.book.open_orders():
                 if state.status is OrderStatus.REQUESTED:
                     continue
@@ -471,9 +476,10 @@ class LiveExecution:
     # ----------------------------------------------------------------- exchange-resident stops
 
     async def _reconcile_stops(self, corrections: list[str]) -> None:
-        """After a (re)start: the ledger's stops must be the exchange's. A stop gone from the
-        exchange (triggered or cancelled while the bot was away) is ended; one requested but
-        never confirmed is adopted if the exchange holds it, else ended."""
+        """After a (re)start, and periodically: the ledger's stops must be the exchange's.
+
+        A stop gone from the exchange (triggered, expired or cancelled there) is ended; one
+        requested but never confirmed is adopted if the exchange holds it, else ended."""
         if self._stop_pct is None:
             return
         for symbol, stop in list(self._stops.items()):

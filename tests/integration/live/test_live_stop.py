@@ -50,7 +50,7 @@ async def store(fresh_database_url: Any) -> AsyncIterator[EventStore]:
         yield opened
 
 
-def _bot(store: EventStore, server: LocalMexcRest) -> LiveExecution:
+def _bot(store: EventStore, server: LocalMexcRest, **extra: Any) -> LiveExecution:
     return LiveExecution(
         venue(server),
         store,
@@ -58,6 +58,7 @@ def _bot(store: EventStore, server: LocalMexcRest) -> LiveExecution:
         now_ms=lambda: AT_MS,
         poll_seconds=0.05,
         stop_loss_pct=Decimal(6),
+        **extra,
     )
 
 
@@ -116,3 +117,19 @@ async def test_bot_when_killed_with_position_open_then_exchange_stop_closes_it_a
     (ended,) = _of(recorded, ev.ExecutionStopEnded)
     assert ended.reason == "gone_from_exchange"
     assert server.count("planorder/place") == 1  # nothing placed for a position that is gone
+
+
+async def test_stop_when_gone_from_exchange_while_position_open_then_placed_again(
+    server: LocalMexcRest, store: EventStore
+) -> None:
+    bot = _bot(store, server, capital=Decimal(10000), equity_every_seconds=0.2)
+    async with running(bot):
+        await until(store, lambda r: "execution.reconciled" in types(r))
+        await append_request(store, request("in1"))
+        await until(store, lambda r: "execution.stop_placed" in types(r))
+        (plan,) = _active(server)
+        plan["state"] = 2  # expired or cancelled at the exchange (MEXC keeps one 7 days at most)
+        recorded = await until(store, lambda r: types(r).count("execution.stop_placed") == 2)
+    (again,) = _active(server)
+    assert again["vol"] == Decimal(3) and again["id"] != plan["id"]
+    assert [e.reason for e in _of(recorded, ev.ExecutionStopEnded)] == ["gone_from_exchange"]

@@ -166,10 +166,14 @@ class LiveExecution:
             self._fees[key] = self._fees.get(key, Decimal(0)) + event.fee
 
     async def _record(self, news: list[NewEvent]) -> None:
-        """Append and apply at once, so the next decision here already sees it."""
+        """Append and apply at once, so the next decision here already sees it.
+
+        The ids are marked before the append: the feed may hand the new events back while the
+        append is still returning, and each must be applied once (here), never twice.
+        """
+        self._applied.update(new.event_id for new in news)
         await append_grouped(self._store, news)
         for new in news:
-            self._applied.add(new.event_id)
             self._apply(new.event)
 
     async def _send(self, request: RecordedEvent) -> None:

@@ -407,6 +407,78 @@ class ExecutionReconciled(Event, tag="execution.reconciled"):
     corrections: tuple[Text, ...] = ()
 
 
+class PreflightPassed(Event, tag="preflight.passed"):
+    """``claire preflight`` ran the bundled tape through every service and the outcome held.
+
+    Live trading starts only when the ledger holds one for the running ``code_version`` (a digest
+    of the code's source), so changed code is checked end to end before it trades real money.
+    """
+
+    code_version: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    tape: Text
+    tape_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    events: Annotated[int, msgspec.Meta(ge=0)]
+    checks: tuple[Text, ...] = ()
+
+
+class ExecutionVenueInputRejected(Event, tag="execution.venue_input_rejected"):
+    """The venue said something that cannot be taken as it is; recorded, alerted, not acted on.
+
+    ``kind``: ``unparseable_answer`` (a reply that does not decode), ``unknown_order_state``,
+    ``implausible_order`` (numbers that cannot be a fill), ``unknown_order`` (an order we never
+    sent), ``position_mismatch`` (the exchange holds a position our fills do not explain),
+    ``fee_currency`` (a fee not in the settlement currency: the fill is recorded as reported).
+    """
+
+    venue: Literal["mexc"]
+    kind: Code
+    severity: Severity
+    detail: Text
+    client_order_id: ClientOrderId | None = None
+    symbol: Symbol | None = None
+
+
+class ExecutionVenueEquity(Event, tag="execution.venue_equity"):
+    """The futures equity the venue reports, at live start and periodically, against the capital
+    the bot is configured to trade (``INITIAL_EQUITY_USDT``): the hot wallet kept apart."""
+
+    venue: Literal["mexc"]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,10}$")]
+    equity: Decimal
+    available: Decimal
+    configured_capital: Decimal
+    difference_pct: Decimal
+    within_tolerance: bool
+
+
+class ExecutionStopRequested(Event, tag="execution.stop_requested"):
+    """A reduce-only stop to be placed at the exchange for a live position (recorded before it
+    is sent): it closes ``contracts`` of the ``direction`` position at ``trigger_price``."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    direction: Literal["long", "short"]
+    contracts: Decimal
+    trigger_price: Decimal
+
+
+class ExecutionStopPlaced(Event, tag="execution.stop_placed"):
+    """The exchange holds the stop (its plan order id)."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    exchange_stop_id: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class ExecutionStopEnded(Event, tag="execution.stop_ended"):
+    """The stop no longer protects anything: cancelled (position changed or flat), refused, or
+    gone from the exchange (triggered or cancelled there while the bot was away)."""
+
+    stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    symbol: Symbol
+    reason: Code
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -433,6 +505,12 @@ AnyEvent = (
     | OrderRejected
     | OrderCancelled
     | ExecutionReconciled
+    | PreflightPassed
+    | ExecutionVenueInputRejected
+    | ExecutionVenueEquity
+    | ExecutionStopRequested
+    | ExecutionStopPlaced
+    | ExecutionStopEnded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

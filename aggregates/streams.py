@@ -17,6 +17,12 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.TradingStateChanged: "risk",
     ev.AlertRaised: "risk",
     ev.ExecutionReconciled: "execution",
+    ev.PreflightPassed: "preflight",
+    ev.ExecutionVenueInputRejected: "execution",
+    ev.ExecutionVenueEquity: "execution",
+    ev.ExecutionStopRequested: "execution",
+    ev.ExecutionStopPlaced: "execution",
+    ev.ExecutionStopEnded: "execution",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {
@@ -59,6 +65,7 @@ TOPIC_BY_STREAM_PREFIX: dict[str, str] = {
     "operator": "signals",
     "order": "orders",
     "execution": "order_results",
+    "preflight": "signals",
 }
 
 

@@ -1,6 +1,7 @@
 """The alerts service: tells a human what the risk manager and the services flagged.
 
-It reads ``AlertRaised`` events from the ledger (via the topics) and writes them to the log at
+It reads ``AlertRaised`` events (and live execution's ``ExecutionVenueInputRejected``: input
+from the exchange it could not take) from the ledger (via the topics) and writes them to the log at
 the matching level; it keeps the most recent ones for ``/health`` and the demo's summary.
 """
 
@@ -30,6 +31,18 @@ class AlertsService:
 
     def handle(self, recorded: RecordedEvent) -> None:
         alert = recorded.event
+        if isinstance(alert, ev.ExecutionVenueInputRejected):
+            alert = _venue_alert(alert)  # recorded by live execution, told like any alert
+        if isinstance(alert, ev.ExecutionVenueEquity) and not alert.within_tolerance:
+            alert = ev.AlertRaised(
+                at_ms=alert.at_ms,
+                severity="WARNING",
+                code="capital_mismatch",
+                message=(
+                    f"the futures account holds {alert.equity} {alert.currency}, the configured"
+                    f" capital is {alert.configured_capital} ({alert.difference_pct:+} %)"
+                ),
+            )
         if not isinstance(alert, ev.AlertRaised):
             return
         self.recent.append(recorded)
@@ -49,3 +62,17 @@ class AlertsService:
         async for recorded in self._feed(self.last).events():
             self.handle(recorded)
             self.last = recorded.position
+
+
+def _venue_alert(rejected: ev.ExecutionVenueInputRejected) -> ev.AlertRaised:
+    """A venue-input event as the alert a human reads (not recorded: it is in the ledger)."""
+    return ev.AlertRaised(
+        at_ms=rejected.at_ms,
+        severity=rejected.severity,
+        code=f"venue_input_rejected.{rejected.kind}"[:64],
+        message=(
+            f"{rejected.venue}: {rejected.detail}"
+            + (f" (order {rejected.client_order_id})" if rejected.client_order_id else "")
+        )[:2000],
+        symbol=rejected.symbol,
+    )

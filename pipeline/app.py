@@ -174,7 +174,8 @@ async def run_pipeline(
         }
         live = "execution" in options.services and settings.live_enabled
         if live:
-            supervise("execution", _live_execution(settings, store, feed_from, options).run)
+            live_execution = _live_execution(settings, store, feed_from, options, config)
+            supervise("execution", live_execution.run)
         for service in DECIDERS:
             if service in options.services and not (live and service == "execution"):
                 decider = DecisionService(
@@ -257,6 +258,7 @@ def _live_execution(
     store: EventStore,
     feed_from: Callable[[int], LedgerFeed],
     options: RunOptions,
+    config: TradingConfig | None = None,
 ) -> LiveExecution:
     """The MEXC venue, behind the explicit live-mode token (refused unless all three are set)."""
     enabled = LiveModeEnabled.from_settings(
@@ -266,7 +268,16 @@ def _live_execution(
         api_secret=settings.mexc_api_secret,
     )
     venue = LiveVenue(enabled, settings.symbols, base_url=settings.mexc_rest_url)
-    return LiveExecution(venue, store, feed_from, now_ms=options.now_ms)
+    return LiveExecution(
+        venue,
+        store,
+        feed_from,
+        now_ms=options.now_ms,
+        capital=config.initial_equity if config is not None else None,
+        capital_tolerance_pct=settings.live_capital_tolerance_pct,
+        capital_mismatch=settings.live_capital_mismatch,
+        stop_loss_pct=config.stop_loss_pct if config is not None else None,
+    )
 
 
 def _start_feed(

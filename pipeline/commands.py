@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
     if settings.database_url is None:
         settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
     services = tuple(args.service) if args.service else SERVICES
+    _refuse_early(settings, services, usage_error)
     logging.getLogger("claire").info("starting %s with %s", services, settings.describe())
     try:
         asyncio.run(
@@ -73,7 +74,67 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
         )
     except KeyboardInterrupt:
         return OK
+    except Exception as error:
+        _refused_while_starting(error, usage_error)
+        raise
     return OK
+
+
+def _refuse_early(settings, services, usage_error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+    """Refuse to start, with one sentence, before any service runs (see pipeline.startup)."""
+    from eventstore.errors import StoreUnavailable
+    from pipeline.startup import StartRefused, check_schema
+
+    url = settings.database_url.reveal()
+    try:
+        asyncio.run(check_schema(url))
+        if settings.live_enabled and "execution" in services:
+            from pipeline.preflight import require_preflight
+
+            asyncio.run(require_preflight(url))
+    except (StartRefused, StoreUnavailable) as error:
+        raise usage_error(str(error)) from None
+
+
+def _preflight(
+    args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
+) -> int:
+    """``claire preflight``: the end-to-end check live trading requires (pipeline.preflight)."""
+    import sys
+
+    from eventstore.errors import StoreUnavailable
+    from pipeline.preflight import code_version, run_preflight
+    from pipeline.startup import StartRefused, check_schema
+
+    _configure_logging(args.verbose)
+    url = database_url(args)
+    try:
+        asyncio.run(check_schema(url))  # the pass is recorded there: it must be a ledger
+    except (StartRefused, StoreUnavailable) as error:
+        raise usage_error(str(error)) from None
+    print(f"claire preflight: code version {code_version()}", flush=True)
+    outcome = run_preflight(url, speed=args.speed)
+    for check in outcome.checks:
+        print(f"  ok    {check}")
+    for problem in outcome.problems:
+        print(f"  FAIL  {problem}")
+    if not outcome.passed:
+        print(
+            "claire preflight: FAILED; nothing recorded, live trading stays refused",
+            file=sys.stderr,
+        )
+        return CHECK_FAILED
+    print(f"claire preflight: passed ({outcome.events} events); recorded in the ledger")
+    return OK
+
+
+def _refused_while_starting(error: Exception, usage_error: type[Exception]) -> None:
+    """A start refused by a service (the live venue's probe) is exit 2 and one line."""
+    from adapters.mexc.live import LiveTradingRefused
+    from pipeline.startup import StartRefused
+
+    if isinstance(error, LiveTradingRefused | StartRefused):
+        raise usage_error(str(error)) from None
 
 
 def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
@@ -177,6 +238,13 @@ def register(
     operator.add_argument("--operator", default="cli", help="who gives the command")
     operator.add_argument("--note", default="", help="why")
     operator.set_defaults(handler=lambda args: _operator(args, database_url))
+
+    preflight = commands.add_parser(
+        "preflight", help="end-to-end check on the bundled tape; live trading requires a pass"
+    )
+    preflight.add_argument("--speed", type=float, default=40.0, help="tape speed-up (default 40)")
+    preflight.add_argument("--verbose", action="store_true", help="log every service's progress")
+    preflight.set_defaults(handler=lambda args: _preflight(args, usage_error, database_url))
 
 
 def _positive_seconds(text: str) -> float:

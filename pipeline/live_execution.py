@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Literal
 
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
-from adapters.mexc.live import LiveVenue
+from adapters.mexc.live import LiveTradingRefused, LiveVenue
 from aggregates import events as ev
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived, utc_from_ms
 from aggregates.orders import OrderBook, OrderState, OrderStatus
@@ -45,39 +47,90 @@ class LiveExecution:
         *,
         now_ms: Callable[[], int],
         poll_seconds: float = 2.0,
+        capital: Decimal | None = None,
+        capital_tolerance_pct: Decimal = Decimal(10),
+        capital_mismatch: Literal["warn", "refuse"] = "warn",
+        equity_every_seconds: float = 60.0,
+        stop_loss_pct: Decimal | None = None,
     ) -> None:
         self._venue = venue
         self._store = store
         self._feed = feed
         self._now_ms = now_ms
         self._poll_seconds = poll_seconds
+        self._capital = capital
+        self._tolerance_pct = capital_tolerance_pct
+        self._on_mismatch = capital_mismatch
+        self._equity_every = equity_every_seconds
+        self._stop_pct = stop_loss_pct
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """Everything learnt from the log, empty: each run() rebuilds it from the log alone.
+
+        The supervisor calls run() again on the same object after the ledger was lost; folding
+        the log a second time into the book already held would replay transitions it has seen
+        (``IllegalTransition``) and end the service instead of resuming it.
+        """
         self.book = OrderBook()
         self._requests: dict[str, RecordedEvent] = {}
-        self._taker_fee: dict[str, Decimal] = {}
-        self._contract_size: dict[str, Decimal] = {}
         self._needs_reconcile = True
         self._applied: set[uuid.UUID] = set()  # applied locally, before the feed brings them back
+        #: fees the ledger already holds per (client order id, liquidity): MEXC reports an
+        #: order's fees cumulatively, so a new fill's fee is the difference
+        self._fees: dict[tuple[str, str], Decimal] = {}
+        self._reported: set[tuple[str, str | None, str]] = set()  # venue input recorded this run
+        #: the exchange-resident stop per symbol, as the ledger tells it (execution.stop_*)
+        self._stops: dict[str, _Stop] = {}
+        self._price_step: dict[str, Decimal] = {}
+        self._filled_since_protect = False
         self.last_position = 0
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # its HTTP session, reopened on the next run() (no unclosed-session warning)
+            await self._venue.close()
+
+    async def _run(self) -> None:
+        self._fresh_state()
         startup = await self._venue.start()  # refuses (LiveTradingRefused) unless all is well
         await record_contract_specs(self._store, startup.contracts)
-        for spec in startup.contracts:
-            self._taker_fee[spec.symbol] = spec.taker_fee_rate
-            self._contract_size[spec.symbol] = spec.contract_size
+        self._price_step = {spec.symbol: spec.price_step for spec in startup.contracts}
+        recorded = await self.record_equity()
+        if recorded is not None and not recorded.within_tolerance:
+            detail = (
+                f"the futures account holds {recorded.equity} USDT, the configured capital is "
+                f"{recorded.configured_capital} ({recorded.difference_pct:+.2f} %, tolerance "
+                f"{self._tolerance_pct} %): move funds, or set INITIAL_EQUITY_USDT to the"
+                " capital the bot may trade"
+            )
+            if self._on_mismatch == "refuse":
+                raise LiveTradingRefused("capital_mismatch", detail)
+            _log.warning("capital mismatch: %s", detail)
         await self._restore()
         await self.reconcile()
-        poller = asyncio.create_task(self._poll_forever(), name="live-execution-poll")
-        try:
-            async for recorded in self._feed(self.last_position).events():
-                self.last_position = recorded.position
-                self._fold(recorded)
-                if isinstance(recorded.event, ev.OrderRequested):
-                    if self._needs_reconcile:
-                        await self.reconcile()
-                    await self._send(recorded)
+        loops = {
+            asyncio.create_task(self._follow(), name="live-execution-follow"),
+            asyncio.create_task(self._poll_forever(), name="live-execution-poll"),
+        }
+        try:  # whichever loop fails first ends run() with its error (the supervisor decides)
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
-            poller.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        async for recorded in self._feed(self.last_position).events():
+            self.last_position = recorded.position
+            self._fold(recorded)
+            if isinstance(recorded.event, ev.OrderRequested):
+                if self._needs_reconcile:
+                    await self.reconcile()
+                await self._send(recorded)
 
     async def _restore(self) -> None:
         async for recorded in self._store.read_all():
@@ -91,14 +144,37 @@ class LiveExecution:
         if recorded.event_id in self._applied:
             self._applied.discard(recorded.event_id)
             return
+        self._apply(event)
+
+    def _apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ExecutionStopRequested):
+            self._stops[event.symbol] = _Stop(
+                event.stop_id, None, event.direction, event.contracts, event.trigger_price
+            )
+            return
+        if isinstance(event, ev.ExecutionStopPlaced | ev.ExecutionStopEnded):
+            stop = self._stops.get(event.symbol)
+            if stop is not None and stop.stop_id == event.stop_id:
+                if isinstance(event, ev.ExecutionStopEnded):
+                    del self._stops[event.symbol]
+                else:
+                    stop.exchange_id = event.exchange_stop_id
+            return
         self.book.apply(event)
+        if isinstance(event, ev.OrderFilled | ev.OrderPartiallyFilled):
+            key = (event.client_order_id, event.liquidity)
+            self._fees[key] = self._fees.get(key, Decimal(0)) + event.fee
 
     async def _record(self, news: list[NewEvent]) -> None:
-        """Append and apply at once, so the next decision here already sees it."""
+        """Append and apply at once, so the next decision here already sees it.
+
+        The ids are marked before the append: the feed may hand the new events back while the
+        append is still returning, and each must be applied once (here), never twice.
+        """
+        self._applied.update(new.event_id for new in news)
         await append_grouped(self._store, news)
         for new in news:
-            self._applied.add(new.event_id)
-            self.book.apply(new.event)
+            self._apply(new.event)
 
     async def _send(self, request: RecordedEvent) -> None:
         order = request.event
@@ -112,6 +188,8 @@ class LiveExecution:
             _log.error("no answer for order %s: reconciling (%s)", order.client_order_id, error)
             self._needs_reconcile = True
             return
+        finally:
+            await self._record_malformed(order.client_order_id, order.symbol)
         await self._append(request, answers)
 
     async def _append(self, cause: RecordedEvent, answers: list[ev.Event]) -> None:
@@ -130,11 +208,26 @@ class LiveExecution:
                     f"exchange order {order.exchange_order_id} ({order.symbol}) is not ours; "
                     "left untouched"
                 )
-        for position in await self._venue.positions():
+        for order in venue_open:
+            if order.client_order_id not in ours:
+                await self._venue_input(
+                    "unknown_order",
+                    "CRITICAL",
+                    f"open order {order.exchange_order_id} ({order.side} {order.contracts}"
+                    f" {order.symbol}) was not sent by this bot; left untouched",
+                    None,
+                    order.symbol,
+                )
+        venue_positions = await self._venue.positions()
+        for position in venue_positions:
             corrections.append(
                 f"exchange position {position.symbol} {position.direction} {position.contracts}"
                 f" @ {position.entry_price}"
             )
+        await self._check_positions(venue_positions)
+        await self._reconcile_stops(corrections)
+        await self._protect(venue_positions)
+        await self._record_malformed(None, None)
         event = ev.ExecutionReconciled(
             at_ms=self._now_ms(),
             venue="mexc",
@@ -174,13 +267,29 @@ class LiveExecution:
         request = self._requests.get(state.client_order_id)
         if request is None:
             return []
+        problem = _implausible(state, found)
+        if problem is not None:
+            kind, severity, detail = problem
+            await self._venue_input(kind, severity, detail, state.client_order_id, state.symbol)
+            return [f"order {state.client_order_id}: {detail}"]
+        currency = found.fee_currency or "USDT"
+        if currency != "USDT" and Decimal(found.deal_vol) > state.filled_contracts:
+            await self._venue_input(
+                "fee_currency",
+                "WARNING",
+                f"fee reported in {currency[:20]!r}, not USDT: recorded as reported; the"
+                " portfolio counts it as USDT",
+                state.client_order_id,
+                state.symbol,
+            )
+            if not _CURRENCY.fullmatch(currency):
+                currency = "UNKNOWN"
         events: list[ev.Event] = []
         new_contracts = Decimal(found.deal_vol) - state.filled_contracts
         if new_contracts > 0 and found.deal_avg_price > 0:
             total_notional = Decimal(found.deal_avg_price) * Decimal(found.deal_vol)
             price = (total_notional - state.filled_notional) / new_contracts
-            size = self._contract_size.get(state.symbol, Decimal(0))
-            fee = new_contracts * size * price * self._taker_fee.get(state.symbol, Decimal(0))
+            fee, liquidity = self._reported_fee(state, found)
             remaining = state.contracts - Decimal(found.deal_vol)
             common = {
                 "at_ms": found.update_time or self._now_ms(),
@@ -190,8 +299,8 @@ class LiveExecution:
                 "price": price,
                 "contracts": new_contracts,
                 "fee": fee,
-                "fee_currency": "USDT",
-                "liquidity": "taker",
+                "fee_currency": currency,
+                "liquidity": liquidity,
                 "fill_id": f"{found.order_id}-{found.deal_vol}",
                 "reduce_only": state.reduce_only,
             }
@@ -235,11 +344,67 @@ class LiveExecution:
             for event in events
         ]
         await self._record(news)
+        self._filled_since_protect = True
         return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
 
+    def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, str]:  # type: ignore[no-untyped-def]
+        """The fee and liquidity of the new part of a fill, as the exchange reports them.
+
+        MEXC reports each order's taker and maker fees so far; what the ledger does not hold yet
+        belongs to the new fill. Its liquidity is the side whose fee grew (the larger growth if
+        both did). With no fee at all (a 0 % maker rate), a limit order filled as maker and a
+        market order as taker.
+        """
+        coid = state.client_order_id
+        taker = Decimal(found.taker_fee) - self._fees.get((coid, "taker"), Decimal(0))
+        maker = Decimal(found.maker_fee) - self._fees.get((coid, "maker"), Decimal(0))
+        if taker == 0 and maker == 0:
+            request = self._requests.get(coid)
+            limit = request is not None and request.event.order_type == "limit"  # type: ignore[attr-defined]
+            return Decimal(0), "maker" if limit else "taker"
+        return taker + maker, "taker" if abs(taker) >= abs(maker) else "maker"
+
+    async def record_equity(self) -> ev.ExecutionVenueEquity | None:
+        """Record the venue's futures equity against the configured capital (none configured:
+        nothing to compare, nothing recorded)."""
+        if self._capital is None:
+            return None
+        try:
+            equity, available = await self._venue.equity()
+        except MexcError as error:
+            _log.warning("reading the account's equity failed: %s", error)
+            await self._record_malformed(None, None)
+            return None
+        difference = (equity - self._capital) / self._capital * 100 if self._capital else Decimal(0)
+        event = ev.ExecutionVenueEquity(
+            at_ms=self._now_ms(),
+            venue="mexc",
+            currency="USDT",
+            equity=equity,
+            available=available,
+            configured_capital=self._capital,
+            difference_pct=difference.quantize(Decimal("0.0001")),
+            within_tolerance=abs(difference) <= self._tolerance_pct,
+        )
+        await self._store.append(
+            "execution",
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))],
+        )
+        return event
+
     async def _poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        equity_due = loop.time() + self._equity_every
         while True:
             await asyncio.sleep(self._poll_seconds)
+            if loop.time() >= equity_due:
+                equity_due = loop.time() + self._equity_every
+                await self.record_equity()
+                try:  # a stop can expire or be cancelled at the exchange: check, re-place
+                    await self._reconcile_stops([])
+                    await self._protect()
+                except MexcError as error:
+                    _log.warning("checking the exchange stops failed, retrying: %s", error)
             for state in self.book.open_orders():
                 if state.status is OrderStatus.REQUESTED:
                     continue
@@ -247,6 +412,234 @@ class LiveExecution:
                     found = await self._venue.find_order(state.client_order_id, state.symbol)
                 except MexcError as error:
                     _log.warning("polling %s failed: %s", state.client_order_id, error)
+                    await self._record_malformed(state.client_order_id, state.symbol)
                     continue
                 if found is not None:
                     await self._sync_fills(state, found)
+            if self._filled_since_protect:
+                try:
+                    await self._protect()
+                except MexcError as error:
+                    _log.warning("protecting positions failed, retrying: %s", error)
+
+    async def _venue_input(
+        self, kind: str, severity: str, detail: str, client_order_id: str | None, symbol: str | None
+    ) -> None:
+        """Record (once per run) something the venue said that cannot be taken as it is.
+
+        The alerts service reports it; nothing is decided from it. Never a crash, never only a
+        log line: the ledger keeps what the exchange said.
+        """
+        key = (kind, client_order_id, detail)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        _log.error("venue input rejected (%s) %s: %s", kind, client_order_id or "-", detail)
+        event = ev.ExecutionVenueInputRejected(
+            at_ms=self._now_ms(),
+            venue="mexc",
+            kind=kind,
+            severity=severity,  # type: ignore[arg-type]
+            detail=detail[:2000],
+            client_order_id=client_order_id,
+            symbol=symbol,
+        )
+        await self._store.append(
+            "execution",
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))],
+        )
+
+    async def _record_malformed(self, client_order_id: str | None, symbol: str | None) -> None:
+        for detail in self._venue.take_malformed():
+            await self._venue_input(
+                "unparseable_answer", "WARNING", detail, client_order_id, symbol
+            )
+
+    async def _check_positions(self, positions: list) -> None:  # type: ignore[type-arg]
+        """The exchange's net position per symbol must be what the ledger's fills add up to."""
+        ledger: dict[str, Decimal] = {}
+        for state in self.book:
+            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
+            ledger[state.symbol] = ledger.get(state.symbol, Decimal(0)) + signed
+        venue: dict[str, Decimal] = {}
+        for position in positions:
+            signed = position.contracts if position.direction == "long" else -position.contracts
+            venue[position.symbol] = venue.get(position.symbol, Decimal(0)) + signed
+        for symbol in sorted(set(ledger) | set(venue)):
+            held, known = venue.get(symbol, Decimal(0)), ledger.get(symbol, Decimal(0))
+            if held != known:
+                await self._venue_input(
+                    "position_mismatch",
+                    "CRITICAL",
+                    f"the exchange holds {held} contracts of {symbol}, the ledger's fills add up"
+                    f" to {known}: fills the bot did not send or did not see",
+                    None,
+                    symbol,
+                )
+
+    # ----------------------------------------------------------------- exchange-resident stops
+
+    async def _reconcile_stops(self, corrections: list[str]) -> None:
+        """After a (re)start, and periodically: the ledger's stops must be the exchange's.
+
+        A stop gone from the exchange (triggered, expired or cancelled there) is ended; one
+        requested but never confirmed is adopted if the exchange holds it, else ended."""
+        if self._stop_pct is None:
+            return
+        for symbol, stop in list(self._stops.items()):
+            held = await self._venue.stops(symbol)
+            ids = {str(plan.id) for plan in held}
+            if stop.exchange_id is not None and stop.exchange_id in ids:
+                continue
+            known = {s.exchange_id for s in self._stops.values()}
+            twin = next(
+                (
+                    plan
+                    for plan in held
+                    if str(plan.id) not in known
+                    and plan.vol == stop.contracts
+                    and plan.trigger_price == stop.trigger_price
+                ),
+                None,
+            )
+            if stop.exchange_id is None and twin is not None:
+                await self._stop_event(
+                    ev.ExecutionStopPlaced, stop.stop_id, symbol, exchange_stop_id=str(twin.id)
+                )
+                corrections.append(f"stop {stop.stop_id} ({symbol}) found at the exchange")
+                continue
+            reason = "gone_from_exchange" if stop.exchange_id else "never_placed"
+            await self._stop_event(ev.ExecutionStopEnded, stop.stop_id, symbol, reason=reason)
+            corrections.append(f"stop {stop.stop_id} ({symbol}): {reason}")
+
+    async def _protect(self, positions: list | None = None) -> None:  # type: ignore[type-arg]
+        """Every position the bot holds gets one reduce-only stop at the exchange, at
+        ``STOP_LOSS_PCT`` from the exchange's entry price; the stop follows the position (moved
+        when it changes, cancelled when flat). Each stop is recorded before it is sent."""
+        if self._stop_pct is None:
+            return
+        self._filled_since_protect = False
+        if positions is None:
+            positions = await self._venue.positions()
+        venue = {p.symbol: p for p in positions}
+        net: dict[str, Decimal] = {}
+        for state in self.book:
+            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
+            net[state.symbol] = net.get(state.symbol, Decimal(0)) + signed
+        for symbol in sorted(set(net) | set(self._stops)):
+            want = None
+            position = venue.get(symbol)
+            ours = net.get(symbol, Decimal(0))
+            if position is not None and ours != 0 and (ours > 0) == (position.direction == "long"):
+                contracts = min(abs(ours), position.contracts)
+                trigger = _stop_price(
+                    position.entry_price,
+                    position.direction,
+                    self._stop_pct,
+                    self._price_step.get(symbol, Decimal("0.1")),
+                )
+                want = (position.direction, contracts, trigger)
+            current = self._stops.get(symbol)
+            if current is not None:
+                if (current.direction, current.contracts, current.trigger) == want:
+                    continue
+                if current.exchange_id is not None:
+                    await self._venue.cancel_stop(symbol, current.exchange_id)
+                await self._stop_event(
+                    ev.ExecutionStopEnded,
+                    current.stop_id,
+                    symbol,
+                    reason="position_flat" if want is None else "position_changed",
+                )
+            if want is not None:
+                await self._place_stop(symbol, *want)
+
+    async def _place_stop(
+        self, symbol: str, direction: str, contracts: Decimal, trigger: Decimal
+    ) -> None:
+        stop_id = uuid.uuid4().hex
+        await self._stop_event(
+            ev.ExecutionStopRequested,
+            stop_id,
+            symbol,
+            direction=direction,
+            contracts=contracts,
+            trigger_price=trigger,
+        )
+        try:
+            exchange_id = await self._venue.place_stop(symbol, direction, contracts, trigger)
+        except MexcOutcomeUnknown as error:
+            _log.error("stop %s on %s: no answer, reconciling (%s)", stop_id, symbol, error)
+            self._needs_reconcile = True
+            return
+        except MexcError as error:
+            _log.error("stop %s on %s refused: %s", stop_id, symbol, error)
+            await self._stop_event(ev.ExecutionStopEnded, stop_id, symbol, reason="refused")
+            await self._venue_input(
+                "stop_refused", "CRITICAL", f"the exchange refused the stop: {error}", None, symbol
+            )
+            return
+        await self._stop_event(
+            ev.ExecutionStopPlaced, stop_id, symbol, exchange_stop_id=exchange_id
+        )
+
+    async def _stop_event(self, kind: type, stop_id: str, symbol: str, **fields: object) -> None:
+        event = kind(at_ms=self._now_ms(), stop_id=stop_id, symbol=symbol, **fields)
+        await self._record(
+            [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))]
+        )
+
+
+class _Stop:
+    """One exchange-resident stop as the ledger tells it."""
+
+    __slots__ = ("contracts", "direction", "exchange_id", "stop_id", "trigger")
+
+    def __init__(
+        self,
+        stop_id: str,
+        exchange_id: str | None,
+        direction: str,
+        contracts: Decimal,
+        trigger: Decimal,
+    ) -> None:
+        self.stop_id = stop_id
+        self.exchange_id = exchange_id
+        self.direction = direction
+        self.contracts = contracts
+        self.trigger = trigger
+
+
+def _stop_price(entry: Decimal, direction: str, pct: Decimal, step: Decimal) -> Decimal:
+    """``pct`` percent against the position from its entry, on the price grid, rounded toward
+    the entry (the stop fires no later than the configured loss)."""
+    if direction == "long":
+        raw = entry * (1 - pct / 100)
+        return (raw / step).to_integral_value(rounding=ROUND_CEILING) * step
+    raw = entry * (1 + pct / 100)
+    return (raw / step).to_integral_value(rounding=ROUND_FLOOR) * step
+
+
+_CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")
+
+
+def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:  # type: ignore[no-untyped-def]
+    """Why an order report from the exchange cannot be taken as it is, if it cannot."""
+    if found.state not in (1, 2, _COMPLETED, _CANCELLED, _INVALID):
+        return (
+            "unknown_order_state",
+            "WARNING",
+            f"order state {found.state!r} is not one MEXC documents; the ledger keeps the order"
+            " as it was",
+        )
+    numbers = (found.deal_vol, found.deal_avg_price, found.taker_fee, found.maker_fee)
+    if not all(isinstance(n, Decimal) and n.is_finite() for n in numbers):
+        return ("implausible_order", "CRITICAL", f"non-finite numbers in the report: {numbers}")
+    if found.deal_avg_price < 0 or not state.filled_contracts <= found.deal_vol <= state.contracts:
+        return (
+            "implausible_order",
+            "CRITICAL",
+            f"filled {found.deal_vol} of {state.contracts} contracts at {found.deal_avg_price}"
+            f" (the ledger holds {state.filled_contracts}): not a possible fill",
+        )
+    return None

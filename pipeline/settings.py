@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 from adapters.mexc.secrets import Secret, redact_url
@@ -44,6 +45,10 @@ class RuntimeSettings:
     screener_min_volume_24h: int = 0
     symbols: tuple[str, ...] = ()
     bus_namespace: str = "claire"
+    #: live: how far (percent) the venue's futures equity may differ from INITIAL_EQUITY_USDT
+    live_capital_tolerance_pct: Decimal = Decimal(10)
+    #: live: what a larger difference does at start: a WARNING, or a refusal to start
+    live_capital_mismatch: Literal["warn", "refuse"] = "warn"
 
     @property
     def live_enabled(self) -> bool:
@@ -124,6 +129,20 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
     namespace = text("CLAIRE_BUS_NAMESPACE") or "claire"
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", namespace):
         problems.append(f"CLAIRE_BUS_NAMESPACE={namespace!r}: letters, digits, _ . - only")
+    tolerance = Decimal(10)
+    raw_tolerance = text("LIVE_CAPITAL_TOLERANCE_PCT")
+    if raw_tolerance is not None:
+        try:
+            tolerance = Decimal(raw_tolerance)
+        except ArithmeticError:
+            problems.append(f"LIVE_CAPITAL_TOLERANCE_PCT={raw_tolerance!r}: expected a number")
+        if not tolerance.is_finite() or not 0 <= tolerance <= 1000:
+            problems.append(f"LIVE_CAPITAL_TOLERANCE_PCT={raw_tolerance!r}: must be 0 to 1000")
+            tolerance = Decimal(10)
+    mismatch = (text("LIVE_CAPITAL_MISMATCH") or "warn").lower()
+    if mismatch not in ("warn", "refuse"):
+        problems.append(f"LIVE_CAPITAL_MISMATCH={mismatch!r}: must be warn or refuse")
+        mismatch = "warn"
     settings = RuntimeSettings(
         database_url=Secret(raw) if (raw := text("DATABASE_URL")) else None,
         redis_url=Secret(raw) if (raw := text("REDIS_URL")) else None,
@@ -139,6 +158,8 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         screener_min_volume_24h=int(number("SCREENER_MIN_VOLUME_24H", 0, int, 0, 10**15)),
         symbols=symbols,
         bus_namespace=namespace,
+        live_capital_tolerance_pct=tolerance,
+        live_capital_mismatch=mismatch,  # type: ignore[arg-type]
     )
     if problems:
         raise SettingsError(problems)

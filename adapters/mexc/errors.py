@@ -74,6 +74,14 @@ class MexcTransportError(MexcError):
         super().__init__(None, message)
 
 
+class MexcMalformedReply(MexcTransportError):
+    """A reply arrived but does not decode (not JSON, or not the documented shape).
+
+    Handled like no answer (the outcome is unknown), and reported to the ``on_malformed`` hook
+    of the client so live execution can record it instead of only logging it.
+    """
+
+
 #: The contract API's documented codes (MEXC.md "Error codes"), with their meaning.
 DOCUMENTED_CODES: dict[int, str] = {
     9999: "public abnormal",

@@ -25,7 +25,7 @@ import msgspec
 
 from adapters.mexc.errors import MexcError, MexcOrderRefused, MexcOutcomeUnknown
 from adapters.mexc.rest import DEFAULT_REST_URL, NO_PERMISSION, MexcRestClient, wall_clock_ms
-from adapters.mexc.rest_types import ContractDetail, CreateOrder, Order
+from adapters.mexc.rest_types import ContractDetail, CreateOrder, CreatePlanOrder, Order, PlanOrder
 from adapters.mexc.secrets import Secret, scrub
 from aggregates.events import (
     ContractSpecified,
@@ -192,6 +192,7 @@ class LiveVenue:
         self._open_type = open_type
         self._leverage = leverage
         self._now_ms = now_ms
+        self._malformed: list[str] = []
         self._client = client or MexcRestClient(
             base_url,
             enabled.api_key,
@@ -199,6 +200,7 @@ class LiveVenue:
             spot_base_url=spot_base_url,
             timeout_s=timeout_s,
             now_ms=now_ms,
+            on_malformed=self._malformed.append,
         )
         self._started: LiveStartup | None = None
         self._symbol_of: dict[str, str] = {}
@@ -211,6 +213,11 @@ class LiveVenue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def take_malformed(self) -> list[str]:
+        """Replies that did not decode since the last call (secrets scrubbed), for the ledger."""
+        taken, self._malformed[:] = list(self._malformed), []
+        return taken
 
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -365,6 +372,46 @@ class LiveVenue:
                 remaining_contracts=max(order.vol - order.deal_vol, Decimal(0)),
             )
         ]
+
+    # ----------------------------------------------------------------- exchange-resident stops
+
+    async def place_stop(
+        self, symbol: str, direction: str, contracts: Decimal, trigger_price: Decimal
+    ) -> str:
+        """A reduce-only market stop at the exchange closing ``contracts`` of a ``direction``
+        position once the last price crosses ``trigger_price``; the exchange's plan order id."""
+        self._require_started()
+        long = direction == "long"
+        return await self._client.place_plan_order(
+            CreatePlanOrder(
+                symbol=symbol,
+                vol=contracts,
+                side=_SIDE_CODE[("sell" if long else "buy", True)],
+                open_type=self._open_type,
+                trigger_price=trigger_price,
+                trigger_type=2 if long else 1,
+                leverage=self._leverage,
+            )
+        )
+
+    async def stops(self, symbol: str) -> list[PlanOrder]:
+        """The untriggered plan orders on ``symbol``."""
+        self._require_started()
+        return await self._client.plan_orders(symbol)
+
+    async def cancel_stop(self, symbol: str, plan_id: str) -> None:
+        self._require_started()
+        await self._client.cancel_plan_order(symbol, plan_id)
+
+    # ----------------------------------------------------------------- capital
+
+    async def equity(self, currency: str = "USDT") -> tuple[Decimal, Decimal]:
+        """The futures account's (equity, available balance) in ``currency`` (0 if none)."""
+        self._require_started()
+        for asset in await self._client.assets():
+            if asset.currency == currency:
+                return asset.equity, asset.available_balance
+        return Decimal(0), Decimal(0)
 
     # ----------------------------------------------------------------- reconciliation
 

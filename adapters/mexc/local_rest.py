@@ -96,6 +96,10 @@ class _Order:
     create_time: int
     deal_vol: Decimal = Decimal(0)
     deal_avg_price: Decimal = Decimal(0)
+    taker_fee: Decimal = Decimal(0)
+    maker_fee: Decimal = Decimal(0)
+    fee_currency: str = "USDT"
+    update_time: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,17 +115,17 @@ class _Order:
             "dealAvgPrice": _number(self.deal_avg_price),
             "dealVol": _number(self.deal_vol),
             "orderMargin": 0,
-            "takerFee": 0,
-            "makerFee": 0,
+            "takerFee": _number(self.taker_fee),
+            "makerFee": _number(self.maker_fee),
             "profit": 0,
-            "feeCurrency": "USDT",
+            "feeCurrency": self.fee_currency,
             "openType": self.open_type,
             "state": self.state,
             "externalOid": self.external_oid,
             "errorCode": 0,
             "usedMargin": 0,
             "createTime": self.create_time,
-            "updateTime": self.create_time,
+            "updateTime": self.update_time or self.create_time,
         }
 
 
@@ -159,6 +163,14 @@ class LocalMexcRest:
     open_orders_reply: str = "list"
     #: endpoint -> seconds to wait *after* doing the work and before answering, every time
     slow: dict[str, float] = field(default_factory=dict)
+    #: the currency MEXC reports fees in (``feeCurrency``); USDT unless a test says otherwise
+    fee_currency: str = "USDT"
+    #: externalOid -> fields that replace the order's own in every answer about it (a bad day:
+    #: an undocumented state, impossible numbers)
+    order_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _garbled: dict[str, int] = field(default_factory=dict)
+    #: plan (trigger) orders by id: they live at the exchange, whoever placed them is gone or not
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     orders: dict[str, _Order] = field(default_factory=dict)  # externalOid -> order
     positions: dict[tuple[str, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
@@ -170,6 +182,41 @@ class LocalMexcRest:
     def slow_once(self, endpoint: str, seconds: float, times: int = 1) -> None:
         """The next ``times`` answers of ``endpoint`` come ``seconds`` late (work done first)."""
         self._once.setdefault(endpoint, deque()).extend([seconds] * times)
+
+    def set_mark(self, symbol: str, price: Decimal) -> None:
+        """The market moves to ``price``: untriggered plan orders it crosses execute (at it)."""
+        self.mark_prices[symbol] = price
+        for plan in self.plans.values():
+            if plan["symbol"] != symbol or plan["state"] != 1:
+                continue
+            trigger = plan["trigger_price"]
+            if (plan["trigger_type"] == 1 and price >= trigger) or (
+                plan["trigger_type"] == 2 and price <= trigger
+            ):
+                position_type = 1 if plan["side"] in (1, 4) else 2
+                held, _ = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
+                if plan["side"] in (2, 4) and held < plan["vol"]:
+                    plan["state"] = 5  # nothing (left) to close
+                    continue
+                order = _Order(
+                    order_id=next(self._ids),
+                    symbol=symbol,
+                    price=price,
+                    vol=plan["vol"],
+                    side=plan["side"],
+                    order_type=5,
+                    open_type=plan["open_type"],
+                    external_oid=f"plan{plan['id']}",
+                    state=2,
+                    create_time=self._now(),
+                )
+                self.orders[order.external_oid] = order
+                self._trade(order, plan["vol"], price, maker=False)
+                plan["state"] = 3
+
+    def garble_once(self, endpoint: str, times: int = 1) -> None:
+        """The next ``times`` answers of ``endpoint`` are not JSON (the work is done first)."""
+        self._garbled[endpoint] = self._garbled.get(endpoint, 0) + times
 
     def count(self, endpoint: str) -> int:
         """How many requests reached an endpoint (e.g. ``order/create``)."""
@@ -233,6 +280,10 @@ class LocalMexcRest:
         except _Refused as refused:
             return self._fail(refused.code, refused.message)
         await self._delay(self._route_name(endpoint))
+        name = self._route_name(endpoint)
+        if self._garbled.get(name, 0) > 0:
+            self._garbled[name] -= 1
+            return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         return self._ok(result)
 
     @staticmethod
@@ -324,11 +375,29 @@ class LocalMexcRest:
             order = self.orders.get(parts[3])
             if order is None or order.symbol != parts[2]:
                 raise _Refused(2040, "order not exist")
-            return order.as_json()
+            return {**order.as_json(), **self.order_overrides.get(order.external_oid, {})}
         if method == "POST" and endpoint in ("order/create", "order/submit"):
             return self._create(self._json(body))
         if method == "POST" and endpoint == "order/cancel":
             return self._cancel(self._json(body))
+        if method == "POST" and endpoint == "planorder/place":
+            return self._place_plan(self._json(body))
+        if method == "GET" and endpoint == "planorder/list/orders":
+            states = query.get("states", "1").split(",")
+            return [
+                self._plan_json(p)
+                for p in self.plans.values()
+                if p["symbol"] == query.get("symbol", p["symbol"]) and str(p["state"]) in states
+            ]
+        if method == "POST" and endpoint == "planorder/cancel":
+            payload = self._json(body)
+            if not isinstance(payload, list):
+                raise _Refused(600, "Parameter error")
+            for item in payload:
+                plan = self.plans.get(str(item.get("orderId")) if isinstance(item, dict) else "")
+                if plan is not None and plan["state"] == 1:
+                    plan["state"] = 2
+            return None
         raise _Refused(404, "Not Found")
 
     def _open_orders(self, symbol: str, query: dict[str, str]) -> Any:
@@ -415,7 +484,7 @@ class LocalMexcRest:
             raise _Refused(2015, "Price or quantity accuracy error")
         fill_price = self.mark_prices.get(symbol, price)
         position_type = 1 if side in (1, 4) else 2
-        held, avg = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
+        held, _ = self.positions.get((symbol, position_type), (Decimal(0), Decimal(0)))
         if side in (2, 4) and held < vol:
             raise _Refused(2009, "Position does not exist or has been closed")
         if side in (1, 3):
@@ -434,18 +503,89 @@ class LocalMexcRest:
             state=2,
             create_time=self._now(),
         )
-        if order_type == 5:
-            order.state, order.deal_vol, order.deal_avg_price = 3, vol, fill_price
-            if side in (1, 3):
-                total = held + vol
-                self.positions[(symbol, position_type)] = (
-                    total,
-                    (held * avg + vol * fill_price) / total,
-                )
-            else:
-                self.positions[(symbol, position_type)] = (held - vol, avg)
         self.orders[external] = order
+        if order_type == 5:  # a market order takes liquidity at once
+            self._trade(order, vol, fill_price, maker=False)
         return self._created(order)
+
+    def fill(
+        self, external_oid: str, contracts: Decimal | None = None, price: Decimal | None = None
+    ) -> None:
+        """The market trades against a resting (limit) order: ``contracts`` of it (default: the
+        rest) at ``price`` (default: its limit), as maker, charged at the maker fee rate."""
+        order = self.orders[external_oid]
+        if order.state != 2:
+            raise ValueError(f"order {external_oid} is not open (state {order.state})")
+        volume = contracts if contracts is not None else order.vol - order.deal_vol
+        self._trade(order, volume, price if price is not None else order.price, maker=True)
+
+    def _trade(self, order: _Order, vol: Decimal, price: Decimal, *, maker: bool) -> None:
+        """One execution of ``order``: its fill, its fee (in ``fee_currency``), the position."""
+        contract = self.contracts[order.symbol]
+        done = order.deal_vol + vol
+        order.deal_avg_price = (order.deal_vol * order.deal_avg_price + vol * price) / done
+        order.deal_vol = done
+        notional = vol * contract.contract_size * price
+        if maker:
+            order.maker_fee += notional * contract.maker_fee_rate
+        else:
+            order.taker_fee += notional * contract.taker_fee_rate
+        order.fee_currency = self.fee_currency
+        order.update_time = self._now()
+        if done >= order.vol:
+            order.state = 3
+        position_type = 1 if order.side in (1, 4) else 2
+        key = (order.symbol, position_type)
+        held, avg = self.positions.get(key, (Decimal(0), Decimal(0)))
+        if order.side in (1, 3):
+            self.positions[key] = (held + vol, (held * avg + vol * price) / (held + vol))
+        else:
+            self.positions[key] = (held - vol, avg)
+
+    def _place_plan(self, payload: Any) -> Any:
+        try:
+            plan = {
+                "symbol": str(payload["symbol"]),
+                "vol": Decimal(str(payload["vol"])),
+                "side": int(payload["side"]),
+                "open_type": int(payload["openType"]),
+                "trigger_price": Decimal(str(payload["triggerPrice"])),
+                "trigger_type": int(payload["triggerType"]),
+                "execute_cycle": int(payload.get("executeCycle", 1)),
+                "order_type": int(payload.get("orderType", 5)),
+                "trend": int(payload.get("trend", 1)),
+            }
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise _Refused(600, "Parameter error") from exc
+        contract = self.contracts.get(plan["symbol"])
+        if contract is None:
+            raise _Refused(1001, "Contract not exist!")
+        if plan["side"] not in (1, 2, 3, 4) or plan["trigger_type"] not in (1, 2):
+            raise _Refused(600, "Parameter error")
+        if plan["trigger_price"] <= 0 or plan["trigger_price"] % contract.price_unit:
+            raise _Refused(3001, "Trigger price error")
+        if plan["vol"] < contract.min_vol or plan["vol"] % contract.vol_unit:
+            raise _Refused(2011, "Order quantity error!")
+        plan["id"] = str(next(self._ids))
+        plan["state"] = 1
+        self.plans[plan["id"]] = plan
+        return int(plan["id"])
+
+    @staticmethod
+    def _plan_json(plan: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": plan["id"],
+            "symbol": plan["symbol"],
+            "side": plan["side"],
+            "vol": _number(plan["vol"]),
+            "triggerPrice": _number(plan["trigger_price"]),
+            "triggerType": plan["trigger_type"],
+            "executeCycle": plan["execute_cycle"],
+            "orderType": plan["order_type"],
+            "trend": plan["trend"],
+            "openType": plan["open_type"],
+            "state": plan["state"],
+        }
 
     def _created(self, order: _Order) -> Any:
         if self.create_reply == "object":

@@ -29,6 +29,7 @@ from yarl import URL
 from adapters.mexc import signing
 from adapters.mexc.errors import (
     MexcError,
+    MexcMalformedReply,
     MexcNotFound,
     MexcOutcomeUnknown,
     MexcRateLimited,
@@ -43,9 +44,11 @@ from adapters.mexc.rest_types import (
     ContractDetail,
     CreatedOrderReply,
     CreateOrder,
+    CreatePlanOrder,
     Envelope,
     Order,
     OrderPage,
+    PlanOrder,
     Position,
     SubmittedOrder,
 )
@@ -81,6 +84,8 @@ _decode_orders = _decoder(list[Order] | OrderPage | None)
 _decode_order = _decoder(Order | None)
 _decode_created = _decoder(int | str | CreatedOrderReply)
 _decode_cancel = _decoder(list[CancelResult] | None)
+_decode_plan_id = _decoder(int | str)
+_decode_plan_orders = _decoder(list[PlanOrder] | None)
 _envelope = msgspec.json.Decoder(Envelope)
 
 
@@ -113,7 +118,9 @@ class MexcRestClient:
         retry_backoff_s: float = 0.2,
         now_ms: Callable[[], int] = wall_clock_ms,
         session: aiohttp.ClientSession | None = None,
+        on_malformed: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_malformed = on_malformed
         self._base = base_url.rstrip("/")
         self._spot_base = (spot_base_url or base_url).rstrip("/")
         self._key = api_key
@@ -185,7 +192,7 @@ class MexcRestClient:
         try:
             envelope = _envelope.decode(raw)
         except msgspec.DecodeError as exc:
-            raise MexcTransportError(f"{label}: malformed reply: {exc}") from exc
+            raise self._malformed(f"{label}: malformed reply: {exc}") from exc
         failed = envelope.success is False or (envelope.code not in (None, 0, 200))
         if failed:
             code = envelope.code if envelope.code is not None else 9999
@@ -197,7 +204,13 @@ class MexcRestClient:
         try:
             return decode(data)
         except msgspec.DecodeError as exc:
-            raise MexcTransportError(f"{label}: unexpected reply shape: {exc}") from exc
+            raise self._malformed(f"{label}: unexpected reply shape: {exc}") from exc
+
+    def _malformed(self, detail: str) -> MexcMalformedReply:
+        detail = self._scrub(detail)[:500]
+        if self._on_malformed is not None:
+            self._on_malformed(detail)
+        return MexcMalformedReply(detail)
 
     async def _call(
         self,
@@ -372,6 +385,30 @@ class MexcRestClient:
             lambda: self._call("POST", path, body=body, private=True), path
         )
         return _as_list(self._typed(_decode_cancel, data, path))
+
+    # ----------------------------------------------------------------- plan (stop) orders
+
+    async def place_plan_order(self, order: CreatePlanOrder) -> str:
+        """One ``planorder/place`` attempt (a plan order has no client id: never resent blindly;
+        a lost answer raises :class:`MexcOutcomeUnknown` and the caller looks at the list)."""
+        path = "/api/v1/private/planorder/place"
+        try:
+            data = await self._call("POST", path, body=_body_encoder.encode(order), private=True)
+        except (MexcTransportError, MexcServerError) as exc:
+            raise MexcOutcomeUnknown(f"plan order on {order.symbol}: {exc}") from exc
+        return str(self._typed(_decode_plan_id, data, path))
+
+    async def plan_orders(self, symbol: str) -> list[PlanOrder]:
+        """The untriggered plan orders of a symbol."""
+        path = "/api/v1/private/planorder/list/orders"
+        data = await self._get(path, {"symbol": symbol, "states": "1", "page_size": 100})
+        return _as_list(self._typed(_decode_plan_orders, data, path))
+
+    async def cancel_plan_order(self, symbol: str, plan_id: str) -> None:
+        """``planorder/cancel`` one plan order; cancelling twice is harmless, so it is retried."""
+        path = "/api/v1/private/planorder/cancel"
+        body = _body_encoder.encode([{"symbol": symbol, "orderId": plan_id}])
+        await self._with_retries(lambda: self._call("POST", path, body=body, private=True), path)
 
     # ----------------------------------------------------------------- withdraw probe
 

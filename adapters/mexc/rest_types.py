@@ -76,6 +76,23 @@ class Order(_Tolerant):
     open_type: int = 0
     create_time: int = 0
     update_time: int = 0
+    #: fees charged so far on this order, as the exchange reports them, by liquidity
+    taker_fee: Decimal = Decimal(0)
+    maker_fee: Decimal = Decimal(0)
+    fee_currency: str | None = None
+
+
+class PlanOrder(_Tolerant):
+    """A trigger (plan) order: ``state`` 1 untriggered, 2 cancelled, 3 executed, 4 invalid,
+    5 failed; ``triggerType`` 1 when the price rises to ``triggerPrice``, 2 when it falls to it."""
+
+    id: int | str
+    symbol: str
+    side: int
+    vol: Decimal
+    trigger_price: Decimal
+    trigger_type: int = 0
+    state: int = 1
 
 
 class OrderPage(_Tolerant):
@@ -119,6 +136,25 @@ class CreateOrder(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=Tr
     external_oid: str
     leverage: int | None = None
     reduce_only: bool = False
+
+
+class CreatePlanOrder(
+    msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True, frozen=True
+):
+    """POST ``planorder/place``: a market order of ``vol`` on ``side`` once the last price
+    (``trend`` 1) crosses ``triggerPrice``; ``executeCycle`` 2 keeps it for 7 days."""
+
+    symbol: str
+    vol: Decimal
+    side: Literal[1, 2, 3, 4]
+    open_type: Literal[1, 2]
+    trigger_price: Decimal
+    trigger_type: Literal[1, 2]
+    execute_cycle: Literal[1, 2] = 2
+    order_type: Literal[1, 5] = 5
+    trend: Literal[1, 2, 3] = 1
+    reduce_only: bool = True
+    leverage: int | None = None
 
 
 class SubmittedOrder(msgspec.Struct, frozen=True, kw_only=True):

@@ -99,7 +99,7 @@ def decide_entry(state: RiskState, signal: SignalGenerated) -> EntryDecision:
     spec = state.spec(symbol)
     if spec is None:
         return _refuse("pre_trade", "no_contract_spec", side, price)
-    equity = portfolio.equity
+    equity = min(portfolio.equity, limits.config.initial_equity)  # never size on more capital
     if equity <= 0:
         return _refuse("exposure_limit", "no_equity", side, price, equity=equity)
     unit = price * spec.contract_size  # notional of one contract, USDT

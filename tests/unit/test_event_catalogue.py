@@ -39,6 +39,12 @@ PINNED_TAGS = [
     "order.rejected",
     "order.cancelled",
     "execution.reconciled",
+    "preflight.passed",
+    "execution.venue_input_rejected",
+    "execution.venue_equity",
+    "execution.stop_requested",
+    "execution.stop_placed",
+    "execution.stop_ended",
 ]
 
 _FILL = {
@@ -174,6 +180,42 @@ SAMPLES: dict[str, Event] = {
     ),
     "execution.reconciled": ev.ExecutionReconciled(
         at_ms=T, venue="paper", open_orders=("a" * 32,), corrections=("none",)
+    ),
+    "preflight.passed": ev.PreflightPassed(
+        at_ms=T, code_version="a" * 64, tape="demo", tape_sha256="b" * 64, events=9, checks=("x",)
+    ),
+    "execution.venue_input_rejected": ev.ExecutionVenueInputRejected(
+        at_ms=T,
+        venue="mexc",
+        kind="unknown_order_state",
+        severity="WARNING",
+        detail="state 9",
+        client_order_id="a" * 32,
+        symbol="BTC_USDT",
+    ),
+    "execution.venue_equity": ev.ExecutionVenueEquity(
+        at_ms=T,
+        venue="mexc",
+        currency="USDT",
+        equity=D("10500.25"),
+        available=D("9000"),
+        configured_capital=D(10000),
+        difference_pct=D("5.0025"),
+        within_tolerance=True,
+    ),
+    "execution.stop_requested": ev.ExecutionStopRequested(
+        at_ms=T,
+        stop_id="s" * 32,
+        symbol="BTC_USDT",
+        direction="long",
+        contracts=D(3),
+        trigger_price=D("61109.4"),
+    ),
+    "execution.stop_placed": ev.ExecutionStopPlaced(
+        at_ms=T, stop_id="s" * 32, symbol="BTC_USDT", exchange_stop_id="7391"
+    ),
+    "execution.stop_ended": ev.ExecutionStopEnded(
+        at_ms=T, stop_id="s" * 32, symbol="BTC_USDT", reason="position_flat"
     ),
 }
 

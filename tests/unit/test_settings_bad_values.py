@@ -19,6 +19,8 @@ BAD = {
     "CLOCK_INTERVAL_SECONDS": "fast",
     "SCREENER_TOP_N": "0",
     "CLAIRE_BUS_NAMESPACE": "spaces are bad",
+    "LIVE_CAPITAL_TOLERANCE_PCT": "lots",
+    "LIVE_CAPITAL_MISMATCH": "ignore",
 }
 
 

@@ -407,6 +407,18 @@ class ExecutionReconciled(Event, tag="execution.reconciled"):
     corrections: tuple[Text, ...] = ()
 
 
+class ServiceAlertRaised(Event, tag="service.alert_raised"):
+    """A service's heartbeats on ``health`` stopped (WARNING) or came back (INFO).
+
+    Recorded by the alerts service from wall-clock observations, like the clock's ticks: a fact
+    about the deployment, which no decision machine reads.
+    """
+
+    severity: Severity
+    service: Code
+    message: Text
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -433,6 +445,7 @@ AnyEvent = (
     | OrderRejected
     | OrderCancelled
     | ExecutionReconciled
+    | ServiceAlertRaised
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -17,6 +17,7 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.TradingStateChanged: "risk",
     ev.AlertRaised: "risk",
     ev.ExecutionReconciled: "execution",
+    ev.ServiceAlertRaised: "alerts",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {
@@ -59,6 +60,7 @@ TOPIC_BY_STREAM_PREFIX: dict[str, str] = {
     "operator": "signals",
     "order": "orders",
     "execution": "order_results",
+    "alerts": "alerts",
 }
 
 

@@ -44,6 +44,7 @@ class RuntimeSettings:
     screener_min_volume_24h: int = 0
     symbols: tuple[str, ...] = ()
     bus_namespace: str = "claire"
+    heartbeat_interval_seconds: float = 5.0
 
     @property
     def live_enabled(self) -> bool:
@@ -139,6 +140,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         screener_min_volume_24h=int(number("SCREENER_MIN_VOLUME_24H", 0, int, 0, 10**15)),
         symbols=symbols,
         bus_namespace=namespace,
+        heartbeat_interval_seconds=number("HEARTBEAT_INTERVAL_SECONDS", 5.0, float, 0.05, 3600),
     )
     if problems:
         raise SettingsError(problems)

@@ -39,6 +39,7 @@ PINNED_TAGS = [
     "order.rejected",
     "order.cancelled",
     "execution.reconciled",
+    "service.alert_raised",
 ]
 
 _FILL = {
@@ -174,6 +175,9 @@ SAMPLES: dict[str, Event] = {
     ),
     "execution.reconciled": ev.ExecutionReconciled(
         at_ms=T, venue="paper", open_orders=("a" * 32,), corrections=("none",)
+    ),
+    "service.alert_raised": ev.ServiceAlertRaised(
+        at_ms=T, severity="WARNING", service="risk", message="risk: no heartbeat"
     ),
 }
 

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(240)]
 
 TRADES = "SELECT count(*) FROM ledger.events WHERE event_type = 'market.trade'"
 VERDICTS = "SELECT count(*) FROM ledger.events WHERE event_type = 'risk.verdict'"
+SIGNALS = "SELECT count(*) FROM ledger.events WHERE event_type = 'signal.generated'"
 
 
 def _tape(workdir: Path) -> tuple[Path, int]:
@@ -91,7 +92,7 @@ async def test_risk_service_when_killed_alone_then_restart_resumes_without_gaps_
 ) -> None:
     url = await fresh_database_url()
     tape, trades = _tape(workdir)
-    server, ws = start_mexc_server(tape, workdir, "mexc", autoplay_after=3, speed=6)
+    server, ws = start_mexc_server(tape, workdir, "mexc", autoplay_after=3, speed=3)
     processes.append(server)
     env = claire_env(url, redis_url, redis_namespace, ws)
     feed = spawn([*CLAIRE, "run", "--service=feed"], env, workdir / "feed.log", workdir)
@@ -102,11 +103,12 @@ async def test_risk_service_when_killed_alone_then_restart_resumes_without_gaps_
     risk = spawn([*CLAIRE, "run", "--service=risk"], env, workdir / "risk-1.log", workdir)
     processes.extend([feed, rest, risk])
 
-    async def deciding() -> bool:
-        return await count_where(url, VERDICTS) >= 1
+    async def signalled() -> bool:
+        return await count_where(url, SIGNALS) >= 1
 
-    await wait_for(deciding, 90, "the first risk verdict")
-    risk.kill9()
+    await wait_for(signalled, 90, "the first signal", interval=0.05)
+    risk.kill9()  # with signals to judge still ahead of it
+    killed_at = await count_where(url, "SELECT position FROM ledger.head")
     assert await count_where(url, TRADES) < trades  # it misses the rest of the tape
     # The restarted risk service alone has to catch up on what it missed: no other process
     # re-derives its decisions.
@@ -126,6 +128,9 @@ async def test_risk_service_when_killed_alone_then_restart_resumes_without_gaps_
         return not any(replay_mismatches(recorded, machine) for machine in machines())
 
     await wait_for(caught_up, 120, "the restarted risk service (and the others) at the head", 1)
+    # ... and it was the restarted service that judged what the first one never saw
+    later = f"{VERDICTS} AND causation_position > {killed_at}"
+    assert await count_where(url, later) >= 1
     risk.kill9()
     rest.kill9()
     await _sound_after_restart(url, trades, workdir, env)

@@ -61,6 +61,10 @@ class HealthState:
         if self.metrics is not None:
             self.metrics.set_dependency(name, up)
 
+    def dependencies_up(self) -> dict[str, bool]:
+        """Each dependency and whether it is up (for the heartbeat on ``health``)."""
+        return {name: state.up for name, state in sorted(self._dependencies.items())}
+
     def report(self) -> tuple[bool, dict[str, object]]:
         """(healthy, the JSON body of ``/health``)."""
         problems: list[str] = []

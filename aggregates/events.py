@@ -479,6 +479,18 @@ class ExecutionStopEnded(Event, tag="execution.stop_ended"):
     reason: Code
 
 
+class ServiceAlertRaised(Event, tag="service.alert_raised"):
+    """A service's heartbeats on ``health`` stopped (WARNING) or came back (INFO).
+
+    Recorded by the alerts service from wall-clock observations, like the clock's ticks: a fact
+    about the deployment, which no decision machine reads.
+    """
+
+    severity: Severity
+    service: Code
+    message: Text
+
+
 # --------------------------------------------------------------------------- the union
 
 AnyEvent = (
@@ -511,6 +523,7 @@ AnyEvent = (
     | ExecutionStopRequested
     | ExecutionStopPlaced
     | ExecutionStopEnded
+    | ServiceAlertRaised
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

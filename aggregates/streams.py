@@ -23,6 +23,7 @@ _FIXED: dict[type[ev.Event], str] = {
     ev.ExecutionStopRequested: "execution",
     ev.ExecutionStopPlaced: "execution",
     ev.ExecutionStopEnded: "execution",
+    ev.ServiceAlertRaised: "alerts",
 }
 
 _BY_SYMBOL: dict[type[ev.Event], str] = {
@@ -66,6 +67,7 @@ TOPIC_BY_STREAM_PREFIX: dict[str, str] = {
     "order": "orders",
     "execution": "order_results",
     "preflight": "signals",
+    "alerts": "alerts",
 }
 
 

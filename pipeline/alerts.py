@@ -1,8 +1,9 @@
 """The alerts service: tells a human what the risk manager and the services flagged.
 
-It reads ``AlertRaised`` events (and live execution's ``ExecutionVenueInputRejected``: input
-from the exchange it could not take) from the ledger (via the topics) and writes them to the log at
-the matching level; it keeps the most recent ones for ``/health`` and the demo's summary.
+It reads ``AlertRaised`` and ``ServiceAlertRaised`` events (and live execution's
+``ExecutionVenueInputRejected``: input from the exchange it could not take) from the ledger (via
+the topics) and writes them to the log at the matching level; it keeps the most recent ones for
+``/health`` and the demo's summary.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ class AlertsService:
 
     def handle(self, recorded: RecordedEvent) -> None:
         alert = recorded.event
+        if isinstance(alert, ev.ServiceAlertRaised):
+            self.recent.append(recorded)
+            self.counts[alert.severity] += 1
+            _log.log(
+                _LEVEL[alert.severity],
+                "%s service %s at position %d: %s",
+                alert.severity,
+                alert.service,
+                recorded.position,
+                alert.message,
+            )
+            return
         if isinstance(alert, ev.ExecutionVenueInputRejected):
             alert = _venue_alert(alert)  # recorded by live execution, told like any alert
         if isinstance(alert, ev.ExecutionVenueEquity) and not alert.within_tolerance:

@@ -33,6 +33,7 @@ from aggregates.risk.machine import RiskMachine
 from aggregates.screener import ScreenerConfig
 from aggregates.signal import SignalMachine
 from eventstore import EventStore, connection_lost
+from pipeline import heartbeats
 from pipeline.activation import activate_config, record_contract_specs
 from pipeline.alerts import AlertsService
 from pipeline.decider import DecisionService
@@ -211,6 +212,16 @@ async def run_pipeline(
         if "feed" in options.services:
             _start_feed(pipeline, settings, options, tasks)
         tasks["heartbeat"] = asyncio.create_task(_heartbeat(pipeline, options), name="heartbeat")
+        if settings.redis_url is not None:
+            tasks["beats"] = asyncio.create_task(
+                _publish_beats(pipeline, bus, name, settings.heartbeat_interval_seconds),
+                name="claire-beats",
+            )
+            if "alerts" in options.services:
+                tasks["watch"] = asyncio.create_task(
+                    _watch_beats(pipeline, bus, settings.heartbeat_interval_seconds),
+                    name="claire-watch",
+                )
         if options.on_started is not None:
             options.on_started(pipeline)
         await _wait(tasks, options.duration, options.until)
@@ -346,6 +357,56 @@ async def _heartbeat(pipeline: Pipeline, options: RunOptions) -> None:
             for projection, lag in pipeline.projector.lag().items():
                 pipeline.metrics.projection_lag_events.labels(projection=projection).set(lag.events)
         await asyncio.sleep(1.0)
+
+
+def _position(pipeline: Pipeline) -> int | None:
+    """The least ledger position this process's services have all processed (None: no such)."""
+    positions = [d.progress.last_position for d in pipeline.deciders.values()]
+    if pipeline.projector is not None:
+        positions.append(pipeline.projector.position)
+    if pipeline.relay is not None:
+        positions.append(pipeline.relay.last)
+    if pipeline.alerts is not None:
+        positions.append(pipeline.alerts.last)
+    return min(positions) if positions else None
+
+
+async def _publish_beats(pipeline: Pipeline, bus: BusConnector, name: str, interval: float) -> None:
+    """A heartbeat on ``health`` every ``interval`` seconds (see :mod:`pipeline.heartbeats`)."""
+    instance, version = heartbeats.instance_name(), heartbeats.code_version()
+    while True:
+        position = _position(pipeline)
+        head = None
+        if position is not None:
+            with contextlib.suppress(Exception):  # the ledger's own health is in the payload
+                head = (await pipeline.store.head())[0]
+        payload = heartbeats.beat_payload(
+            instance=instance,
+            version=version,
+            interval=interval,
+            position=position,
+            head=head,
+            dependencies=pipeline.health.dependencies_up(),
+        )
+        await heartbeats.publish_beat(bus, name, payload)
+        await asyncio.sleep(interval)
+
+
+async def _watch_beats(pipeline: Pipeline, bus: BusConnector, interval: float) -> None:
+    """The alerts service's ear on ``health``; Redis or the ledger away: wait, listen again."""
+    watch = heartbeats.HeartbeatWatch(default_interval=interval)
+    while True:
+        try:
+            await heartbeats.watch_heartbeats(
+                bus, pipeline.store, watch, now=time.monotonic, now_ms=wall_clock_ms
+            )
+        except (BusUnavailable, ConnectionError, OSError) as error:
+            _log.warning("alerts: not listening on health (%s); retrying", error)
+        except Exception as error:
+            if not connection_lost(error):
+                raise
+            _log.warning("alerts: ledger unreachable for a service alert (%s); retrying", error)
+        await asyncio.sleep(interval)
 
 
 async def _wait(

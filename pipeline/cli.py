@@ -12,6 +12,10 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventstore.logins import Login
 
 OK, CHECK_FAILED, USAGE = 0, 1, 2
 _ANCHOR = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
@@ -43,12 +47,30 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from eventstore.errors import StoreUnavailable
     from eventstore.migrations import upgrade
 
+    logins = _configured_logins() if args.create_logins else []
     try:
         revision = upgrade(_database_url(args))
+        if logins:
+            from eventstore.logins import ensure_logins
+
+            asyncio.run(ensure_logins(_database_url(args), logins))
     except StoreUnavailable as error:
         raise UsageError(str(error)) from error
     print(f"database at revision {revision}")
+    for login in logins:
+        print(f"login {login.name} ready (member of {login.group})")
     return OK
+
+
+def _configured_logins() -> list[Login]:
+    """The service logins from the environment, checked before anything is changed."""
+    from eventstore.logins import LoginSettingsError, logins_from
+    from pipeline.environment import load_environment
+
+    try:
+        return logins_from(load_environment())
+    except LoginSettingsError as error:
+        raise UsageError(str(error)) from error
 
 
 async def _verify(url: str, expect: tuple[int, bytes] | None) -> object:
@@ -95,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
+    upgrade.add_argument(
+        "--create-logins",
+        action="store_true",
+        help="also create/update the services' least-privilege logins (names and passwords from"
+        " CLAIRE_APP_LOGIN/_PASSWORD and CLAIRE_PROJECTOR_LOGIN/_PASSWORD)",
+    )
     upgrade.set_defaults(handler=_db_upgrade)
 
     verify = commands.add_parser("verify", help="check the ledger's hash chain and immutability")

@@ -137,12 +137,51 @@ def _refused_while_starting(error: Exception, usage_error: type[Exception]) -> N
         raise usage_error(str(error)) from None
 
 
-def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
+def _status(
+    args: argparse.Namespace, database_url: DatabaseUrl, usage_error: type[Exception]
+) -> int:
     from projections.status import status
 
     report = asyncio.run(status(database_url(args)))
     print(report.render())
+    if args.listen:
+        print(_listen(args.listen, usage_error))
     return OK
+
+
+def _listen(seconds: float, usage_error: type[Exception]) -> str:
+    """``--listen``: the services heard on the ``health`` topic within ``seconds``."""
+    from datetime import UTC, datetime
+
+    from adapters.bus import BusUnavailable, RedisBus
+    from pipeline.environment import load_environment
+    from pipeline.heartbeats import listen, render_heard
+    from pipeline.settings import SettingsError, parse_settings
+
+    try:
+        settings = parse_settings(load_environment())
+    except SettingsError as error:
+        raise usage_error(str(error)) from error
+    if settings.redis_url is None:
+        raise usage_error("--listen needs REDIS_URL (heartbeats travel on Redis)")
+    url, namespace = settings.redis_url.reveal(), settings.bus_namespace
+
+    async def heard() -> str:
+        bus = await RedisBus.connect(url, namespace)
+        try:
+            beats = await listen(lambda: _same(bus), seconds)
+        finally:
+            await bus.close()
+        return render_heard(beats, datetime.now(UTC))
+
+    try:
+        return asyncio.run(heard())
+    except BusUnavailable as error:
+        raise usage_error(f"cannot listen on health: {error}") from error
+
+
+async def _same(bus):  # type: ignore[no-untyped-def]
+    return bus
 
 
 def _rebuild(
@@ -217,7 +256,13 @@ def register(
     run.set_defaults(handler=lambda args: _run(args, usage_error, database_url))
 
     status = commands.add_parser("status", help="positions, exposure, drawdown, trading state")
-    status.set_defaults(handler=lambda args: _status(args, database_url))
+    status.add_argument(
+        "--listen",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="also list the services heard on the health topic within SECONDS",
+    )
+    status.set_defaults(handler=lambda args: _status(args, database_url, usage_error))
 
     projections = commands.add_parser("projections", help="read models")
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)

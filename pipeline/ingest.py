@@ -1,9 +1,11 @@
 """Market-data ingestion: MEXC feed batches, the screener and the clock, into the ledger.
 
-Ids of market events derive from their content (and their rank among identical trades in one
-batch), so a batch re-sent after a failed append is stored once. Time is an event: the clock
-appends ``ClockTicked`` on a fixed cadence, from an injected time source (the wall clock live,
-the tape's clock in the demo), so silence and day boundaries are decided from the log.
+Ids of market events derive from their content and their rank among identical events seen by
+the feed (:class:`MarketIds`), so a batch re-sent after a failed append is stored once and two
+identical real trades stay two, whatever batches or reconnects fall between them. Time is an
+event: the clock appends ``ClockTicked`` on a fixed cadence, from an injected time source (the
+wall clock live, the tape's clock in the demo), so silence and day boundaries are decided from
+the log.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 from aggregates import events as ev
@@ -26,22 +27,50 @@ _log = logging.getLogger(__name__)
 TimeSource = Callable[[], int]
 
 
+class MarketIds:
+    """Ids of market events, stable across batches, reconnects and restarts replaying a stream.
+
+    An id derives from the event's content and its *rank* among the identical events this feed
+    has seen so far (same symbol, millisecond, price, size, side...): two real trades with the
+    same content are two events wherever a batch or a reconnect falls between them, and a batch
+    re-sent after a failed append, or a stream played again from its start after a restart,
+    derives the same ids, so the ledger stores it once. Ranks are remembered for ``horizon_ms``
+    behind the newest event seen; identical trades further apart than that are not expected.
+    """
+
+    def __init__(self, horizon_ms: int = 60_000, prune_at: int = 50_000) -> None:
+        self._horizon_ms = horizon_ms
+        self._prune_at = prune_at
+        self._seen: dict[bytes, tuple[int, int]] = {}  # content -> (how many so far, at_ms)
+        self._newest_ms = -(10**15)
+
+    def __call__(self, events: Sequence[ev.Event]) -> list[uuid.UUID]:
+        ids = []
+        for event in events:
+            body = ev.encode(event)
+            rank = self._seen.get(body, (0, 0))[0]
+            self._seen[body] = (rank + 1, event.at_ms)
+            self._newest_ms = max(self._newest_ms, event.at_ms)
+            ids.append(uuid.uuid5(CLAIRE_NAMESPACE, f"market/{rank}/{body.decode()}"))
+        if len(self._seen) > self._prune_at:
+            oldest = self._newest_ms - self._horizon_ms
+            self._seen = {body: seen for body, seen in self._seen.items() if seen[1] >= oldest}
+            self._prune_at = max(self._prune_at, 2 * len(self._seen))
+        return ids
+
+
 def market_event_ids(events: Sequence[ev.Event]) -> list[uuid.UUID]:
-    """Content-derived ids; identical events in one batch are told apart by their rank."""
-    seen: Counter[bytes] = Counter()
-    ids = []
-    for event in events:
-        body = ev.encode(event)
-        rank = seen[body]
-        seen[body] += 1
-        ids.append(uuid.uuid5(CLAIRE_NAMESPACE, f"market/{rank}/{body.decode()}"))
-    return ids
+    """The ids of one stream of market events, as a feed that saw just these would give them."""
+    return MarketIds()(events)
 
 
-def as_new_events(events: Sequence[ev.Event]) -> list[NewEvent]:
+def as_new_events(
+    events: Sequence[ev.Event], ids: Sequence[uuid.UUID] | None = None
+) -> list[NewEvent]:
+    chosen = market_event_ids(events) if ids is None else ids
     return [
         NewEvent(event=event, event_id=event_id, occurred_at=utc_from_ms(event.at_ms))
-        for event, event_id in zip(events, market_event_ids(events), strict=True)
+        for event, event_id in zip(events, chosen, strict=True)
     ]
 
 
@@ -63,6 +92,7 @@ class MarketIngest:
         self._on_symbols = on_symbols or (lambda symbols: None)
         self._on_appended = on_appended or (lambda count: None)
         self._screener_state = ScreenerState()
+        self._ids = MarketIds()  # one feed, one identity: ranks carry across batches
         self._last_snapshot_ms = -(10**15)
         self._retrying = True
         self.appended = 0
@@ -90,7 +120,8 @@ class MarketIngest:
                     snapshots.append(event)
             else:
                 market.append(event)
-        news = as_new_events(market + snapshots)
+        events = market + snapshots
+        news = as_new_events(events, self._ids(events))
         if news:
             await self._append_patiently(news)
         for snapshot, new in zip(snapshots, news[len(market) :], strict=True):

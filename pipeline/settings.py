@@ -49,6 +49,7 @@ class RuntimeSettings:
     live_capital_tolerance_pct: Decimal = Decimal(10)
     #: live: what a larger difference does at start: a WARNING, or a refusal to start
     live_capital_mismatch: Literal["warn", "refuse"] = "warn"
+    heartbeat_interval_seconds: float = 5.0
 
     @property
     def live_enabled(self) -> bool:
@@ -160,6 +161,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         bus_namespace=namespace,
         live_capital_tolerance_pct=tolerance,
         live_capital_mismatch=mismatch,  # type: ignore[arg-type]
+        heartbeat_interval_seconds=number("HEARTBEAT_INTERVAL_SECONDS", 5.0, float, 0.05, 3600),
     )
     if problems:
         raise SettingsError(problems)

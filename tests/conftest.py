@@ -196,3 +196,23 @@ def recorded_event(
 def make_recorded() -> Callable[..., RecordedEvent]:
     """``make_recorded(event, position)``: a RecordedEvent as the store would hand it out."""
     return recorded_event
+
+
+# --------------------------------------------------------------------------- loud skips
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """A missing Prometheus must not pass unnoticed: name every test it skipped, in a banner."""
+    missing = [
+        report.nodeid
+        for report in terminalreporter.stats.get("skipped", [])
+        if any(word in str(report.longrepr) for word in ("prometheus", "promtool"))
+    ]
+    if missing:
+        terminalreporter.write_sep("!", f"{len(missing)} PROMETHEUS TESTS SKIPPED", red=True)
+        terminalreporter.write_line(
+            "prometheus/promtool are not installed: `make test` fetches them with "
+            "scripts/install-prometheus; these did not run:"
+        )
+        for nodeid in missing:
+            terminalreporter.write_line(f"  {nodeid}")

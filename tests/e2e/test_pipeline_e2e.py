@@ -188,6 +188,28 @@ async def test_scripted_market_when_run_through_every_service_then_ledger_tells_
     # the silence paused entries, the crash halted trading with one CRITICAL alert
     breakers = [r.event for r in recorded if isinstance(r.event, ev.CircuitBreakerTripped)]
     assert any(b.layer == "data_silence" for b in breakers)
+    # ... the silence breaker cleared again when data returned, and while it held, no entry was
+    # approved (nor trimmed) and no entry order requested
+    silence = [
+        r
+        for r in recorded
+        if isinstance(r.event, ev.CircuitBreakerTripped | ev.CircuitBreakerCleared)
+        and r.event.layer == "data_silence"
+    ]
+    assert [type(r.event) for r in silence[:2]] == [
+        ev.CircuitBreakerTripped,
+        ev.CircuitBreakerCleared,
+    ]
+    held = range(silence[0].position, silence[1].position)
+    during = [r.event for r in recorded if r.position in held]
+    assert not [
+        v
+        for v in during
+        if isinstance(v, ev.RiskVerdictIssued)
+        and v.intent == "entry"
+        and v.decision in ("approved", "trimmed")
+    ]
+    assert not [o for o in during if isinstance(o, ev.OrderRequested) and o.intent == "entry"]
     halts = [r for r in recorded if isinstance(r.event, ev.TradingStateChanged)]
     assert [h.event.state for h in halts] == ["HALTED"]  # type: ignore[attr-defined]
     alerts = [r.event for r in recorded if isinstance(r.event, ev.AlertRaised)]

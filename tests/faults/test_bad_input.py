@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from decimal import Decimal
 
 import pytest
 from fault_helpers import connection, wait_for
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.metrics import Metrics
@@ -79,6 +80,7 @@ class Harness:
         return self.ingest.appended - self.extra
 
     extra = 0
+    last_position = 0
 
 
 @pytest.fixture
@@ -108,21 +110,112 @@ async def harness(fresh_database_url):  # type: ignore[no-untyped-def]
         await task
 
 
+_SIDE = {1: "buy", 2: "sell"}
+_EFFECT = {1: "open", 2: "close", 3: "unchanged"}
+
+
+def _trade_fields(event: ev.TradeTicked) -> tuple[object, ...]:
+    return (
+        event.symbol,
+        event.at_ms,
+        event.price,
+        event.contracts,
+        event.taker_side,
+        event.position_effect,
+        event.self_trade,
+    )
+
+
+def _encoded_trades(frame: str | bytes) -> list[tuple[object, ...]] | None:
+    """The trades a frame encodes, read from MEXC's documented ``push.deal`` (docs/MEXC.md):
+    ``p`` price, ``v`` contracts, ``T`` 1 buy / 2 sell, ``O`` 1 open / 2 close / 3 unchanged,
+    ``M`` 1 self-trade, ``t`` milliseconds. None: it encodes no valid trade of the feed's."""
+    try:
+        message = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, dict) or message.get("channel") != "push.deal":
+        return None
+    if message.get("symbol") != "BTC_USDT":
+        return None
+    data = message.get("data")
+    deals = data if isinstance(data, list) else [data]
+    trades = []
+    for deal in deals:
+        try:
+            assert isinstance(deal, dict)
+            price, contracts = Decimal(str(deal["p"])), Decimal(str(deal["v"]))
+            assert not isinstance(deal["p"], bool) and not isinstance(deal["v"], bool)
+            assert isinstance(deal["t"], int) and not isinstance(deal["t"], bool)
+            trades.append(
+                (
+                    "BTC_USDT",
+                    deal["t"],
+                    price,
+                    contracts,
+                    _SIDE[deal["T"]],
+                    _EFFECT[deal["O"]],
+                    deal.get("M") == 1,
+                )
+            )
+        except (AssertionError, KeyError, ArithmeticError, ValueError, TypeError):
+            return None
+    return trades or None
+
+
+async def _rows_after(url: str, position: int) -> list[tuple[int, ev.Event]]:
+    async with connection(url) as conn:
+        rows = await conn.fetch(
+            "SELECT position, event_type, schema_version, payload::text FROM ledger.events"
+            " WHERE position > $1 ORDER BY position",
+            position,
+        )
+    return [(row[0], decode_payload(row[0], row[1], row[2], row[3])) for row in rows]
+
+
 @settings(
     max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@example(  # a valid frame, so the "stored exactly as it encodes" branch always runs
+    frame=json.dumps(
+        {
+            "channel": "push.deal",
+            "symbol": "BTC_USDT",
+            "data": [
+                {"p": 99.5, "v": 7, "T": 2, "O": 1, "M": 1, "t": BASE_MS - 5},
+                {"p": 99.25, "v": 2, "T": 1, "O": 2, "M": 2, "t": BASE_MS - 6},
+            ],
+            "ts": BASE_MS - 5,
+        }
+    )
+)
 @given(frame=frames)
 async def test_fuzzed_frames_when_pushed_into_a_live_feed_then_nothing_malformed_is_stored(
     harness, frame: str | bytes
 ) -> None:
-    bench, _, _, task = harness
+    bench, url, _, task = harness
     before = bench.ingest.appended
+    last = bench.last_position
     await bench.push_then_prove_alive(frame)
     # a frame that happened to be valid is stored like any trade: account for it
     bench.extra += bench.ingest.appended - before - 1
     assert not task.done()
+    # What the ledger holds now: the sentinel, plus nothing (the frame refused) or exactly the
+    # trades the frame validly encodes, as MEXC's documentation reads them.
+    new = await _rows_after(url, last)
+    bench.last_position = new[-1][0] if new else last
+    stored = [_trade_fields(event) for _, event in new if isinstance(event, ev.TradeTicked)]
+    assert len(stored) == len(new), "only trades may come from the market feed"
+    at = BASE_MS + bench.sentinels
+    sentinel = ("BTC_USDT", at, Decimal("100000.5"), Decimal(1), "buy", "unchanged", False)
+    assert sentinel in stored, "the sentinel is missing"
+    stored.remove(sentinel)
+    if stored:
+        expected = _encoded_trades(frame)
+        assert expected is not None, f"stored {stored} from a frame encoding no valid trade"
+        assert Counter(stored) == Counter(expected)
 
 
 async def test_malformed_frames_when_counted_then_metrics_agree_and_every_row_decodes_strictly(

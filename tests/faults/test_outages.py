@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -236,8 +237,9 @@ def _start_postgres(server: object, socket_dir: str) -> None:
 
 
 async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resume(
-    redis_url: str, redis_namespace: str, background: list
+    redis_url: str, redis_namespace: str, background: list, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="pipeline.app")
     tape = _tape()
     started: asyncio.Future[Pipeline] = asyncio.get_running_loop().create_future()
     async with (
@@ -277,6 +279,14 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
 
         await wait_for(postgres_up, 30, "claire_dependency_up{postgres} == 1")
         await run
+        # The supervisor paused and restarted every task that talks to the ledger: the hub (the
+        # one source of the deciders and alerts in this process), the projector and the relay.
+        paused = {
+            r.getMessage().split(" paused,", 1)[0]
+            for r in caplog.records
+            if r.name == "pipeline.app" and "paused, the ledger is unreachable" in r.getMessage()
+        }
+        assert {"hub", "projector", "relay"} <= paused, paused
         recorded: list[RecordedEvent] = await read_ledger(url)
         async with await EventStore.connect(url) as store:
             assert (await store.verify()).ok

@@ -199,12 +199,16 @@ def test_compose_pipeline_service_when_started_then_it_waits_for_migration_and_s
 
 def test_compose_migrate_when_run_then_it_upgrades_once_and_exits() -> None:
     migrate = services()["migrate"]
-    assert migrate["command"] == ["claire", "db", "upgrade"]
+    assert migrate["command"] == ["claire", "db", "upgrade", "--create-logins"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert (
-        migrate["environment"]["DATABASE_URL"] == services()["feed"]["environment"]["DATABASE_URL"]
-    )
+    # The job alone logs in as the owner the image creates; the services as their own logins.
+    owner = services()["postgres"]["environment"]["POSTGRES_USER"]
+    assert migrate["environment"]["DATABASE_URL"].startswith(f"postgresql://{owner}:")
+    for name in PIPELINE_SERVICES:
+        assert not services()[name]["environment"]["DATABASE_URL"].startswith(
+            f"postgresql://{owner}:"
+        )
 
 
 def test_compose_image_when_shared_then_built_once_and_never_pulled() -> None:

@@ -45,6 +45,7 @@ PINNED_TAGS = [
     "execution.stop_requested",
     "execution.stop_placed",
     "execution.stop_ended",
+    "service.alert_raised",
 ]
 
 _FILL = {
@@ -216,6 +217,9 @@ SAMPLES: dict[str, Event] = {
     ),
     "execution.stop_ended": ev.ExecutionStopEnded(
         at_ms=T, stop_id="s" * 32, symbol="BTC_USDT", reason="position_flat"
+    ),
+    "service.alert_raised": ev.ServiceAlertRaised(
+        at_ms=T, severity="WARNING", service="risk", message="risk: no heartbeat"
     ),
 }
 

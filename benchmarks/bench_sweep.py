@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import secrets
 import sys
 import tempfile
@@ -174,14 +175,20 @@ def bench(args: argparse.Namespace) -> None:
         rates = {}
         try:
             for label, executor in runs:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 started = time.perf_counter()
                 results = run_tasks(executor, source, tasks)
                 seconds = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 failed = sum(1 for r in results.values() if "figures" not in r)
                 rates[label] = len(tasks) / seconds
+                # Worker CPU: local pools are reaped at the end of each run (Dask's are not).
+                busy = f", worker CPU {cpu:.1f} s" if "jobs" in label else ""
                 print(
                     f"  {label:<20} {len(tasks)} combinations in {seconds:7.1f} s: "
-                    f"{rates[label]:6.2f}/s ({rates[label] / raw:.2f} x raw), {failed} failed",
+                    f"{rates[label]:6.2f}/s ({rates[label] / raw:.2f} x raw){busy}, "
+                    f"{failed} failed",
                     flush=True,
                 )
         finally:

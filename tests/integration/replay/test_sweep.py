@@ -311,3 +311,18 @@ async def test_walk_forward_when_run_then_each_fold_reports_out_of_sample_figure
     assert canonical(of(measured, "what_if")[0]["counterfactual"]) == canonical(
         fold["out_of_sample"]
     )
+
+
+async def test_walk_forward_when_text_and_report_then_both_show_folds_and_out_of_sample_total(
+    ledger: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "walk.html"
+    code, text, _ = await run(
+        "--from", FROM, "--to", TO, "--sweep", *GRID, "--train", "0.01", "--test", "0.01",
+        "--jobs", "2", "--report", str(path), "--database-url", ledger,
+    )  # fmt: skip
+    assert code == 0
+    assert "walk-forward: 3 folds" in text and "fold 3:" in text
+    assert "out-of-sample total: pnl" in text and "(3 of 3 folds measured)" in text
+    html = path.read_text(encoding="utf-8")
+    assert "<h2>Walk-forward</h2>" in html and "out-of-sample total" in html

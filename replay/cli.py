@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="no per-event lines, only days and totals"
     )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    from replay.sweep_cli import add_arguments as add_sweep_arguments
+
+    add_sweep_arguments(parser)  # --sweep, walk-forward, --jobs, --cluster (docs/SWEEPS.md)
     return parser
 
 
@@ -73,6 +76,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             from replay.whatif import parse_overrides
 
             overrides = parse_overrides(args.what_if)
+        from replay.sweep_cli import parse_plan
+
+        args.sweep_plan = parse_plan(args)
         if args.report is not None and not Path(args.report).resolve().parent.is_dir():
             raise UsageError(f"--report {args.report}: the folder does not exist")
         url = _database_url(args.database_url)
@@ -120,6 +126,10 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
             except ConfigError as error:
                 raise UsageError(f"--what-if: {error}") from error
         out.emit({"type": "window", **_window_json(window)}, window.describe())
+        if args.sweep_plan is not None:
+            from replay.sweep_cli import run_sweep
+
+            return await run_sweep(args, store, window, url, out)
         report = None
         sinks = ()
         if args.report:

@@ -13,6 +13,7 @@ most ``max_trades`` rows (the count of the rest is stated).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
@@ -164,8 +165,14 @@ class ReportBuilder:
     # ------------------------------------------------------------------ rendering
 
     def render(
-        self, window: Window, result: PassResult, comparison: Comparison | None = None
+        self,
+        window: Window,
+        result: PassResult,
+        comparison: Comparison | None = None,
+        *,
+        sections: Sequence[str] = (),
     ) -> str:
+        """The page; ``sections`` are ready HTML parts added after the what-if (a sweep's)."""
         summary = result.summary
         tally = result.tally
         charts = [
@@ -192,6 +199,7 @@ class ReportBuilder:
             )
         if comparison is not None:
             parts.append(f"<h2>What-if</h2><pre>{escape(comparison.render())}</pre>")
+        parts += sections
         parts += charts
         parts.append(self._table())
         parts.append("</body></html>")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregates.config import parse_config
+from aggregates.envelope import RecordedEvent
 from aggregates.events import ConfigActivated
 from aggregates.simulation import Simulation, with_parameters
 from eventstore import EventStore
@@ -116,6 +117,42 @@ class Comparison:
         return "\n".join(lines)
 
 
+class Counterfactual:
+    """One re-run of the machines over recorded inputs with ``overrides``, measured by a Tally.
+
+    The single code path of ``--what-if`` and ``--sweep`` (each combination of a sweep is one of
+    these), so a sweep's figures for a combination are those of the same ``--what-if`` alone.
+    Feed it every recorded fact in log order from position 1 with whether it is inside the
+    window; recorded decisions are dropped (the machines derive their own).
+    """
+
+    __slots__ = ("changes", "fold_add", "fold_prime", "simulation", "tally")
+
+    def __init__(self, overrides: Mapping[str, str], *, symbol: str | None = None) -> None:
+        self.simulation = Simulation(verification_machines())
+        self.tally = Tally(symbol=symbol)
+        self.changes = dict(overrides)
+        self.fold_add = self.tally.add
+        self.fold_prime = self.tally.prime
+
+    def owned(self, fact: RecordedEvent) -> bool:
+        """Whether ``fact`` is a recorded decision (dropped: the machines derive their own)."""
+        return self.simulation.owned(fact.event)
+
+    def feed(self, fact: RecordedEvent, inside: bool) -> None:
+        """Feed one recorded input (not a decision: see :meth:`owned`)."""
+        given = fact
+        if self.changes and isinstance(fact.event, ConfigActivated):
+            given = next(with_parameters([fact], self.changes))  # ConfigError: checked up front
+        fold = self.fold_add if inside else self.fold_prime
+        for simulated in self.simulation.feed((given,)):
+            fold(simulated)
+
+    def finish(self) -> Summary:
+        self.tally.finish()
+        return self.tally.summary
+
+
 async def what_if(
     store: EventStore,
     window: Window,
@@ -126,11 +163,9 @@ async def what_if(
 ) -> Comparison:
     """Measure the recorded window, the baseline and the counterfactual over the same market."""
     actual = Tally(symbol=symbol)
-    runs = [
-        (Simulation(verification_machines()), Tally(symbol=symbol), {}),
-        (Simulation(verification_machines()), Tally(symbol=symbol), dict(overrides)),
-    ]
-    owned = runs[0][0].owned
+    baseline = Counterfactual({}, symbol=symbol)
+    counterfactual = Counterfactual(overrides, symbol=symbol)
+    runs = (baseline, counterfactual)
     first, last = window.first, window.last
     async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
         position = fact.position
@@ -141,15 +176,9 @@ async def what_if(
             actual.add(fact)
         else:
             actual.prime(fact)
-        if owned(fact.event):
+        if baseline.owned(fact):
             continue  # a recorded decision: the machines derive their own
-        for simulation, tally, changes in runs:
-            given = fact
-            if changes and isinstance(fact.event, ConfigActivated):
-                given = next(with_parameters([fact], changes))  # ConfigError: checked up front
-            fold = tally.add if inside else tally.prime
-            for simulated in simulation.feed((given,)):
-                fold(simulated)
-    for tally in (actual, runs[0][1], runs[1][1]):
-        tally.finish()
-    return Comparison(dict(overrides), actual.summary, runs[0][1].summary, runs[1][1].summary)
+        for run in runs:
+            run.feed(fact, inside)
+    actual.finish()
+    return Comparison(dict(overrides), actual.summary, baseline.finish(), counterfactual.finish())

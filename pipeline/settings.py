@@ -44,6 +44,9 @@ class RuntimeSettings:
     screener_min_volume_24h: int = 0
     symbols: tuple[str, ...] = ()
     bus_namespace: str = "claire"
+    #: Each decision service snapshots its state every this many events and at each UTC
+    #: midnight (docs/SNAPSHOTS.md); 0 takes none.
+    snapshot_every_events: int = 100_000
 
     @property
     def live_enabled(self) -> bool:
@@ -139,6 +142,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         screener_min_volume_24h=int(number("SCREENER_MIN_VOLUME_24H", 0, int, 0, 10**15)),
         symbols=symbols,
         bus_namespace=namespace,
+        snapshot_every_events=int(number("SNAPSHOT_EVERY_EVENTS", 100_000, int, 0, 10**12)),
     )
     if problems:
         raise SettingsError(problems)

@@ -81,6 +81,9 @@ def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
 
     report = asyncio.run(status(database_url(args)))
     print(report.render())
+    from pipeline.snapshot_status import snapshot_lines
+
+    print("\n".join(asyncio.run(snapshot_lines(database_url(args)))))
     return OK
 
 

@@ -5,6 +5,7 @@ chain, a digest that does not match) is skipped with a WARNING and the one befor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
@@ -14,6 +15,7 @@ from aggregates.machine import run
 from aggregates.snapshot import CODECS, digest
 from eventstore import EventStore
 from eventstore.snapshots import Snapshots, code_version, snapshot_of
+from pipeline.cli import main
 from pipeline.decider import DecisionService
 from tests.integration.replay.replay_helpers import append_log, machines, market, session
 
@@ -182,3 +184,20 @@ async def test_service_when_restored_from_a_snapshot_then_its_own_next_snapshot_
     [taken] = await snapshots.candidates("paper", limit=1)
     assert taken.position == len(log)
     assert await snapshots.problem(taken) is None
+
+
+async def test_claire_status_when_snapshots_exist_then_shows_what_each_service_would_use(
+    recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, log = recorded
+    snapshots = Snapshots(store)
+    good, bad = len(log) // 3, len(log) // 2
+    await snapshots.save(await _snapshot_at(store, log, "risk", good))
+    await snapshots.save(_edited(await _snapshot_at(store, log, "risk", bad)))
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["--database-url", store.url, "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"risk    position {good} " in out
+    assert f"folds {len(log) - good} events" in out
+    assert f"skipped at {bad}: state bytes do not hash" in out
+    assert f"signal  none usable: folds {len(log)} events from position 1" in out

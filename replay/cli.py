@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="no per-event lines, only days and totals"
     )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    _snapshot_options(parser)
     return parser
+
+
+def _snapshot_options(parser: argparse.ArgumentParser) -> None:
+    """Snapshots (docs/SNAPSHOTS.md): start from verified snapshots unless told not to."""
+    parser.add_argument(
+        "--no-snapshots", dest="no_snapshots", action="store_true",
+        help="fold from position 1 even when verified snapshots before the window exist",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
@@ -136,6 +145,7 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
             database_url=url,
             quiet=args.quiet,
             sinks=sinks,
+            snapshots=not args.no_snapshots,
         )
         out.emit(result.summary.to_json(), result.summary.render())
         code = OK

@@ -122,3 +122,49 @@ async def test_replay_when_a_machine_has_no_usable_snapshot_then_folds_from_posi
     assert code == 0
     assert not of_type(lines, "snapshot_start")
     assert of_type(lines, "verify")[0]["chain"]["events_checked"] == len(log)
+
+
+async def test_verify_all_when_snapshots_are_right_then_every_decision_checked_once_in_any_jobs(
+    recorded,
+) -> None:
+    url, store, log = recorded
+    cuts = (len(log) // 4, len(log) // 2, len(log) * 3 // 4)
+    for position in cuts:
+        for name in ("signal", "risk", "paper"):
+            await save_true_snapshot(store, log, name, position)
+    await save_true_snapshot(store, log, "risk", len(log) // 3)  # a cut of risk's alone
+    _, full = await replay(
+        "--from", "2025-06-01", "--verify", "--no-snapshots", "--database-url", url
+    )
+    whole = of_type(full, "verify")[0]["decisions_checked"]
+    results = []
+    for jobs in ("1", "2"):
+        code, lines = await replay("--verify", "--all", "--jobs", jobs, "--database-url", url)
+        assert code == 0, lines
+        [result] = of_type(lines, "verify_all")
+        results.append({k: v for k, v in result.items() if k != "jobs"})
+    assert results[0] == results[1]
+    assert results[0]["segments"] == 6  # 4 shared bounds; risk cuts the second in two
+    assert results[0]["decisions_checked"] == whole > 0
+
+
+async def test_verify_all_when_a_snapshot_is_wrong_then_the_first_divergence_in_log_order(
+    recorded,
+) -> None:
+    url, store, log = recorded
+    early, late = len(log) // 3, len(log) * 2 // 3
+    for name in ("signal", "risk", "paper"):
+        await save_true_snapshot(store, log, name, len(log) // 6)
+    await save_true_snapshot(store, log, "paper", late, state_at=late - 500)
+    await save_true_snapshot(store, log, "signal", early, state_at=early - 200)
+    code, lines = await replay("--verify", "--all", "--jobs", "2", "--database-url", url)
+    assert code == 1
+    divergence = of_type(lines, "verify_all")[0]["divergence"]
+    assert divergence["machine"] == "signal" and divergence["cause_position"] <= early
+    assert "does not reproduce the signal snapshot" in divergence["problem"]
+
+
+@pytest.mark.parametrize("argv", [["--all"], ["--verify", "--all", "--jobs", "0"]])
+async def test_verify_all_when_options_are_bad_then_exit_2(argv: list[str]) -> None:
+    code = await asyncio.to_thread(main, [*argv, "--database-url", "postgresql://x@127.0.0.1:1/x"])
+    assert code == 2

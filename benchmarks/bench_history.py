@@ -169,7 +169,9 @@ def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, fl
     return seconds, child.returncode, 0, 0, cpu
 
 
-def measure(url: str, events: int, every: int) -> dict[str, float]:
+def measure(
+    url: str, events: int, every: int, *, latency: bool = True, segments: bool = False
+) -> dict[str, float]:
     figures: dict[str, float] = {}
     written = asyncio.run(take_snapshots(url, every))
     print(f"  {written} snapshots written (every {every:,} events and each UTC midnight)")
@@ -193,8 +195,32 @@ def measure(url: str, events: int, every: int) -> dict[str, float]:
         f"from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}",
         flush=True,
     )
-    snapshot_latency(url)
+    if segments:
+        one, code_one, _, _, _ = run_cli_all(url, "1")
+        two, code_two, _, _, _ = run_cli_all(url, "2")
+        figures["verify --all --jobs 1"] = one
+        figures["verify --all --jobs 2"] = two
+        print(
+            f"  replay --verify --all: --jobs 1 {one:7.2f} s (exit {code_one})   --jobs 2 "
+            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x",
+            flush=True,
+        )
+    if latency:
+        snapshot_latency(url)
     return figures
+
+
+def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
+    """``replay --verify --all --jobs N`` over the whole log."""
+    started = time.perf_counter()
+    options = ("--verify", "--all", "--jobs", jobs, "-q", "--database-url", url)
+    child = subprocess.run(
+        [sys.executable, "-m", "replay.cli", *options],
+        stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    return time.perf_counter() - started, child.returncode, 0, 0, 0.0
 
 
 def main() -> None:
@@ -224,13 +250,21 @@ def main() -> None:
                 started = time.perf_counter()
                 head = asyncio.run(bench_replay.generate(url, events))
                 print(f"  {head:,} events in {time.perf_counter() - started:,.0f} s", flush=True)
-                results[events] = measure(url, events, args.every)
+                results[events] = measure(
+                    url,
+                    events,
+                    args.every,
+                    latency=events == min(args.events),
+                    segments=events == max(args.events),
+                )
             finally:
                 asyncio.run(drop_database(server_url, name))
         if len(results) > 1:
             small, large = min(results), max(results)
             print(f"\n{large:,} events against {small:,} (goal: within 1.3x with snapshots)")
             for key in results[small]:
+                if key not in results[large]:
+                    continue
                 ratio = results[large][key] / results[small][key]
                 print(f"  {key:<22} {ratio:6.2f}x")
 

@@ -6,12 +6,13 @@ chain, a digest that does not match) is skipped with a WARNING and the one befor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import msgspec
 import pytest
 
-from aggregates.machine import run
+from aggregates.machine import record_all, run
 from aggregates.snapshot import CODECS, digest
 from eventstore import EventStore
 from eventstore.snapshots import Snapshots, code_version, snapshot_of
@@ -22,6 +23,7 @@ from tests.integration.replay.replay_helpers import append_log, machines, market
 pytestmark = pytest.mark.db
 
 MACHINES = {machine.name: machine for machine in machines()}
+MIDNIGHT_MS = 1_748_822_400_000  # 2025-06-02T00:00:00Z, inside the generated sessions
 
 
 @pytest.fixture
@@ -201,3 +203,52 @@ async def test_claire_status_when_snapshots_exist_then_shows_what_each_service_w
     assert f"folds {len(log) - good} events" in out
     assert f"skipped at {bad}: state bytes do not hash" in out
     assert f"signal  none usable: folds {len(log)} events from position 1" in out
+
+
+async def test_live_service_when_running_then_snapshots_every_n_events_and_at_midnight(
+    fresh_database_url,
+) -> None:
+    from pipeline.source import LedgerFeed
+    from tests.integration.replay.replay_helpers import to_new
+
+    url = await fresh_database_url()
+    inputs = record_all(market(seed=5, minutes=45))  # 23:30 .. 00:15 UTC: crosses midnight
+    store = await EventStore.connect(url)
+    try:
+        snapshots = Snapshots(store)
+        service = DecisionService(
+            MACHINES["signal"],
+            store,
+            lambda after: LedgerFeed(store, None, after=after),
+            snapshots=snapshots,
+            snapshot_every=1_000,
+        )
+        task = asyncio.create_task(service.run())
+        await service.ready.wait()
+        for chunk in range(0, len(inputs), 200):  # the market arrives while it runs
+            await store.append("market", [to_new(r) for r in inputs[chunk : chunk + 200]])
+            await asyncio.sleep(0.01)
+        for _ in range(600):  # until it has read its own last decision
+            await asyncio.sleep(0.05)
+            head, _ = await store.head()
+            if service.progress.last_position == head and head > len(inputs):
+                break
+        await service.wait_snapshots()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        taken = await snapshots.candidates("signal", limit=1000)
+        assert len(taken) >= 3 and service.progress.snapshots_taken == len(taken)
+        assert [await snapshots.problem(s) for s in taken] == [None] * len(taken)
+        full = await _restored(store, "signal", snapshots=False)
+        log = [r async for r in store.read_all()]
+        first_of_day = next(r.position for r in log if r.event.at_ms >= MIDNIGHT_MS)
+        assert first_of_day - 1 in {s.position for s in taken}  # the day before's last state
+        for snapshot in taken:  # each one is the fold of its prefix
+            state, _ = run(MACHINES["signal"], log[: snapshot.position])
+            assert CODECS["signal"].encode(state) == snapshot.state, snapshot.position
+        resumed = await _restored(store, "signal")
+        assert resumed.progress.snapshot_position == max(s.position for s in taken)
+        assert CODECS["signal"].encode(resumed.state) == CODECS["signal"].encode(full.state)
+    finally:
+        await store.close()

@@ -43,14 +43,17 @@ ON CONFLICT (machine, code_version, schema_version, position) DO NOTHING
 """
 _COLUMNS = (
     "machine, code_version, schema_version, config_hash, position, chain_hash, state_digest,"
-    " state, taken_at"
+    " {state}, taken_at, id"
 )
-_CANDIDATES = f"""
-SELECT {_COLUMNS} FROM ledger.snapshots
+_CANDIDATES = """
+SELECT {columns} FROM ledger.snapshots
 WHERE machine = $1 AND position <= $2
 ORDER BY position DESC, id DESC LIMIT $3
 """
-_ALL = f"SELECT {_COLUMNS} FROM ledger.snapshots ORDER BY machine, position, id"
+_STATE = "SELECT state FROM ledger.snapshots WHERE id = $1"
+_ALL = (
+    f"SELECT {_COLUMNS.format(state='state')} FROM ledger.snapshots ORDER BY machine, position, id"
+)
 _CHAIN_HASH_AT = "SELECT hash FROM ledger.events WHERE position = $1"
 _CONFIG_HASH_AT = """
 SELECT payload->>'config_hash' FROM ledger.events
@@ -83,6 +86,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     state_digest: bytes
     state: bytes
     taken_at: datetime | None = None
+    #: The row's id (0 before it is stored); ``state`` is left empty when read without it.
+    id: int = 0
+    state_loaded: bool = True
 
 
 def snapshot_of(
@@ -141,11 +147,22 @@ class Snapshots:
         return (rows[0][0] or "") if rows else ""
 
     async def candidates(
-        self, machine: str, at_or_before: int | None = None, limit: int = CANDIDATES
+        self,
+        machine: str,
+        at_or_before: int | None = None,
+        limit: int = CANDIDATES,
+        *,
+        states: bool = True,
     ) -> list[Snapshot]:
-        """The newest snapshots of ``machine`` at or before a position, newest first."""
-        rows = await driver.fetch(self._pool, _CANDIDATES, machine, at_or_before or 2**62, limit)
-        return [_snapshot(row) for row in rows]
+        """The newest snapshots of ``machine`` at or before a position, newest first.
+
+        ``states=False`` leaves the state bytes in the database until a check needs them (a
+        restore reads only the one it uses: states may be large).
+        """
+        columns = _COLUMNS.format(state="state" if states else "''::bytea")
+        query = _CANDIDATES.format(columns=columns)
+        rows = await driver.fetch(self._pool, query, machine, at_or_before or 2**62, limit)
+        return [_snapshot(row, loaded=states) for row in rows]
 
     async def all(self) -> list[Snapshot]:
         """Every stored snapshot, by machine and position (for ``claire status``)."""
@@ -164,6 +181,11 @@ class Snapshots:
             return f"written by code version {snapshot.code_version}, not {code_version()}", None
         if snapshot.schema_version != SCHEMA:
             return f"layout version {snapshot.schema_version}, not {SCHEMA}", None
+        if not snapshot.state_loaded:
+            rows = await driver.fetch(self._pool, _STATE, snapshot.id)
+            if not rows:
+                return "the row is gone", None
+            snapshot = msgspec.structs.replace(snapshot, state=bytes(rows[0][0]), state_loaded=True)
         if digest(snapshot.state) != snapshot.state_digest:
             return "state bytes do not hash to the recorded SHA-256 (truncated or edited)", None
         chain = await self.chain_hash_at(snapshot.position)
@@ -179,24 +201,24 @@ class Snapshots:
             state = codec.decode(snapshot.state)
         except SnapshotDecodeError as error:
             return str(error), None
-        return None, state
+        return None, (snapshot, state)
 
     async def latest_usable(self, machine: str, at_or_before: int | None = None) -> Restored | None:
         """The newest snapshot of ``machine`` (at or before a position) passing every check.
 
         Each one skipped is logged with a WARNING naming the failed check.
         """
-        for snapshot in await self.candidates(machine, at_or_before):
-            problem, state = await self._check(snapshot)
+        for snapshot in await self.candidates(machine, at_or_before, states=False):
+            problem, found = await self._check(snapshot)
             if problem is None:
-                return Restored(snapshot, state)
+                return Restored(*found)
             _log.warning(
                 "%s: snapshot at position %d skipped: %s", machine, snapshot.position, problem
             )
         return None
 
 
-def _snapshot(row: Any) -> Snapshot:
+def _snapshot(row: Any, *, loaded: bool = True) -> Snapshot:
     return Snapshot(
         machine=row[0],
         code_version=row[1],
@@ -207,4 +229,6 @@ def _snapshot(row: Any) -> Snapshot:
         state_digest=bytes(row[6]),
         state=bytes(row[7]),
         taken_at=row[8],
+        id=row[9],
+        state_loaded=loaded,
     )

@@ -25,7 +25,7 @@ async def snapshot_lines(url: str) -> list[str]:
         for machine in sorted(CODECS):
             skipped: list[str] = []
             usable = None
-            for snapshot in await snapshots.candidates(machine):
+            for snapshot in await snapshots.candidates(machine, states=False):
                 problem = await snapshots.problem(snapshot)
                 if problem is None:
                     usable = snapshot

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -235,6 +236,7 @@ def main() -> None:
             from adapters.embedded import start_postgres
 
             base = Path(tempfile.mkdtemp(prefix="claire-bench-history-"))
+            stack.callback(shutil.rmtree, base, ignore_errors=True)  # after the server stopped
             server = start_postgres(base / "pgdata", delete_on_stop=True)
             stack.callback(server.stop)
             server_url = server.url("postgres")

@@ -252,3 +252,45 @@ async def test_live_service_when_running_then_snapshots_every_n_events_and_at_mi
         assert CODECS["signal"].encode(resumed.state) == CODECS["signal"].encode(full.state)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("role", "statement"),
+    [
+        ("claire_projector", "INSERT INTO ledger.snapshots {insert}"),
+        ("claire_auditor", "INSERT INTO ledger.snapshots {insert}"),
+        ("claire_app", "UPDATE ledger.snapshots SET position = position + 1"),
+        ("claire_app", "DELETE FROM ledger.snapshots"),
+        ("claire_app", "TRUNCATE ledger.snapshots"),
+        (None, "UPDATE ledger.snapshots SET state = ''::bytea"),  # even a superuser: refused
+    ],
+)
+async def test_snapshot_rows_when_another_role_writes_or_anyone_changes_them_then_refused(
+    recorded, role: str | None, statement: str
+) -> None:
+    import asyncpg
+
+    store, log = recorded
+    await Snapshots(store).save(await _snapshot_at(store, log, "risk", len(log) // 2))
+    insert = (
+        "(machine, code_version, schema_version, config_hash, position, chain_hash,"
+        " state_digest, state) VALUES ('risk', 'x', 1, '', 1, '\\x{0}'::bytea, '\\x{0}'::bytea,"
+        " ''::bytea)".format("00" * 32)
+    )
+    conn = await asyncpg.connect(store.url)
+    try:
+        async with conn.transaction():
+            if role is not None:
+                await conn.execute(f"SET LOCAL ROLE {role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement.format(insert=insert))
+        allowed = conn.transaction()  # the services' role may insert (rolled back)
+        await allowed.start()
+        try:
+            await conn.execute("SET LOCAL ROLE claire_app")
+            await conn.execute(f"INSERT INTO ledger.snapshots {insert}")
+        finally:
+            await allowed.rollback()
+    finally:
+        await conn.close()
+    assert await Snapshots(store).problem((await Snapshots(store).candidates("risk"))[0]) is None

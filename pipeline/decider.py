@@ -22,7 +22,7 @@ from aggregates.machine import Machine
 from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
 from aggregates.streams import stream_for
-from eventstore import EventStore
+from eventstore import EventStore, EventStoreError, connection_lost
 from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.queues import Pipe, pump, stop
 from pipeline.source import LedgerFeed
@@ -114,7 +114,13 @@ class DecisionService:
         machine, state = self.machine, self.machine.initial()
         after = 0
         if self._snapshots is not None:
-            found = await self._snapshots.latest_usable(machine.name)
+            try:
+                found = await self._snapshots.latest_usable(machine.name)
+            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
+                if connection_lost(error):
+                    raise
+                _log.warning("%s: snapshots unreadable (%s); folding from 1", machine.name, error)
+                found = None
             if found is not None:
                 state, after = found.state, found.snapshot.position
                 self._config_hash = found.snapshot.config_hash

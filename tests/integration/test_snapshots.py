@@ -294,3 +294,24 @@ async def test_snapshot_rows_when_another_role_writes_or_anyone_changes_them_the
     finally:
         await conn.close()
     assert await Snapshots(store).problem((await Snapshots(store).candidates("risk"))[0]) is None
+
+
+async def test_restore_when_the_snapshot_table_is_missing_then_warns_and_folds_from_one(
+    fresh_database_url, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.integration.eventstore.eventstore_helpers import as_superuser_without_triggers
+
+    url = await fresh_database_url()
+    log = session(market(seed=3, minutes=3))
+    await append_log(url, log)
+    await as_superuser_without_triggers(url, "DROP TABLE ledger.snapshots")  # not upgraded yet
+    store = await EventStore.connect(url)
+    try:
+        full = await _restored(store, "risk", snapshots=False)
+        with caplog.at_level(logging.WARNING, logger="pipeline.decider"):
+            resumed = await _restored(store, "risk")
+        assert resumed.progress.snapshot_position == 0
+        assert CODECS["risk"].encode(resumed.state) == CODECS["risk"].encode(full.state)
+        assert any("snapshots unreadable" in r.getMessage() for r in caplog.records)
+    finally:
+        await store.close()

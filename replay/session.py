@@ -189,8 +189,15 @@ async def replay_pass(
 async def _start(
     store: EventStore, window: Window, out: Output, verifier: Verifier | None, tally: Tally
 ) -> Start | None:
-    """Start from snapshots before the window: the machines' states, the walk's portfolio."""
-    start = await snapshot_start(store, verification_machines(), window.first)
+    """Start from snapshots before the window: the machines' states, the walk's portfolio.
+
+    The walk alone needs only the risk machine's (its portfolio); ``--verify`` needs every
+    machine's it re-runs.
+    """
+    machines = verification_machines()
+    if verifier is None:
+        machines = [m for m in machines if m.name == "risk"]
+    start = await snapshot_start(store, machines, window.first)
     if start is None:
         return None
     if verifier is not None:

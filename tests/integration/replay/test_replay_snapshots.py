@@ -111,7 +111,7 @@ async def test_verify_when_a_later_snapshot_is_wrong_then_reported_as_the_diverg
     assert "does not reproduce the risk snapshot" in divergence["problem"]
 
 
-async def test_replay_when_a_machine_has_no_usable_snapshot_then_folds_from_position_one(
+async def test_verify_when_a_machine_has_no_usable_snapshot_then_folds_from_position_one(
     recorded,
 ) -> None:
     url, store, log = recorded
@@ -122,6 +122,13 @@ async def test_replay_when_a_machine_has_no_usable_snapshot_then_folds_from_posi
     assert code == 0
     assert not of_type(lines, "snapshot_start")
     assert of_type(lines, "verify")[0]["chain"]["events_checked"] == len(log)
+    # The walk alone needs only the risk machine's snapshot (its portfolio): it starts there.
+    code, walked = await replay("--from", FROM, "--database-url", url)
+    assert code == 0
+    assert of_type(walked, "snapshot_start")[0]["snapshots"] == {"risk": first - 1}
+    _, full = await replay("--from", FROM, "--no-snapshots", "--database-url", url)
+    assert of_type(walked, "summary") == of_type(full, "summary")
+    assert of_type(walked, "day") == of_type(full, "day")
 
 
 async def test_verify_all_when_snapshots_are_right_then_every_decision_checked_once_in_any_jobs(

@@ -7,7 +7,7 @@ replay all consume recorded events, and none of them may depend on the database 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -51,9 +51,15 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     hash: bytes
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utc_from_ms(at_ms: int) -> datetime:
-    """An event's domain time (UTC epoch milliseconds) as the envelope's aware datetime."""
-    return datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+    """An event's domain time (UTC epoch milliseconds) as an aware datetime, exactly.
+
+    The one conversion for the whole code base: integer arithmetic, no float division.
+    """
+    return _EPOCH + timedelta(milliseconds=at_ms)
 
 
 def derive_event_id(producer: str, cause_id: uuid.UUID, index: int) -> uuid.UUID:

@@ -14,21 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aggregates.envelope import RecordedEvent
+from aggregates.envelope import utc_from_ms as at  # re-exported: domain ms as a datetime
 from aggregates.events import Event
 
 S = TypeVar("S")
 Row = tuple[Any, ...]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def at(ms: int) -> datetime:
-    """Domain time (UTC ms) as an aware datetime, exactly (no float rounding)."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def day_of(ms: int) -> date:

@@ -239,11 +239,16 @@ def _summary_table(figures: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- SVG
 
-_W, _H, _PAD = 900, 260, 56
+_W, _H, _PAD = 900, 260, 72
 
 
 def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> str:
-    """A line chart of a decimated series, inline SVG with axis labels."""
+    """A chart of a sampled series as a step line, inline SVG with time ticks and gridlines.
+
+    Every series of the walk holds its value until the next sample (exposure and equity move at
+    fills and marks, not in between), so it is drawn as steps: a straight line between two samples
+    would show exposure ramping up through a period when it was flat, or zero.
+    """
     points = series.points
     head = f'<h2>{escape(title)}</h2><figure id="chart-{chart_id}" class="chart">'
     if not points:
@@ -255,33 +260,55 @@ def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> str:
     if high == low:
         high, low = high + 1, low - 1
     t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
+    left, right, top, bottom = _PAD, _W - _PAD / 2, _PAD / 2, _H - _PAD / 2
 
     def x(t: int) -> float:
-        return _PAD + (t - t0) / (t1 - t0) * (_W - 2 * _PAD)
+        return left + (t - t0) / (t1 - t0) * (right - left)
 
     def y(v: float) -> float:
-        return _H - _PAD / 2 - (v - low) / (high - low) * (_H - _PAD)
+        return bottom - (v - low) / (high - low) * (bottom - top)
 
-    path = " ".join(
-        f"{'M' if i == 0 else 'L'}{x(t):.1f},{y(v):.1f}"
-        for i, (t, v) in enumerate(zip(times, values, strict=True))
-    )
+    path = [f"M{x(times[0]):.1f},{y(values[0]):.1f}"]
+    for t, v in zip(times[1:], values[1:], strict=True):
+        path.append(f"H{x(t):.1f}V{y(v):.1f}")  # hold the value, then move at the new sample
     unit = " %" if percent else ""
+    grid = []
+    for i in range(_TICKS + 1):
+        value = low + (high - low) * i / _TICKS
+        gy = y(value)
+        grid.append(
+            f'<line x1="{left}" y1="{gy:.1f}" x2="{right}" y2="{gy:.1f}" class="grid"/>'
+            f'<text x="{left - 4}" y="{gy + 4:.1f}" class="axis" text-anchor="end">'
+            f"{value:.2f}{unit}</text>"
+        )
+        at = t0 + (t1 - t0) * i // _TICKS
+        gx = x(at)
+        anchor = "start" if i == 0 else "end" if i == _TICKS else "middle"
+        grid.append(
+            f'<line x1="{gx:.1f}" y1="{top}" x2="{gx:.1f}" y2="{bottom}" class="grid"/>'
+            f'<text x="{gx:.1f}" y="{_H - 4}" class="axis" text-anchor="{anchor}">'
+            f"{escape(_tick_label(at, t1 - t0))}</text>"
+        )
     return (
         head + f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-label="{escape(title)}">'
         f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#fff"/>'
-        f'<line x1="{_PAD}" y1="{_H - _PAD / 2}" x2="{_W - _PAD}" y2="{_H - _PAD / 2}" '
-        'stroke="#999"/>'
-        f'<line x1="{_PAD}" y1="{_PAD / 2}" x2="{_PAD}" y2="{_H - _PAD / 2}" stroke="#999"/>'
-        f'<text x="4" y="{_PAD / 2 + 4}" class="axis">{high:.2f}{unit}</text>'
-        f'<text x="4" y="{_H - _PAD / 2}" class="axis">{low:.2f}{unit}</text>'
-        f'<text x="{_PAD}" y="{_H - 4}" class="axis">{escape(stamp(t0))}</text>'
-        f'<text x="{_W - _PAD}" y="{_H - 4}" class="axis" text-anchor="end">'
-        f"{escape(stamp(t1))}</text>"
-        f'<path d="{path}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>'
+        + "".join(grid)
+        + f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#999"/>'
+        f'<path d="{"".join(path)}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>'
         "</svg></figure>"
     )
+
+
+_TICKS = 4
+_DAY_MS = 86_400_000
+
+
+def _tick_label(at_ms: int, span_ms: int) -> str:
+    """A time tick: the date and minute over a long window, the second within one day."""
+    text = stamp(at_ms)  # 2025-06-02T09:26:10.753Z
+    return text[:16].replace("T", " ") if span_ms > _DAY_MS else text[11:19]
 
 
 def bar_chart(chart_id: str, title: str, counts: dict[str, int]) -> str:
@@ -319,6 +346,7 @@ td, th { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-al
 table.summary th { background: #f4f4f4; }
 .chart svg { width: 100%; max-width: 900px; border: 1px solid #eee; }
 .axis { font-size: 11px; fill: #555; }
+.grid { stroke: #eee; }
 .chain { font-size: 0.9em; } .link { white-space: nowrap; }
 .ok { color: #2a7a2a; } .failed { color: #b00020; }
 code { font-size: 0.95em; }

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
+from aggregates.envelope import utc_from_ms as at  # re-exported: domain ms as a datetime
 from aggregates.portfolio import DAY_MS, EMPTY, Portfolio, evolve
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CENT = Decimal("0.01")
 _HALT_LIMIT = 1000
-
-
-def at(ms: int) -> datetime:
-    """Domain time (UTC ms) as an aware datetime, exactly."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def stamp(ms: int) -> str:
@@ -221,6 +216,7 @@ class Tally:
         self._day_index = -1
         self._last_realised = ZERO
         self._last_fees = ZERO
+        self._last_exposure = ZERO
         self._filling: set[str] = set()
 
     # ------------------------------------------------------------------ folding
@@ -342,11 +338,15 @@ class Tally:
             day.low_equity = equity
         if drawdown > day.max_drawdown:
             day.max_drawdown = drawdown
-        if self.equity.wants():  # the three series are sampled together
+        # The three series are sampled together, and always where exposure changes (a fill):
+        # the report draws them as steps, so each change is drawn where it happened.
+        exposure_changed = after.exposure != self._last_exposure
+        if self.equity.wants() or exposure_changed:
             at_ms = fact.event.at_ms
             self.equity.put(at_ms, equity)
             self.drawdown.put(at_ms, drawdown)
             self.exposure.put(at_ms, after.exposure)
+            self._last_exposure = after.exposure
         if realised is not self._last_realised or fees is not self._last_fees:
             # Window and day totals are differences from the state at the window's start.
             delta_realised = realised - self._last_realised

@@ -33,6 +33,7 @@ from aggregates.risk.machine import RiskMachine
 from aggregates.screener import ScreenerConfig
 from aggregates.signal import SignalMachine
 from eventstore import EventStore, connection_lost
+from eventstore.snapshots import Snapshots
 from pipeline import heartbeats
 from pipeline.activation import activate_config, record_contract_specs
 from pipeline.alerts import AlertsService
@@ -185,6 +186,8 @@ async def run_pipeline(
                     feed_from,
                     on_decided=instruments.decided(service),
                     on_input=instruments.observed(service),
+                    snapshots=Snapshots(store),
+                    snapshot_every=settings.snapshot_every_events,
                 )
                 pipeline.deciders[service] = decider
                 supervise(service, decider.run)

@@ -144,6 +144,9 @@ def _status(
 
     report = asyncio.run(status(database_url(args)))
     print(report.render())
+    from pipeline.snapshot_status import snapshot_lines
+
+    print("\n".join(asyncio.run(snapshot_lines(database_url(args)))))
     if args.listen:
         print(_listen(args.listen, usage_error))
     return OK

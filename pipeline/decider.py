@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregates.envelope import NewEvent, RecordedEvent, derived
+from aggregates.events import ConfigActivated
 from aggregates.machine import Machine
+from aggregates.portfolio import DAY_MS
+from aggregates.snapshot import CODECS
 from aggregates.streams import stream_for
-from eventstore import EventStore
+from eventstore import EventStore, EventStoreError, connection_lost
+from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.queues import Pipe, pump, stop
 from pipeline.source import LedgerFeed
 
@@ -41,6 +45,9 @@ class Progress:
     decisions: int = 0
     restored_from: int = 0
     recovered: int = 0
+    #: The position of the snapshot the last restore started from (0: folded from position 1).
+    snapshot_position: int = 0
+    snapshots_taken: int = 0
 
 
 async def append_grouped(store: EventStore, events: Sequence[NewEvent]) -> list[int]:
@@ -73,6 +80,8 @@ class DecisionService:
         *,
         on_decided: OnDecided | None = None,
         on_input: Callable[[RecordedEvent], None] | None = None,
+        snapshots: Snapshots | None = None,
+        snapshot_every: int = 0,
     ) -> None:
         self.machine = machine
         self._store = store
@@ -82,21 +91,51 @@ class DecisionService:
         self.state: Any = None
         self.progress = Progress()
         self.ready = asyncio.Event()
+        #: Snapshots are read and taken only for machines with a state codec, and only when given
+        #: a store; ``snapshot_every`` > 0 takes one every that many events (and at each UTC day).
+        self._snapshots = snapshots if machine.name in CODECS else None
+        self._snapshot_every = snapshot_every
+        self._config_hash = ""
+        self._snapshot_at = 0
+        self._snapshot_day = -1
+        self._writing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
         return self.machine.name
 
     async def restore(self) -> None:
-        """Fold the whole log; append anything decided but never recorded."""
+        """Fold the log from the latest usable snapshot (else position 1); append anything
+        decided but never recorded.
+
+        A snapshot at p is only ever taken once every output decided up to p is committed, so
+        the tail after p holds everything that could still be undelivered.
+        """
         machine, state = self.machine, self.machine.initial()
+        after = 0
+        if self._snapshots is not None:
+            try:
+                found = await self._snapshots.latest_usable(machine.name)
+            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
+                if connection_lost(error):
+                    raise
+                _log.warning("%s: snapshots unreadable (%s); folding from 1", machine.name, error)
+                found = None
+            if found is not None:
+                state, after = found.state, found.snapshot.position
+                self._config_hash = found.snapshot.config_hash
+                self._snapshot_at = after
         undelivered: dict[uuid.UUID, NewEvent] = {}
-        last = 0
-        async for recorded in self._store.read_all():
+        last = after
+        last_day = -1
+        async for recorded in self._store.read_all(after):
             last = recorded.position
+            last_day = max(last_day, recorded.event.at_ms // DAY_MS)
             if machine.owns(recorded.event):
                 undelivered.pop(recorded.event_id, None)
                 continue
+            if type(recorded.event) is ConfigActivated:
+                self._config_hash = recorded.event.config_hash
             state, outputs = machine.step(state, recorded)
             for new in derived(machine.name, recorded, outputs):
                 undelivered[new.event_id] = new
@@ -111,6 +150,45 @@ class DecisionService:
         self.progress.last_position = last
         self.progress.restored_from = last
         self.progress.recovered = len(undelivered)
+        self.progress.snapshot_position = after
+        self._snapshot_day = last_day
+        if self._snapshot_every and last - self._snapshot_at >= self._snapshot_every:
+            await self.snapshot_now()
+
+    async def snapshot_now(self) -> None:
+        """Snapshot the state at the last position read; only call with every output committed.
+
+        The state is encoded here, on the decision path (its bytes must be those of this
+        moment); the database write runs beside it.
+        """
+        if self._snapshots is None or self.progress.last_position <= self._snapshot_at:
+            return
+        if self._writing is not None and not self._writing.done():
+            return  # the previous one is still being written: the next trigger takes one
+        position, config_hash = self.progress.last_position, self._config_hash
+        data = CODECS[self.machine.name].encode(self.state)
+        self._snapshot_at = position
+        self._writing = asyncio.create_task(
+            self._write_snapshot(position, data, config_hash), name=f"{self.name}-snapshot"
+        )
+        await asyncio.sleep(0)
+
+    async def _write_snapshot(self, position: int, data: bytes, config_hash: str) -> None:
+        assert self._snapshots is not None
+        try:
+            chain = await self._snapshots.chain_hash_at(position)
+            if chain is None:
+                return
+            snapshot = snapshot_of(self.machine.name, data, position, chain, config_hash)
+            await self._snapshots.save(snapshot)
+            self.progress.snapshots_taken += 1
+        except Exception:  # a snapshot is a shortcut: never let it stop the service
+            _log.warning("%s: snapshot at %d not written", self.name, position, exc_info=True)
+
+    async def wait_snapshots(self) -> None:
+        """Wait for a snapshot being written (tests, shutdown)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
 
     async def run(self) -> None:
         """Restore, then decide on every new event until cancelled.
@@ -134,10 +212,26 @@ class DecisionService:
                 if pending and (queue.empty() or waiting >= MAX_BATCH):
                     await self._flush(pending)
                     pending, waiting = [], 0
+                if (
+                    not pending
+                    and self._snapshot_every
+                    and self.progress.last_position - self._snapshot_at >= self._snapshot_every
+                ):
+                    await self.snapshot_now()
                 recorded = await queue.get()  # or what stopped the reader (PostgreSQL lost)
+                day = recorded.event.at_ms // DAY_MS
+                if day > self._snapshot_day:  # UTC midnight: a snapshot of the day before's end
+                    if self._snapshot_every and self._snapshot_day >= 0:
+                        if pending:
+                            await self._flush(pending)
+                            pending, waiting = [], 0
+                        await self.snapshot_now()
+                    self._snapshot_day = day
                 self.progress.last_position = recorded.position
                 if machine.owns(recorded.event):
                     continue
+                if type(recorded.event) is ConfigActivated:
+                    self._config_hash = recorded.event.config_hash
                 self._on_input(recorded)
                 self.state, outputs = machine.step(self.state, recorded)
                 self.progress.steps += 1

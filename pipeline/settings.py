@@ -50,6 +50,9 @@ class RuntimeSettings:
     #: live: what a larger difference does at start: a WARNING, or a refusal to start
     live_capital_mismatch: Literal["warn", "refuse"] = "warn"
     heartbeat_interval_seconds: float = 5.0
+    #: Each decision service snapshots its state every this many events and at each UTC
+    #: midnight (docs/SNAPSHOTS.md); 0 takes none.
+    snapshot_every_events: int = 100_000
 
     @property
     def live_enabled(self) -> bool:
@@ -162,6 +165,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
         live_capital_tolerance_pct=tolerance,
         live_capital_mismatch=mismatch,  # type: ignore[arg-type]
         heartbeat_interval_seconds=number("HEARTBEAT_INTERVAL_SECONDS", 5.0, float, 0.05, 3600),
+        snapshot_every_events=int(number("SNAPSHOT_EVERY_EVENTS", 100_000, int, 0, 10**12)),
     )
     if problems:
         raise SettingsError(problems)

@@ -37,14 +37,16 @@ _END = b"end"
 class ChainWorker:
     """A started worker: :meth:`submit` each chunk, await :meth:`result`, always :meth:`close`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, start: tuple[int, bytes] | None = None) -> None:
+        """``start``: (position, its stored hash), when the read begins after that position
+        (a replay from snapshots); the links from there on are checked."""
         context = multiprocessing.get_context("spawn")
         chunks_in, self._chunks = context.Pipe(duplex=False)
         self._results, results_out = context.Pipe(duplex=False)
         with contextlib.suppress(OSError):  # a smaller pipe only means more waiting
             fcntl.fcntl(self._chunks.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
         self._process = context.Process(
-            target=_work, args=(url, chunks_in, results_out), name="chain-check", daemon=True
+            target=_work, args=(url, chunks_in, results_out, start), name="chain-check", daemon=True
         )
         self._process.start()
         chunks_in.close()  # the worker's ends: a dead worker then breaks our writes
@@ -92,13 +94,17 @@ class ChainWorker:
         return f"the chain-check worker died (exit code {self._process.exitcode})"
 
 
-def _work(url: str, chunks: Connection, results: Connection) -> None:
+def _work(
+    url: str, chunks: Connection, results: Connection, start: tuple[int, bytes] | None = None
+) -> None:
     """The worker's body: check every chunk, then the rest of the ledger from the database."""
     from replay.verify import rare_collections
 
     try:
         with rare_collections():
             check = ChainCheck()
+            if start is not None:
+                check.expected, check.previous = start[0] + 1, start[1]
             while True:
                 try:
                     body = chunks.recv_bytes()

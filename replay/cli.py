@@ -53,7 +53,58 @@ def build_parser() -> argparse.ArgumentParser:
     from replay.sweep_cli import add_arguments as add_sweep_arguments
 
     add_sweep_arguments(parser)  # --sweep, walk-forward, --jobs, --cluster (docs/SWEEPS.md)
+    _snapshot_options(parser)
     return parser
+
+
+def _snapshot_options(parser: argparse.ArgumentParser) -> None:
+    """Snapshots (docs/SNAPSHOTS.md): start from verified snapshots unless told not to."""
+    parser.add_argument(
+        "--no-snapshots", dest="no_snapshots", action="store_true",
+        help="fold from position 1 even when verified snapshots before the window exist",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all", dest="verify_all", action="store_true",
+        help="with --verify: every segment between consecutive snapshots, in parallel "
+        "(no --from needed)",
+    )  # fmt: skip
+    if "--jobs" not in parser._option_string_actions:  # another feature may define it too
+        parser.add_argument(
+            "--jobs", type=int, metavar="N", help="worker processes (default: one per core)"
+        )
+    for action in parser._actions:  # --all covers the whole log: --from is then not needed
+        if action.dest == "start":
+            action.required = False
+
+
+def _verify_all(args: argparse.Namespace, out_stream: TextIO) -> int:
+    """``replay --verify --all [--jobs N]``: every snapshot segment (replay/segments.py)."""
+    from replay.window import UsageError
+
+    if not args.verify:
+        raise UsageError("--all needs --verify")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: expected at least 1")
+    url = _database_url(args.database_url)
+    return asyncio.run(_run_all(url, args.jobs, args.json, out_stream))
+
+
+async def _run_all(url: str, jobs: int | None, json: bool, out_stream: TextIO) -> int:
+    from eventstore import EventStore, StoreUnavailable
+    from replay.segments import verify_all
+    from replay.session import Output
+    from replay.window import UsageError
+
+    try:
+        store = await EventStore.connect(url, max_connections=2)
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    try:
+        result = await verify_all(url, store, jobs)
+    finally:
+        await store.close()
+    Output(out_stream, json=json).emit(result.to_json(), result.render())
+    return OK if result.ok else CHECK_FAILED
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
@@ -67,6 +118,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     except SystemExit as exit_:
         return OK if exit_.code == 0 else USAGE
     try:
+        if args.verify_all:
+            return _verify_all(args, out_stream)
+        if args.start is None:
+            raise UsageError("the following argument is required: --from")
         start = parse_moment(args.start, option="--from")
         end = parse_moment(args.end, option="--to", end=True) if args.end else None
         if args.symbol is not None and not _SYMBOL.match(args.symbol):
@@ -146,6 +201,7 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
             database_url=url,
             quiet=args.quiet,
             sinks=sinks,
+            snapshots=not args.no_snapshots,
         )
         out.emit(result.summary.to_json(), result.summary.render())
         code = OK

@@ -20,7 +20,8 @@ import msgspec
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
 from replay.chain import ChainWorker
-from replay.verify import Verifier, VerifyResult, rare_collections
+from replay.start import SnapshotChecks, Start, later_snapshots, snapshot_start
+from replay.verify import Verifier, VerifyResult, rare_collections, verification_machines
 from replay.walk import DayStats, Summary, Tally, describe, matches
 from replay.window import Window
 
@@ -101,12 +102,29 @@ async def replay_pass(
     quiet: bool = False,
     sinks: tuple[Sink, ...] = (),
     batch_size: int = 5000,
+    snapshots: bool = False,
 ) -> PassResult:
-    """Walk the window (printing what happened); with ``verify``, re-decide and compare."""
+    """Walk the window (printing what happened); with ``verify``, re-decide and compare.
+
+    ``snapshots``: start from verified snapshots at or before the window when every machine has
+    one (:mod:`replay.start`), and with ``verify`` check each later snapshot the fold passes.
+    """
     tally = Tally(symbol=symbol)
     verifier = Verifier(window.first, window.last) if verify else None
     first, last = window.first, window.last
-    chain = ChainWorker(database_url) if verifier is not None and database_url else None
+    start = await _start(store, window, out, verifier, tally) if snapshots else None
+    after = start.position if start is not None else 0
+    later = (
+        await later_snapshots(store, verification_machines(), after, last)
+        if verifier is not None and snapshots
+        else None
+    )
+    next_snapshot = later.next_position if later is not None else 1 << 62
+    chain = (
+        ChainWorker(database_url, start=(after, start.chain_hash) if start else None)
+        if verifier is not None and database_url
+        else None
+    )
     progress = Progress("replay", window.last if verifier is None else window.head)
     read = 0
     # Bound once: this loop runs per event, so every lookup saved here counts.
@@ -118,7 +136,7 @@ async def replay_pass(
         with rare_collections():
             async with contextlib.aclosing(
                 store.read_all_batches(
-                    after=0, batch_size=batch_size, chunks=chain.submit if chain else None
+                    after=after, batch_size=batch_size, chunks=chain.submit if chain else None
                 )
             ) as batches:
                 async for batch in batches:
@@ -129,6 +147,9 @@ async def replay_pass(
                         if feed is not None:
                             feed(fact)
                             folded = folded_portfolio()  # type: ignore[misc]
+                            if position >= next_snapshot:  # a snapshot to reproduce
+                                later.check(position, _states(verifier))  # type: ignore[union-attr,arg-type]
+                                next_snapshot = later.next_position  # type: ignore[union-attr]
                         if position < first:
                             tally.prime(fact, folded)
                         elif position <= last:
@@ -152,6 +173,8 @@ async def replay_pass(
         day = tally.finish()
         if day is not None:
             _day(out, day)
+        if later is not None and verifier is not None:
+            _report_snapshots(verifier, later, out)
         result = verifier.finish() if verifier is not None else None
         if chain is not None and result is not None:
             ok, checked, first_bad, problem = await chain.result()
@@ -161,6 +184,51 @@ async def replay_pass(
         if chain is not None:
             chain.close()
     return PassResult(summary=tally.summary, verify=result, events_read=read, tally=tally)
+
+
+async def _start(
+    store: EventStore, window: Window, out: Output, verifier: Verifier | None, tally: Tally
+) -> Start | None:
+    """Start from snapshots before the window: the machines' states, the walk's portfolio.
+
+    The walk alone needs only the risk machine's (its portfolio); ``--verify`` needs every
+    machine's it re-runs.
+    """
+    machines = verification_machines()
+    if verifier is None:
+        machines = [m for m in machines if m.name == "risk"]
+    start = await snapshot_start(store, machines, window.first)
+    if start is None:
+        return None
+    if verifier is not None:
+        for check in verifier.checks:
+            check.state = start.states[check.name]
+    risk = start.states["risk"]
+    tally.portfolio = risk.portfolio
+    tally.trading_state = risk.trading_state
+    out.emit(
+        {"type": "snapshot_start", "position": start.position, "snapshots": start.used},
+        start.describe(),
+    )
+    return start
+
+
+def _states(verifier: Verifier) -> dict[str, Any]:
+    return {c.name: c.state for c in verifier.checks if c.enabled is not False}
+
+
+def _report_snapshots(verifier: Verifier, later: SnapshotChecks, out: Output) -> None:
+    """Each later snapshot the fold did not reproduce is a divergence at its position."""
+    checks = {c.name: c for c in verifier.checks}
+    for mismatch in later.mismatches:
+        verifier._diverged(
+            checks[mismatch.machine], mismatch.position, 1 << 30, mismatch.problem, None, None
+        )
+    out.emit(
+        {"type": "snapshots_checked", "checked": later.checked, "bad": len(later.mismatches)},
+        f"snapshots reproduced by the fold: {later.checked - len(later.mismatches)} of "
+        f"{later.checked}",
+    )
 
 
 def _day(out: Output, day: DayStats) -> None:

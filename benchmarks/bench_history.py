@@ -1,0 +1,275 @@
+"""History benchmark (docs/SNAPSHOTS.md): restore and replay cost against the length of history.
+
+    .venv/bin/python benchmarks/bench_history.py --events 1000000 10000000
+
+For each size, generates a ledger with the real machines (``benchmarks/bench_replay.py``'s
+market and ``simulate()``), shifted in time so that every ledger **ends on the same last day**,
+into a throwaway database on an embedded PostgreSQL of its own (or ``--database-url``). Snapshots
+are then written as the services write them (every ``--every`` events and at each UTC midnight),
+and it measures, each with snapshots and without (``--no-snapshots``, the fold from position 1):
+
+* the restore time of each decision service (``DecisionService.restore``: until it can decide);
+* ``replay --from <last day> --verify -q`` (the CLI, in a child process);
+* the latency a snapshot adds on the live path: encoding the state (the database write runs
+  beside the decisions), against the time of one decision step.
+
+Prints ratios against the fold from position 1 measured in the same run (timings vary with the
+machine's load). Never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchmarks.bench_replay as bench_replay
+from aggregates.portfolio import DAY_MS
+from aggregates.snapshot import CODECS
+from eventstore import EventStore
+from eventstore.admin import create_database, drop_database
+from eventstore.migrations import upgrade_async
+from eventstore.snapshots import Snapshots, snapshot_of
+from pipeline.decider import DecisionService
+from replay.verify import verification_machines
+
+#: The last day every generated ledger ends on (its events from midnight on).
+LAST_DAY_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+#: Mean gap between events of the generated market (trades every 200..800 ms, a clock every 5 s).
+MEAN_GAP_MS = 455
+
+
+async def take_snapshots(url: str, every: int) -> int:
+    """Fold the log once with each machine and store a snapshot every ``every`` events and at
+    each UTC midnight, as the running services would have. Returns how many were written."""
+    store = await EventStore.connect(url)
+    snapshots = Snapshots(store)
+    machines = verification_machines()
+    states = {m.name: m.initial() for m in machines}
+    config_hash = ""
+    written = 0
+    day = -1
+
+    async def snap(position: int) -> None:
+        nonlocal written
+        chain = await snapshots.chain_hash_at(position)
+        assert chain is not None
+        for m in machines:
+            data = CODECS[m.name].encode(states[m.name])
+            await snapshots.save(snapshot_of(m.name, data, position, chain, config_hash))
+            written += 1
+
+    try:
+        last = 0
+        async for batch in store.read_all_batches():
+            for fact in batch:
+                today = fact.event.at_ms // DAY_MS
+                if today > day:
+                    if day >= 0:
+                        await snap(last)
+                    day = today
+                if fact.event_type == "config.activated":
+                    config_hash = fact.event.config_hash  # type: ignore[attr-defined]
+                for m in machines:
+                    if not m.owns(fact.event):
+                        states[m.name], _ = m.step(states[m.name], fact)
+                last = fact.position
+                if last % every == 0:
+                    await snap(last)
+    finally:
+        await store.close()
+    return written
+
+
+async def restore_seconds(url: str, name: str, use_snapshots: bool) -> tuple[float, int]:
+    """(seconds until the service could decide, events folded)."""
+    store = await EventStore.connect(url)
+    try:
+        machine = next(m for m in verification_machines() if m.name == name)
+        service = DecisionService(
+            machine,
+            store,
+            lambda position: None,  # type: ignore[arg-type,return-value]
+            snapshots=Snapshots(store) if use_snapshots else None,
+        )
+        started = time.perf_counter()
+        await service.restore()
+        seconds = time.perf_counter() - started
+        return seconds, service.progress.last_position - service.progress.snapshot_position
+    finally:
+        await store.close()
+
+
+def snapshot_latency(url: str) -> None:
+    """Encode time of each machine's state at the head vs its mean step time (the live path)."""
+
+    async def states() -> dict[str, tuple[object, float, int]]:
+        store = await EventStore.connect(url)
+        out = {}
+        try:
+            for machine in verification_machines():
+                state = machine.initial()
+                steps = 0
+                started = time.perf_counter()
+                async for batch in store.read_all_batches():
+                    for fact in batch:
+                        if not machine.owns(fact.event):
+                            state, _ = machine.step(state, fact)
+                            steps += 1
+                out[machine.name] = (state, time.perf_counter() - started, steps)
+        finally:
+            await store.close()
+        return out
+
+    for name, (state, seconds, steps) in asyncio.run(states()).items():
+        codec = CODECS[name]
+        rounds = 200
+        started = time.perf_counter()
+        for _ in range(rounds):
+            data = codec.encode(state)
+        encode = (time.perf_counter() - started) / rounds
+        per_step = seconds / steps
+        print(
+            f"  snapshot of {name:<6} {len(data):>8,} bytes: encode {encode * 1e6:8.1f} µs "
+            f"on the decision path = {encode / per_step:6.1f} mean steps (step incl. read "
+            f"{per_step * 1e6:.2f} µs)",
+            flush=True,
+        )
+
+
+def replay_seconds(url: str, day: str, *options: str) -> tuple[float, int]:
+    seconds, code, _, _, _ = run_cli(url, day, *options)
+    return seconds, code
+
+
+def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, float]:
+    """Run the ``replay`` CLI as ``bench_replay.run_replay`` does, on another day."""
+    command = [sys.executable, "-m", "replay.cli", "--from", day, "-q", *options]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    child = subprocess.run(
+        [*command, "--database-url", url],
+        stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, child.returncode, 0, 0, cpu
+
+
+def measure(
+    url: str, events: int, every: int, *, latency: bool = True, segments: bool = False
+) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    written = asyncio.run(take_snapshots(url, every))
+    print(f"  {written} snapshots written (every {every:,} events and each UTC midnight)")
+    for name in ("signal", "risk", "paper"):
+        full, folded_full = asyncio.run(restore_seconds(url, name, False))
+        fast, folded = asyncio.run(restore_seconds(url, name, True))
+        figures[f"restore {name}"] = fast
+        figures[f"restore {name} full"] = full
+        print(
+            f"  restore {name:<6} from snapshot {fast:6.2f} s ({folded:,} events folded)   "
+            f"from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}",
+            flush=True,
+        )
+    day = datetime.fromtimestamp(LAST_DAY_MS / 1000, UTC).date().isoformat()
+    fast, code = replay_seconds(url, day, "--verify")
+    full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
+    figures["replay verify"] = fast
+    figures["replay verify full"] = full
+    print(
+        f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})   "
+        f"from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}",
+        flush=True,
+    )
+    if segments:
+        one, code_one, _, _, _ = run_cli_all(url, "1")
+        two, code_two, _, _, _ = run_cli_all(url, "2")
+        figures["verify --all --jobs 1"] = one
+        figures["verify --all --jobs 2"] = two
+        print(
+            f"  replay --verify --all: --jobs 1 {one:7.2f} s (exit {code_one})   --jobs 2 "
+            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x",
+            flush=True,
+        )
+    if latency:
+        snapshot_latency(url)
+    return figures
+
+
+def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
+    """``replay --verify --all --jobs N`` over the whole log."""
+    started = time.perf_counter()
+    options = ("--verify", "--all", "--jobs", jobs, "-q", "--database-url", url)
+    child = subprocess.run(
+        [sys.executable, "-m", "replay.cli", *options],
+        stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    return time.perf_counter() - started, child.returncode, 0, 0, 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--every", type=int, default=100_000, help="SNAPSHOT_EVERY_EVENTS")
+    parser.add_argument("--database-url", help="a server URL (default: an embedded PostgreSQL)")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        server_url = args.database_url
+        if server_url is None:
+            from adapters.embedded import start_postgres
+
+            base = Path(tempfile.mkdtemp(prefix="claire-bench-history-"))
+            stack.callback(shutil.rmtree, base, ignore_errors=True)  # after the server stopped
+            server = start_postgres(base / "pgdata", delete_on_stop=True)
+            stack.callback(server.stop)
+            server_url = server.url("postgres")
+        results = {}
+        for events in args.events:
+            name = f"claire_bench_history_{secrets.token_hex(4)}"
+            url = asyncio.run(create_database(server_url, name))
+            try:
+                asyncio.run(upgrade_async(url))
+                # Every ledger ends about LAST_DAY_MS + 12 h: start earlier the longer it is.
+                bench_replay.START_MS = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
+                print(f"\n{events:,} events: generating ...", flush=True)
+                started = time.perf_counter()
+                head = asyncio.run(bench_replay.generate(url, events))
+                print(f"  {head:,} events in {time.perf_counter() - started:,.0f} s", flush=True)
+                results[events] = measure(
+                    url,
+                    events,
+                    args.every,
+                    latency=events == min(args.events),
+                    segments=events == max(args.events),
+                )
+            finally:
+                asyncio.run(drop_database(server_url, name))
+        if len(results) > 1:
+            small, large = min(results), max(results)
+            print(f"\n{large:,} events against {small:,} (goal: within 1.3x with snapshots)")
+            for key in results[small]:
+                if key not in results[large]:
+                    continue
+                ratio = results[large][key] / results[small][key]
+                print(f"  {key:<22} {ratio:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,7 @@ import msgspec
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
-from eventstore.canonical import GENESIS, canonical_text, chain
+from eventstore.canonical import canonical_text, chain
 from eventstore.codec import Prepared, check_stream_name
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
@@ -104,6 +104,9 @@ class EventStore:
         self._writer: asyncpg.Connection | None = None
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
+        # Partitions exist below this position (None: ask); see _ensure_partitions.
+        self._ceiling: int | None = None
+        self._partition_size = 0
         self._listeners: list[CommitListener] = []
         self._closed = False
 
@@ -238,6 +241,7 @@ class EventStore:
 
     def _forget(self) -> None:
         self._head = None
+        self._ceiling = None
         self._versions.clear()
 
     def _drop_writer(self) -> None:
@@ -253,9 +257,23 @@ class EventStore:
                 raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return self._writer
 
+    async def _ensure_partitions(self, conn: asyncpg.Connection, batch: list[Request]) -> None:
+        """Have partitions created ahead of the head before an append could reach their end.
+
+        Once per partition's worth of appends (one round trip): ``ledger.ensure_partitions``
+        leaves two spare partitions above the head plus this batch, so a concurrent writer's
+        appends (which also call it) cannot outrun them. A failed append forgets the ceiling.
+        """
+        count = sum(request.count for request in batch)
+        head = self._head[0] if self._head is not None else 0
+        if self._ceiling is None or head + count + self._partition_size >= self._ceiling:
+            row = await conn.fetchrow(sql.ENSURE_PARTITIONS, count)
+            self._ceiling, self._partition_size = row[0], row[1]
+
     async def _commit(self, batch: list[Request]) -> Plan:
         conn = await self._connection()
         try:
+            await self._ensure_partitions(conn, batch)
             if self._head is not None:
                 if batch[0].raw is not None:
                     plan = await self._try_streamed(conn, batch[0])
@@ -490,8 +508,11 @@ class EventStore:
         """
         head_rows = await self._fetch(sql.READ_HEAD)
         head, head_hash = head_rows[0][0], head_rows[0][1]
-        previous, expected, checked = GENESIS, 1, 0
-        after = 0
+        # Positions up to the archive floor left the table (``claire archive``): the chain
+        # continues from the last archived hash (``claire verify --archive`` checks the files).
+        floor_rows = await self._fetch(sql.ARCHIVE_FLOOR)
+        after, previous = floor_rows[0][0], floor_rows[0][1]
+        expected, checked = after + 1, 0
         if resume is not None:
             if expect is not None:
                 raise ValueError("verify: expect and resume cannot be combined")

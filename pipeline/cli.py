@@ -66,6 +66,15 @@ def _verify_command(args: argparse.Namespace) -> int:
 
     expect = parse_anchor(args.expect) if args.expect else None
     url = _database_url(args)
+    if args.archive:
+        from pipeline.archive_cli import verify_archive_command
+
+        if expect is not None:
+            raise UsageError("--archive and --expect cannot be combined")
+        try:
+            return verify_archive_command(args, url)
+        except (StoreUnavailable, OSError) as error:
+            raise UsageError(f"cannot reach the ledger database: {error}") from error
     try:
         result = asyncio.run(_verify(url, expect))
     except StoreUnavailable as error:
@@ -98,11 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--expect", metavar="POSITION:HASH", help="fail unless this earlier head still holds"
     )
+    verify.add_argument(
+        "--archive", metavar="DIR", help="check the chain across the archive in DIR and the table"
+    )
     verify.set_defaults(handler=_verify_command)
 
     from pipeline.commands import register
 
     register(commands, _database_url, UsageError)
+    from pipeline.archive_cli import register as register_archive
+
+    register_archive(commands, _database_url, UsageError)
     return parser
 
 

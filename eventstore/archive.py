@@ -1,0 +1,754 @@
+"""The ledger's archive: whole old partitions as Parquet files, verifiable without PostgreSQL.
+
+Why: the live table must stay bounded while the history stays provable. ``claire archive``
+exports each old partition to one zstd Parquet file plus a JSON manifest (position range, the
+hash before, first and last chain hashes, row count, the file's SHA-256, the ledger's identity),
+reads the file back, re-hashes every row to the same chain, and only then, in one transaction,
+records it in ``ledger.archived``, prunes the uniqueness side tables and detaches and drops the
+partition. Files are written under a temporary name, fsynced and renamed: a failed export
+(directory not writable, disk full) leaves no file that looks complete and the table untouched.
+
+The file holds every field of the canonical text (see :mod:`eventstore.canonical`), so each
+row's hash is recomputed, not stored: a market trade is typed columns (symbol, price and size
+as integer units and scale, side, effect, time) and its content-derived id (``pipeline.ingest``)
+is recomputed too; any row that the typed form would not reproduce byte for byte keeps its
+payload text and id. Export checks the round trip before anything is dropped.
+
+The retention floor (:func:`retention_floor`): nothing at or after the lowest position that a
+projection's checkpoint, or a service's restore, still needs is archived. Services restore by
+folding the log from their newest snapshot (``ledger.snapshots``); with no snapshot table or no
+snapshot rows they fold from position 1, so the floor is 0 and archiving is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from aggregates.envelope import CLAIRE_NAMESPACE
+from eventstore.canonical import GENESIS, canonical_text, chain, jsonb_key_order, render_object
+from eventstore.errors import EventStoreError
+
+FORMAT = 1
+_TRADE_KEYS = (
+    "type", "symbol", "price", "contracts", "taker_side", "position_effect", "self_trade",
+    "trade_id", "at_ms",
+)  # fmt: skip
+_TRADE_ORDER = jsonb_key_order(_TRADE_KEYS)
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_READ_CHUNK = 20_000
+
+
+class ArchiveError(EventStoreError):
+    """An archive that cannot be written or trusted; names the file (and position) at fault."""
+
+    def __init__(self, problem: str, *, file: str | None = None, position: int | None = None):
+        super().__init__(problem)
+        self.file = file
+        self.position = position
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """What one archive file must contain; written next to it as ``<partition>.manifest.json``."""
+
+    format: int
+    ledger: str  # hex hash of position 1: which ledger this file belongs to
+    partition: str
+    file: str
+    first_position: int
+    last_position: int
+    previous_hash: str  # the chain hash before first_position
+    first_hash: str
+    last_hash: str
+    row_count: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ArchivedRow:
+    """One archived event, every field of its canonical text (the payload as jsonb text)."""
+
+    position: int
+    stream: str
+    stream_version: int
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    causation_id: uuid.UUID | None
+    causation_position: int | None
+    correlation_id: uuid.UUID | None
+    payload_text: str
+
+    def canonical(self) -> str:
+        return canonical_text(
+            position=self.position,
+            stream=self.stream,
+            stream_version=self.stream_version,
+            event_id=self.event_id,
+            event_type=self.event_type,
+            schema_version=self.schema_version,
+            occurred_at=self.occurred_at,
+            recorded_at=self.recorded_at,
+            causation_id=self.causation_id,
+            causation_position=self.causation_position,
+            correlation_id=self.correlation_id,
+            payload_text=self.payload_text,
+        )
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    uid = pa.binary(16)
+    return pa.schema(
+        [
+            ("position", pa.int64()),
+            ("stream", pa.dictionary(pa.int32(), pa.string())),
+            ("stream_version", pa.int64()),
+            ("event_type", pa.dictionary(pa.int32(), pa.string())),
+            ("schema_version", pa.int32()),
+            ("occurred_at", pa.timestamp("us", tz="UTC")),
+            ("recorded_at", pa.timestamp("us", tz="UTC")),
+            ("causation_id", uid),
+            ("causation_position", pa.int64()),
+            ("correlation_id", uid),
+            ("event_id", uid),  # null: a market trade's content-derived id
+            ("payload", pa.string()),  # null: a market trade in the typed columns below
+            ("symbol", pa.dictionary(pa.int32(), pa.string())),
+            ("price_units", pa.int64()),
+            ("price_scale", pa.int8()),
+            ("contracts_units", pa.int64()),
+            ("contracts_scale", pa.int8()),
+            ("taker_side", pa.dictionary(pa.int32(), pa.string())),
+            ("position_effect", pa.dictionary(pa.int32(), pa.string())),
+            ("self_trade", pa.bool_()),
+            ("trade_id", pa.string()),
+            ("at_ms", pa.int64()),
+        ]
+    )
+
+
+def _split_decimal(text: object) -> tuple[int, int] | None:
+    if not isinstance(text, str):
+        return None
+    match = _DECIMAL.match(text)
+    if match is None:
+        return None
+    fraction = match.group(2) or ""
+    return int(match.group(1) + fraction), len(fraction)
+
+
+def _join_decimal(units: int, scale: int) -> str:
+    if scale == 0:
+        return str(units)
+    digits = str(units).rjust(scale + 1, "0")
+    return f"{digits[:-scale]}.{digits[-scale:]}"
+
+
+def _trade_payload(fields: dict[str, Any]) -> str:
+    return render_object(fields, _TRADE_ORDER)
+
+
+def _trade_id(fields: dict[str, Any]) -> uuid.UUID:
+    """The id ``pipeline.ingest.market_event_ids`` gives a trade (rank 0 in its batch)."""
+    body = msgspec.json.encode({key: fields[key] for key in _TRADE_KEYS})
+    return uuid.uuid5(CLAIRE_NAMESPACE, f"market/0/{body.decode()}")
+
+
+def _typed_trade(payload_text: str, event_id: uuid.UUID) -> tuple[list[Any], bool] | None:
+    """The typed columns of a trade whose payload they reproduce exactly, and whether its id is
+    the derived one; None if this row must keep its payload text."""
+    try:
+        fields = msgspec.json.decode(payload_text)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(fields, dict) or set(fields) != set(_TRADE_KEYS):
+        return None
+    price, contracts = _split_decimal(fields["price"]), _split_decimal(fields["contracts"])
+    if price is None or contracts is None or max(price[1], contracts[1]) > 100:
+        return None
+    trade_id, at_ms = fields["trade_id"], fields["at_ms"]
+    if (
+        fields["type"] != "market.trade"
+        or not all(isinstance(fields[k], str) for k in ("symbol", "taker_side", "position_effect"))
+        or not isinstance(fields["self_trade"], bool)
+        or not (trade_id is None or isinstance(trade_id, str))
+        or type(at_ms) is not int
+        or not -(2**63) <= at_ms < 2**63
+        or not (price[0] < 2**63 and contracts[0] < 2**63)
+        or _trade_payload(fields) != payload_text
+    ):
+        return None
+    columns = [
+        fields["symbol"], price[0], price[1], contracts[0], contracts[1], fields["taker_side"],
+        fields["position_effect"], fields["self_trade"], trade_id, at_ms,
+    ]  # fmt: skip
+    return columns, _trade_id(fields) == event_id
+
+
+def _rebuilt_trade(columns: tuple[Any, ...]) -> dict[str, Any]:
+    symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = columns
+    return {
+        "type": "market.trade",
+        "symbol": symbol,
+        "price": _join_decimal(p_units, p_scale),
+        "contracts": _join_decimal(c_units, c_scale),
+        "taker_side": side,
+        "position_effect": effect,
+        "self_trade": self_trade,
+        "trade_id": trade_id,
+        "at_ms": at_ms,
+    }
+
+
+def _table(rows: list[asyncpg.Record]) -> Any:
+    """Rows of ``ledger.events`` (payload as text) -> an Arrow table in the archive's schema."""
+    import pyarrow as pa
+
+    schema = _schema()
+    columns: list[list[Any]] = [[] for _ in schema.names]
+    (position, stream, version, etype, sversion, occurred, recorded, cause, cause_pos, corr,
+     eid, payload) = columns[:12]  # fmt: skip
+    trade_columns = columns[12:]
+    for row in rows:
+        position.append(row[0])
+        stream.append(row[1])
+        version.append(row[2])
+        etype.append(row[4])
+        sversion.append(row[5])
+        occurred.append(row[6])
+        recorded.append(row[7])
+        cause.append(None if row[8] is None else row[8].bytes)
+        cause_pos.append(row[9])
+        corr.append(None if row[10] is None else row[10].bytes)
+        typed = _typed_trade(row[11], row[3]) if row[4] == "market.trade" else None
+        if typed is None:
+            eid.append(row[3].bytes)
+            payload.append(row[11])
+            for column in trade_columns:
+                column.append(None)
+        else:
+            values, derived = typed
+            eid.append(None if derived else row[3].bytes)
+            payload.append(None)
+            for column, value in zip(trade_columns, values, strict=True):
+                column.append(value)
+    arrays = [
+        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def rows_of(table: Any) -> Iterator[ArchivedRow]:
+    """The archived events of an Arrow table in the archive's schema, every field rebuilt."""
+    data = {name: table.column(name).to_pylist() for name in table.column_names}
+    trade_names = _schema().names[12:]
+    trades = zip(*(data[name] for name in trade_names), strict=True)
+    for i, trade in enumerate(trades):
+        payload = data["payload"][i]
+        raw_id = data["event_id"][i]
+        if payload is None:
+            fields = _rebuilt_trade(trade)
+            payload = _trade_payload(fields)
+            event_id = uuid.UUID(bytes=raw_id) if raw_id is not None else _trade_id(fields)
+        else:
+            if raw_id is None:
+                raise ValueError(f"row {i} has neither an event id nor a typed trade")
+            event_id = uuid.UUID(bytes=raw_id)
+        cause, corr = data["causation_id"][i], data["correlation_id"][i]
+        yield ArchivedRow(
+            position=data["position"][i],
+            stream=data["stream"][i],
+            stream_version=data["stream_version"][i],
+            event_id=event_id,
+            event_type=data["event_type"][i],
+            schema_version=data["schema_version"][i],
+            occurred_at=data["occurred_at"][i],
+            recorded_at=data["recorded_at"][i],
+            causation_id=None if cause is None else uuid.UUID(bytes=cause),
+            causation_position=data["causation_position"][i],
+            correlation_id=None if corr is None else uuid.UUID(bytes=corr),
+            payload_text=payload,
+        )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=9,
+        use_dictionary=["stream", "event_type", "symbol", "taker_side", "position_effect"],
+        column_encoding={
+            "position": "DELTA_BINARY_PACKED",
+            "stream_version": "DELTA_BINARY_PACKED",
+            "occurred_at": "DELTA_BINARY_PACKED",
+            "recorded_at": "DELTA_BINARY_PACKED",
+            "at_ms": "DELTA_BINARY_PACKED",
+            "price_units": "DELTA_BINARY_PACKED",
+            "contracts_units": "DELTA_BINARY_PACKED",
+        },
+        row_group_size=1_000_000,
+    )
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _read_parquet(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, schema=_schema())
+
+
+def read_manifest(path: Path) -> Manifest:
+    """A manifest file, or :class:`ArchiveError` naming it."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Manifest)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ArchiveError(f"manifest {path.name} is unreadable: {error}", file=path.name) from None
+
+
+def manifests(directory: Path) -> list[Manifest]:
+    """Every manifest of an archive directory, in position order."""
+    if not directory.is_dir():
+        raise ArchiveError(f"archive directory {directory} does not exist", file=str(directory))
+    found = [read_manifest(path) for path in sorted(directory.glob("*.manifest.json"))]
+    return sorted(found, key=lambda manifest: manifest.first_position)
+
+
+def check_file(directory: Path, manifest: Manifest, previous: bytes) -> tuple[bytes, int]:
+    """Check one archive file against its manifest and the chain before it.
+
+    Returns the last hash and the row count; raises :class:`ArchiveError` naming the file and,
+    for a chain break, the first bad position.
+    """
+    name = manifest.file
+    path = directory / name
+    if not path.is_file():
+        raise ArchiveError(f"archive file {name} is missing", file=name)
+    if _sha256(path) != manifest.sha256:
+        raise ArchiveError(
+            f"archive file {name} does not match its manifest's SHA-256 (corrupted or truncated)",
+            file=name,
+        )
+    if bytes.fromhex(manifest.previous_hash) != previous:
+        raise ArchiveError(
+            f"archive file {name} does not continue the chain (position "
+            f"{manifest.first_position}: its previous hash is not the one before it)",
+            file=name,
+            position=manifest.first_position,
+        )
+    try:
+        table = _read_parquet(path)
+    except Exception as error:  # pyarrow raises many types for a broken file
+        raise ArchiveError(f"archive file {name} is unreadable: {error}", file=name) from None
+    expected, first_hash = manifest.first_position, None
+    for start in range(0, table.num_rows, _READ_CHUNK):
+        for row in rows_of(table.slice(start, _READ_CHUNK)):
+            if row.position != expected:
+                raise ArchiveError(
+                    f"archive file {name}: position {expected} is missing (next is {row.position})",
+                    file=name,
+                    position=expected,
+                )
+            previous = chain(previous, row.canonical())
+            first_hash = first_hash or previous
+            expected += 1
+    count = expected - manifest.first_position
+    if (
+        count != manifest.row_count
+        or expected - 1 != manifest.last_position
+        or first_hash is None
+        or first_hash.hex() != manifest.first_hash
+        or previous.hex() != manifest.last_hash
+    ):
+        raise ArchiveError(
+            f"archive file {name} does not hold what its manifest says (rows, range or hashes)",
+            file=name,
+            position=manifest.first_position,
+        )
+    return previous, count
+
+
+# --------------------------------------------------------------------------- database side
+
+_ARCHIVED = (
+    "SELECT partition, first_position, last_position, first_hash, last_hash, row_count, file,"
+    " file_sha256 FROM ledger.archived ORDER BY first_position"
+)
+_PARTITIONS = """
+SELECT c.relname, (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                'FROM \\(''?(\\d+)''?\\) TO \\(''?(\\d+)''?\\)'))[1:2]::bigint[]
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'ledger.events'::regclass
+"""
+_HAS = "SELECT to_regclass($1) IS NOT NULL"
+
+
+async def retention_floor(conn: asyncpg.Connection) -> tuple[int, str]:
+    """The highest position that may be archived, and what holds it there.
+
+    The minimum of: every projection's checkpoint (a projection still to read a position needs
+    it in the table), and every service's newest snapshot (a restore folds from there; no
+    snapshots at all means a restore folds from position 1, so nothing may go).
+    """
+    floor, reason = await conn.fetchval("SELECT position FROM ledger.head"), "the head"
+    if await conn.fetchval(_HAS, "readmodel.checkpoints"):
+        row = await conn.fetchrow(
+            "SELECT projection, position FROM readmodel.checkpoints ORDER BY position LIMIT 1"
+        )
+        if row is not None and row[1] < floor:
+            floor, reason = row[1], f"projection {row[0]}'s checkpoint"
+    if not await conn.fetchval(_HAS, "ledger.snapshots"):
+        return 0, "no snapshots: a service restore folds the log from position 1"
+    row = await conn.fetchrow(
+        "SELECT machine, max(position) AS position FROM ledger.snapshots GROUP BY machine"
+        " ORDER BY 2 LIMIT 1"
+    )
+    if row is None:
+        return 0, "no snapshots: a service restore folds the log from position 1"
+    if row[1] < floor:
+        floor, reason = row[1], f"the newest snapshot of {row[0]}"
+    return floor, reason
+
+
+async def _ledger_identity(conn: asyncpg.Connection) -> str:
+    first = await conn.fetchval(
+        "SELECT first_hash FROM ledger.archived WHERE first_position = 1"
+    ) or await conn.fetchval("SELECT hash FROM ledger.events WHERE position = 1")
+    return (first or GENESIS).hex()
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    """What one ``claire archive`` run did."""
+
+    archived: list[Manifest]
+    floor: int
+    floor_reason: str
+    stopped: str  # why no further partition was archived
+
+
+def _check_writable(directory: Path) -> None:
+    if not directory.is_dir():
+        raise ArchiveError(f"archive directory {directory} does not exist", file=str(directory))
+    try:  # a real probe: permissions, read-only mounts and ACLs all answer it
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ArchiveError(
+            f"archive directory {directory} is not writable: {error.strerror}",
+            file=str(directory),
+        ) from None
+
+
+async def archive(url: str, before: datetime, directory: Path) -> ArchiveReport:
+    """Archive, oldest first, every whole partition recorded before ``before`` and under the
+    retention floor; see the module docstring. Raises :class:`ArchiveError` (nothing dropped
+    for the partition at fault; partitions archived before it stay archived and consistent)."""
+    await asyncio.to_thread(_check_writable, directory)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET TimeZone = 'UTC'")
+        floor, reason = await retention_floor(conn)
+        identity = await _ledger_identity(conn)
+        done: list[Manifest] = []
+        while True:
+            stopped = await _archive_next(conn, before, directory, floor, identity, done)
+            if stopped is not None:
+                return ArchiveReport(done, floor, reason, stopped)
+    finally:
+        await conn.close()
+
+
+async def _archive_next(
+    conn: asyncpg.Connection,
+    before: datetime,
+    directory: Path,
+    floor: int,
+    identity: str,
+    done: list[Manifest],
+) -> str | None:
+    head = await conn.fetchval("SELECT position FROM ledger.head")
+    partitions = sorted((row[1][0], row[1][1], row[0]) for row in await conn.fetch(_PARTITIONS))
+    if not partitions:
+        return "no partition left"
+    low, high, name = partitions[0]
+    archived = await conn.fetch(_ARCHIVED)
+    previous_last = archived[-1]["last_position"] if archived else 0
+    previous = archived[-1]["last_hash"] if archived else GENESIS
+    first = await conn.fetchval(f"SELECT min(position) FROM ledger.{name}")
+    last = high - 1
+    if last > head:
+        return f"the oldest partition {name} is not full yet (ends at {last}, head {head})"
+    if last > floor:
+        return f"partition {name} ends at {last}, after the retention floor {floor}"
+    recorded = await conn.fetchval(
+        f"SELECT recorded_at FROM ledger.{name} ORDER BY position DESC LIMIT 1"
+    )
+    if recorded is None or first != previous_last + 1 or first != max(low, 1):
+        raise ArchiveError(
+            f"partition {name} does not continue the archive at {previous_last + 1}",
+            position=previous_last + 1,
+        )
+    if recorded >= before:
+        return f"partition {name} holds events recorded at or after {before.isoformat()}"
+    rows = await conn.fetch(
+        f"SELECT position, stream, stream_version, event_id, event_type, schema_version,"
+        f" occurred_at, recorded_at, causation_id, causation_position, correlation_id,"
+        f" payload::text, hash FROM ledger.{name} ORDER BY position"
+    )
+    manifest = await asyncio.to_thread(_export, rows, name, directory, previous, identity)
+    await _drop(conn, name, manifest)
+    done.append(manifest)
+    return None
+
+
+def _export(
+    rows: list[asyncpg.Record], name: str, directory: Path, previous: bytes, identity: str
+) -> Manifest:
+    """Write, read back and re-hash one partition's file and manifest; returns the manifest."""
+    file = f"{name}.parquet"
+    path, manifest_path = directory / file, directory / f"{name}.manifest.json"
+    if path.exists() or manifest_path.exists():
+        raise ArchiveError(
+            f"archive file {file} already exists: the archive is append-only", file=file
+        )
+    temporary = directory / f".{file}.partial"
+    temporary_manifest = directory / f".{name}.manifest.json.partial"
+    try:
+        _write_parquet(_table(rows), temporary)
+        manifest = Manifest(
+            format=FORMAT,
+            ledger=identity if rows[0][0] != 1 else rows[0][12].hex(),
+            partition=name,
+            file=file,
+            first_position=rows[0][0],
+            last_position=rows[-1][0],
+            previous_hash=previous.hex(),
+            first_hash=rows[0][12].hex(),
+            last_hash=rows[-1][12].hex(),
+            row_count=len(rows),
+            sha256=_sha256(temporary),
+        )
+        # Read back: every row must rebuild to the hash PostgreSQL holds for it.
+        table, hashes, link = _read_parquet(temporary), iter(rows), previous
+        for start in range(0, table.num_rows, _READ_CHUNK):
+            for row in rows_of(table.slice(start, _READ_CHUNK)):
+                stored = next(hashes)
+                link = chain(link, row.canonical())
+                if row.position != stored[0] or link != stored[12]:
+                    raise ArchiveError(
+                        f"archive file {file} does not read back to the ledger's chain at "
+                        f"position {stored[0]}; nothing was dropped",
+                        file=file,
+                        position=stored[0],
+                    )
+        if table.num_rows != len(rows):
+            raise ArchiveError(f"archive file {file} read back short", file=file)
+        temporary_manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+        with temporary_manifest.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        temporary.rename(path)
+        temporary_manifest.rename(manifest_path)
+        _fsync_dir(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+            temporary_manifest.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        raise ArchiveError(
+            f"cannot write archive file {file} in {directory}: {error}; nothing was dropped",
+            file=file,
+        ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+            temporary_manifest.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> None:
+    """Record the file, prune the side tables, detach and drop the partition: one transaction."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO ledger.archived (partition, first_position, last_position, first_hash,"
+            " last_hash, row_count, file, file_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            name, manifest.first_position, manifest.last_position,
+            bytes.fromhex(manifest.first_hash), bytes.fromhex(manifest.last_hash),
+            manifest.row_count, manifest.file, manifest.sha256,
+        )  # fmt: skip
+        await conn.execute(
+            f"DELETE FROM ledger.event_ids i USING ledger.{name} e WHERE i.event_id = e.event_id"
+        )
+        # Each stream keeps its last version: a stream never starts again at version 1.
+        await conn.execute(
+            f"""
+            DELETE FROM ledger.stream_versions v USING ledger.{name} e
+            WHERE v.stream = e.stream AND v.stream_version = e.stream_version
+              AND v.stream_version < (SELECT max(m.stream_version) FROM ledger.stream_versions m
+                                      WHERE m.stream = v.stream)
+            """
+        )
+        await conn.execute(f"ALTER TABLE ledger.events DETACH PARTITION ledger.{name}")
+        await conn.execute(f"DROP TABLE ledger.{name}")
+
+
+# --------------------------------------------------------------------------- verify --archive
+
+
+@dataclass(frozen=True)
+class ArchiveVerifyResult:
+    """``claire verify --archive``: archive files and live table, one chain."""
+
+    ok: bool
+    files: int
+    archived_events: int
+    live_events: int
+    problem: str | None = None
+    file: str | None = None
+    first_bad_position: int | None = None
+
+
+async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
+    """Check the chain from position 1 through every archive file, then the live table.
+
+    Every file the ledger recorded as archived must be present, match its recorded SHA-256
+    and manifest, belong to this ledger and continue the chain; no file may be left out or
+    added; the live table must continue from the last file (``EventStore.verify``).
+    """
+    from eventstore.postgres import EventStore
+
+    conn = await asyncpg.connect(url)
+    try:
+        recorded = await conn.fetch(_ARCHIVED)
+        identity = await _ledger_identity(conn)
+    finally:
+        await conn.close()
+    files = events = 0
+
+    def bad(problem: str, file: str | None = None, position: int | None = None):  # type: ignore[no-untyped-def]
+        return ArchiveVerifyResult(False, files, events, 0, problem, file, position)
+
+    try:
+        found = {m.partition: m for m in await asyncio.to_thread(manifests, directory)}
+    except ArchiveError as error:
+        return bad(str(error), error.file)
+    previous = GENESIS
+    for entry in recorded:
+        name = entry["partition"]
+        manifest = found.pop(name, None)
+        if manifest is None:
+            return bad(
+                f"archive file {entry['file']} (positions {entry['first_position']}.."
+                f"{entry['last_position']}) is missing from {directory}",
+                entry["file"],
+                entry["first_position"],
+            )
+        if manifest.ledger != identity:
+            return bad(f"archive file {manifest.file} is from another ledger", manifest.file)
+        if (
+            manifest.sha256 != entry["file_sha256"]
+            or manifest.first_position != entry["first_position"]
+            or manifest.last_position != entry["last_position"]
+            or manifest.last_hash != entry["last_hash"].hex()
+        ):
+            return bad(
+                f"manifest of {manifest.file} does not match what the ledger recorded when it "
+                "was archived",
+                manifest.file,
+                entry["first_position"],
+            )
+        try:
+            previous, count = await asyncio.to_thread(check_file, directory, manifest, previous)
+        except ArchiveError as error:
+            return bad(str(error), error.file, error.position)
+        files, events = files + 1, events + count
+    if found:
+        manifest = min(found.values(), key=lambda m: m.first_position)
+        other = " from another ledger" if manifest.ledger != identity else ""
+        return bad(
+            f"archive file {manifest.file}{other} is not one this ledger archived",
+            manifest.file,
+        )
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        live = await store.verify()
+    finally:
+        await store.close()
+    if not live.ok:
+        return ArchiveVerifyResult(
+            False, files, events, live.events_checked, live.problem, None, live.first_bad_position
+        )
+    return ArchiveVerifyResult(True, files, events, live.events_checked)
+
+
+def read_archived(directory: Path, after: int = 0) -> Iterator[ArchivedRow]:
+    """The archived events with position > ``after``, in order, read from the files alone
+    (each file checked against its manifest's SHA-256 first)."""
+    for manifest in manifests(directory):
+        if manifest.last_position <= after:
+            continue
+        path = directory / manifest.file
+        if not path.is_file() or _sha256(path) != manifest.sha256:
+            raise ArchiveError(f"archive file {manifest.file} is missing or corrupted",
+                               file=manifest.file)  # fmt: skip
+        table = _read_parquet(path)
+        for start in range(0, table.num_rows, _READ_CHUNK):
+            for row in rows_of(table.slice(start, _READ_CHUNK)):
+                if row.position > after:
+                    yield row
+
+
+__all__ = [
+    "ArchiveError",
+    "ArchiveReport",
+    "ArchiveVerifyResult",
+    "ArchivedRow",
+    "Manifest",
+    "archive",
+    "read_archived",
+    "retention_floor",
+    "verify_archive",
+]

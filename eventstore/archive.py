@@ -724,27 +724,152 @@ async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
     return ArchiveVerifyResult(True, files, events, live.events_checked)
 
 
-def read_archived(directory: Path, after: int = 0) -> Iterator[ArchivedRow]:
-    """The archived events with position > ``after``, in order, read from the files alone
-    (each file checked against its manifest's SHA-256 first)."""
+def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow, bytes]]:
+    """The archived events with position > ``after`` and their chain hashes, in order, from
+    the files alone: each file is checked against its manifest (SHA-256, then the chain it
+    rebuilds) and the files must follow one another; :class:`ArchiveError` names a bad one."""
+    previous, expected = GENESIS, 1
     for manifest in manifests(directory):
+        if manifest.first_position != expected:
+            raise ArchiveError(
+                f"archive in {directory} lacks positions {expected}..{manifest.first_position - 1}"
+                f" (before {manifest.file})",
+                file=manifest.file,
+                position=expected,
+            )
+        expected = manifest.last_position + 1
         if manifest.last_position <= after:
+            previous = bytes.fromhex(manifest.last_hash)
             continue
         path = directory / manifest.file
         if not path.is_file() or _sha256(path) != manifest.sha256:
-            raise ArchiveError(f"archive file {manifest.file} is missing or corrupted",
-                               file=manifest.file)  # fmt: skip
+            raise ArchiveError(
+                f"archive file {manifest.file} is missing or corrupted", file=manifest.file
+            )
+        if bytes.fromhex(manifest.previous_hash) != previous:
+            raise ArchiveError(
+                f"archive file {manifest.file} does not continue the chain", file=manifest.file
+            )
         table = _read_parquet(path)
         for start in range(0, table.num_rows, _READ_CHUNK):
             for row in rows_of(table.slice(start, _READ_CHUNK)):
+                previous = chain(previous, row.canonical())
                 if row.position > after:
-                    yield row
+                    yield row, previous
+        if previous.hex() != manifest.last_hash:
+            raise ArchiveError(
+                f"archive file {manifest.file} does not rebuild to its manifest's last hash",
+                file=manifest.file,
+            )
+
+
+class ArchivedLog:
+    """An :class:`eventstore.EventStore` whose reads start in the archive, then the table.
+
+    For ``replay --archive DIR`` and projection rebuilds: ``read_all``/``read_all_batches``
+    serve archived positions from the files (checked as :func:`read_archived` does) and
+    continue from the table at the first live position; ``position_at`` searches both.
+    Everything else (appends, ``head``, ``verify``) is the store's.
+    """
+
+    def __init__(self, store: Any, directory: Path) -> None:
+        self._store = store
+        self._directory = directory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _archived_through(self) -> int:
+        found = manifests(self._directory)
+        return found[-1].last_position if found else 0
+
+    async def read_all_batches(
+        self, after: int = 0, *, batch_size: int = 2000, chunks: Any = None
+    ) -> Any:
+        from aggregates.envelope import RecordedEvent
+        from eventstore.codec import decode_payload
+
+        rows = await asyncio.to_thread(lambda: list(read_archived(self._directory, after)))
+        batch: list[RecordedEvent] = []
+        last = after
+        for row, digest in rows:
+            event = decode_payload(
+                row.position, row.event_type, row.schema_version, row.payload_text
+            )
+            batch.append(
+                RecordedEvent(
+                    position=row.position,
+                    stream=row.stream,
+                    stream_version=row.stream_version,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    schema_version=row.schema_version,
+                    occurred_at=row.occurred_at,
+                    recorded_at=row.recorded_at,
+                    causation_id=row.causation_id,
+                    causation_position=row.causation_position,
+                    correlation_id=row.correlation_id,
+                    event=event,
+                    hash=digest,
+                )
+            )
+            last = row.position
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        async with contextlib.aclosing(
+            self._store.read_all_batches(after=last, batch_size=batch_size, chunks=chunks)
+        ) as live:
+            async for live_batch in live:
+                if live_batch and live_batch[0].position != last + 1:
+                    raise ArchiveError(
+                        f"the table starts at {live_batch[0].position}, the archive in "
+                        f"{self._directory} ends at {last}",
+                        position=last + 1,
+                    )
+                last = live_batch[-1].position
+                yield live_batch
+
+    async def read_all(self, after: int = 0, *, batch_size: int = 2000, chunks: Any = None) -> Any:
+        async with contextlib.aclosing(
+            self.read_all_batches(after, batch_size=batch_size, chunks=chunks)
+        ) as batches:
+            async for batch in batches:
+                for fact in batch:
+                    yield fact
+
+    async def position_at(self, moment: datetime) -> int | None:
+        found = await asyncio.to_thread(self._archived_position_at, moment)
+        return found if found is not None else await self._store.position_at(moment)
+
+    def _archived_position_at(self, moment: datetime) -> int | None:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        best: int | None = None
+        for manifest in manifests(self._directory):
+            try:
+                table = pq.read_table(
+                    self._directory / manifest.file, columns=["position", "occurred_at"]
+                )
+            except Exception as error:  # pyarrow raises many types for a broken file
+                raise ArchiveError(
+                    f"archive file {manifest.file} is unreadable: {error}", file=manifest.file
+                ) from None
+            hits = table.filter(pc.greater_equal(table["occurred_at"], moment))
+            if hits.num_rows:
+                first = pc.min(hits["position"]).as_py()
+                best = first if best is None else min(best, first)
+        return best
 
 
 __all__ = [
     "ArchiveError",
     "ArchiveReport",
     "ArchiveVerifyResult",
+    "ArchivedLog",
     "ArchivedRow",
     "Manifest",
     "archive",

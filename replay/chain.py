@@ -99,6 +99,8 @@ def _work(url: str, chunks: Connection, results: Connection) -> None:
     try:
         with rare_collections():
             check = ChainCheck()
+            # The table's chain starts after what ``claire archive`` moved out of it.
+            check.expected, check.previous = asyncio.run(_archive_floor(url))
             while True:
                 try:
                     body = chunks.recv_bytes()
@@ -114,6 +116,19 @@ def _work(url: str, chunks: Connection, results: Connection) -> None:
         results.send(outcome)
     except Exception as error:  # one that cannot travel (pickling): send its text
         results.send(RuntimeError(f"chain check failed: {error!r}"))
+
+
+async def _archive_floor(url: str) -> tuple[int, bytes]:
+    """The first position the table holds and the chain hash before it."""
+    from eventstore import sql
+    from eventstore.driver import connect
+
+    conn = await connect(url)
+    try:
+        row = await conn.fetchrow(sql.ARCHIVE_FLOOR)
+    finally:
+        await conn.close()
+    return row[0] + 1, row[1]
 
 
 async def _finish(url: str, check: ChainCheck) -> ChainOutcome:

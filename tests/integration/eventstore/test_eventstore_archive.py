@@ -9,6 +9,7 @@ leaves the live table untouched.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import resource
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -28,7 +30,7 @@ from eventstore.migrations import ROOT, upgrade
 from eventstore.postgres import audit
 from pipeline.cli import main
 from pipeline.ingest import as_new_events
-from tests.integration.eventstore.eventstore_helpers import alert, tick
+from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, tick
 
 pytestmark = [pytest.mark.db]
 
@@ -135,8 +137,9 @@ async def test_archive_when_partitions_full_and_released_then_files_rebuild_ever
     live = await _live(url)
     assert [row[0] for row in live] == list(range(201, 236))
     archived = list(read_archived(archive))
-    assert [row.position for row in archived] == list(range(1, 201))
-    for row, original in zip(archived, before, strict=False):
+    assert [row.position for row, _ in archived] == list(range(1, 201))
+    for (row, digest), original in zip(archived, before, strict=False):
+        assert digest == original[12]
         assert (
             row.position, row.stream, row.stream_version, row.event_id, row.event_type,
             row.schema_version, row.occurred_at, row.recorded_at, row.causation_id,
@@ -185,7 +188,7 @@ async def test_archive_when_run_again_then_appends_only_new_partitions(
     await _release(url)
     assert await _archive_cli(url, archive) == 0
     assert len(list(archive.glob("*.parquet"))) == 6
-    assert [row.position for row in read_archived(archive)] == list(range(1, 301))
+    assert [row.position for row, _ in read_archived(archive)] == list(range(1, 301))
     assert await _verify_archive_cli(url, archive) == 0
 
 
@@ -211,7 +214,7 @@ async def test_archive_when_something_still_needs_rows_then_they_stay_in_the_tab
     archive.mkdir()
     assert await _archive_cli(url, archive) == 0
     kept = {"no snapshots": 0, "a projection checkpoint": 100, "a snapshot": 50}[holder]
-    assert [row.position for row in read_archived(archive)] == list(range(1, kept + 1))
+    assert [row.position for row, _ in read_archived(archive)] == list(range(1, kept + 1))
     assert await _live(url) == before[kept:]
 
 
@@ -396,3 +399,46 @@ async def test_archive_when_date_is_not_a_date_then_exit_2(
         _cli, "--database-url", ledger_url, "archive", "--before", "soon", "--to", str(tmp_path)
     )
     assert code == 2 and "is not a date" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- reading the archive
+
+
+def _replay(url: str, *extra: str) -> tuple[int, str]:
+    from replay.cli import main as replay_main
+
+    out = io.StringIO()
+    code = replay_main(
+        ["--from", "2000-01-01", "--json", "--database-url", url, *extra], stdout=out
+    )
+    return code, out.getvalue()
+
+
+async def test_replay_when_reading_archive_then_same_output_as_before_archiving(
+    fresh_database_url: Callable[..., Awaitable[str]], tmp_path: Path
+) -> None:
+    url = await _partitioned_ledger(fresh_database_url)
+    await _fill(url)
+    code, before = await asyncio.to_thread(_replay, url)
+    assert code == 0 and '"first_position":1,' in before
+    await _release(url)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    assert await _archive_cli(url, archive) == 0
+    assert await asyncio.to_thread(_replay, url, "--archive", str(archive)) == (0, before)
+    # A window that starts inside the archive is found there too.
+    start = (BASE_TIME + timedelta(seconds=100)).isoformat()
+    code, window = await asyncio.to_thread(_replay, url, "--archive", str(archive), "--from", start)
+    assert code == 0 and json.loads(window.splitlines()[0])["first_position"] == 101
+
+
+async def test_replay_when_archive_file_corrupted_then_exit_1_naming_it(
+    fresh_database_url: Callable[..., Awaitable[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, archive = await _archived_ledger(fresh_database_url, tmp_path)
+    name = _corrupt(archive)
+    capsys.readouterr()
+    code, _ = await asyncio.to_thread(_replay, url, "--archive", str(archive))
+    assert code == 1 and name in capsys.readouterr().err

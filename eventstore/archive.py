@@ -31,7 +31,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import asyncpg
 import msgspec
 
 from aggregates.envelope import CLAIRE_NAMESPACE
-from eventstore.canonical import GENESIS, canonical_text, chain, jsonb_key_order, render_object
+from eventstore.canonical import GENESIS, chain, jsonb_key_order, render_object
 from eventstore.errors import EventStoreError
 
 FORMAT = 1
@@ -78,9 +78,13 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArchivedRow:
-    """One archived event, every field of its canonical text (the payload as jsonb text)."""
+    """One archived event, every field of its canonical text (the payload as jsonb text).
+
+    Times are microseconds since the epoch, as the canonical text writes them (turning each
+    into a datetime cost more than the rest of a row's rebuild); the properties give datetimes.
+    """
 
     position: int
     stream: str
@@ -88,27 +92,43 @@ class ArchivedRow:
     event_id: uuid.UUID
     event_type: str
     schema_version: int
-    occurred_at: datetime
-    recorded_at: datetime
+    occurred_us: int
+    recorded_us: int
     causation_id: uuid.UUID | None
     causation_position: int | None
     correlation_id: uuid.UUID | None
     payload_text: str
 
+    @property
+    def occurred_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.occurred_us)
+
+    @property
+    def recorded_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.recorded_us)
+
     def canonical(self) -> str:
-        return canonical_text(
-            position=self.position,
-            stream=self.stream,
-            stream_version=self.stream_version,
-            event_id=self.event_id,
-            event_type=self.event_type,
-            schema_version=self.schema_version,
-            occurred_at=self.occurred_at,
-            recorded_at=self.recorded_at,
-            causation_id=self.causation_id,
-            causation_position=self.causation_position,
-            correlation_id=self.correlation_id,
-            payload_text=self.payload_text,
+        """:func:`eventstore.canonical.canonical_text` of this row."""
+        cause, corr, cause_position = (
+            self.causation_id,
+            self.correlation_id,
+            self.causation_position,
+        )
+        return "|".join(
+            (
+                str(self.position),
+                self.stream,
+                str(self.stream_version),
+                str(self.event_id),
+                self.event_type,
+                str(self.schema_version),
+                str(self.occurred_us),
+                str(self.recorded_us),
+                "" if cause is None else str(cause),
+                "" if cause_position is None else str(cause_position),
+                "" if corr is None else str(corr),
+                self.payload_text,
+            )
         )
 
 
@@ -164,14 +184,51 @@ def _join_decimal(units: int, scale: int) -> str:
     return f"{digits[:-scale]}.{digits[-scale:]}"
 
 
+_SIMPLE = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')
+
+
+def _json_or_null(text: str | None) -> str:
+    return "null" if text is None else f'"{text}"'
+
+
 def _trade_payload(fields: dict[str, Any]) -> str:
-    return render_object(fields, _TRADE_ORDER)
+    """jsonb's text of a trade payload (keys in jsonb order), straight from the fields."""
+    symbol, trade_id = fields["symbol"], fields["trade_id"]
+    side, effect = fields["taker_side"], fields["position_effect"]
+    if not all(_SIMPLE.fullmatch(v) for v in (symbol, side, effect, trade_id or "")):
+        return render_object(fields, _TRADE_ORDER)
+    return (
+        f'{{"type": "market.trade", "at_ms": {fields["at_ms"]}, "price": "{fields["price"]}", '
+        f'"symbol": "{symbol}", "trade_id": {_json_or_null(trade_id)}, '
+        f'"contracts": "{fields["contracts"]}", '
+        f'"self_trade": {"true" if fields["self_trade"] else "false"}, '
+        f'"taker_side": "{side}", "position_effect": "{effect}"}}'
+    )
+
+
+_NAMESPACE = CLAIRE_NAMESPACE.bytes
 
 
 def _trade_id(fields: dict[str, Any]) -> uuid.UUID:
-    """The id ``pipeline.ingest.market_event_ids`` gives a trade (rank 0 in its batch)."""
-    body = msgspec.json.encode({key: fields[key] for key in _TRADE_KEYS})
-    return uuid.uuid5(CLAIRE_NAMESPACE, f"market/0/{body.decode()}")
+    """The id ``pipeline.ingest.market_event_ids`` gives a trade (rank 0 in its batch):
+    uuid5 of the event's msgspec JSON, built here without the event object."""
+    symbol, trade_id = fields["symbol"], fields["trade_id"]
+    side, effect = fields["taker_side"], fields["position_effect"]
+    if all(_SIMPLE.fullmatch(v) for v in (symbol, side, effect, trade_id or "")):
+        body = (
+            f'{{"type":"market.trade","symbol":"{symbol}","price":"{fields["price"]}",'
+            f'"contracts":"{fields["contracts"]}","taker_side":"{side}",'
+            f'"position_effect":"{effect}",'
+            f'"self_trade":{"true" if fields["self_trade"] else "false"},'
+            f'"trade_id":{_json_or_null(trade_id)},'
+            f'"at_ms":{fields["at_ms"]}}}'
+        )
+    else:
+        body = msgspec.json.encode({key: fields[key] for key in _TRADE_KEYS}).decode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE + f"market/0/{body}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return uuid.UUID(bytes=bytes(digest))
 
 
 def _typed_trade(payload_text: str, event_id: uuid.UUID) -> tuple[list[Any], bool] | None:
@@ -258,9 +315,20 @@ def _table(rows: list[asyncpg.Record]) -> Any:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _column(table: Any, name: str) -> list[Any]:
+    import pyarrow as pa
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    elif pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    return column.to_pylist()
+
+
 def rows_of(table: Any) -> Iterator[ArchivedRow]:
     """The archived events of an Arrow table in the archive's schema, every field rebuilt."""
-    data = {name: table.column(name).to_pylist() for name in table.column_names}
+    data = {name: _column(table, name) for name in table.column_names}
     trade_names = _schema().names[12:]
     trades = zip(*(data[name] for name in trade_names), strict=True)
     for i, trade in enumerate(trades):
@@ -282,8 +350,8 @@ def rows_of(table: Any) -> Iterator[ArchivedRow]:
             event_id=event_id,
             event_type=data["event_type"][i],
             schema_version=data["schema_version"][i],
-            occurred_at=data["occurred_at"][i],
-            recorded_at=data["recorded_at"][i],
+            occurred_us=data["occurred_at"][i],
+            recorded_us=data["recorded_at"][i],
             causation_id=None if cause is None else uuid.UUID(bytes=cause),
             causation_position=data["causation_position"][i],
             correlation_id=None if corr is None else uuid.UUID(bytes=corr),

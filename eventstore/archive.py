@@ -359,6 +359,108 @@ def rows_of(table: Any) -> Iterator[ArchivedRow]:
         )
 
 
+def _uuid_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _derived_id_bytes(body: str) -> bytes:
+    digest = bytearray(hashlib.sha1(_NAMESPACE + body.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return bytes(digest)
+
+
+#: A character a JSON string must escape (or that the fast path leaves to the slow one).
+_NOT_PLAIN = r"[^ !#-\[\]-~]"
+
+
+def canonical_texts(table: Any) -> list[str]:
+    """The canonical text of every row of an archive table, built column-wise with Arrow.
+
+    The same text :meth:`ArchivedRow.canonical` gives (the tests hold both to the ledger's
+    hashes), several times faster: for verify and the export's read-back.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(name: str) -> Any:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            return column.cast(pa.string())
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        return pc.cast(column, pa.string())
+
+    strings = ("symbol", "taker_side", "position_effect", "trade_id")
+    if any(pc.any(pc.match_substring_regex(text(n), _NOT_PLAIN)).as_py() for n in strings):
+        return [row.canonical() for row in rows_of(table)]
+
+    def decimal(units: str, scale: str) -> Any:
+        digits, scales = text(units), table.column(scale)
+        result = digits
+        for k in pc.unique(scales).to_pylist():
+            if not k:
+                continue
+            padded = pc.utf8_lpad(digits, width=k + 1, padding="0")
+            joined = pc.binary_join_element_wise(
+                pc.utf8_slice_codeunits(padded, start=0, stop=-k),
+                pc.utf8_slice_codeunits(padded, start=-k),
+                ".",
+            )
+            result = pc.if_else(pc.equal(scales, k), joined, result)
+        return result
+
+    join = pc.binary_join_element_wise
+    price = decimal("price_units", "price_scale")
+    contracts = decimal("contracts_units", "contracts_scale")
+    symbol, side, effect = text("symbol"), text("taker_side"), text("position_effect")
+    at_ms, trade_id = text("at_ms"), text("trade_id")
+    quoted_id = pc.if_else(pc.is_null(trade_id), "null", join('"', trade_id, '"', ""))
+    quoted_id = pc.if_else(pc.is_null(symbol), pa.scalar(None, pa.string()), quoted_id)
+    self_trade = pc.if_else(table.column("self_trade"), "true", "false")
+    payload = pc.coalesce(
+        table.column("payload"),
+        join(
+            '{"type": "market.trade", "at_ms": ', at_ms, ', "price": "', price,
+            '", "symbol": "', symbol, '", "trade_id": ', quoted_id, ', "contracts": "',
+            contracts, '", "self_trade": ', self_trade, ', "taker_side": "', side,
+            '", "position_effect": "', effect, '"}', "",
+        ),
+    )  # fmt: skip
+    bodies = join(
+        'market/0/{"type":"market.trade","symbol":"', symbol, '","price":"', price,
+        '","contracts":"', contracts, '","taker_side":"', side, '","position_effect":"', effect,
+        '","self_trade":', self_trade, ',"trade_id":', quoted_id, ',"at_ms":', at_ms, "}", "",
+    ).to_pylist()  # fmt: skip
+    ids = [
+        _uuid_text(raw if raw is not None else _derived_id_bytes(body))
+        for raw, body in zip(table.column("event_id").to_pylist(), bodies, strict=True)
+    ]
+    causes = [_uuid_text(raw) for raw in table.column("causation_id").to_pylist()]
+    correlations = [_uuid_text(raw) for raw in table.column("correlation_id").to_pylist()]
+    texts = join(
+        text("position"), text("stream"), text("stream_version"), pa.array(ids, pa.string()),
+        text("event_type"), text("schema_version"), text("occurred_at"), text("recorded_at"),
+        pa.array(causes, pa.string()), text("causation_position"),
+        pa.array(correlations, pa.string()), payload, "|",
+        null_handling="replace", null_replacement="",
+    )  # fmt: skip
+    return texts.to_pylist()
+
+
+def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
+    """Every row's chain hash, from the hash before the table's first row."""
+    out = []
+    sha256 = hashlib.sha256
+    for text in canonical_texts(table):
+        previous = sha256(previous + text.encode()).digest()
+        out.append(previous)
+    return out
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -450,19 +552,26 @@ def check_file(directory: Path, manifest: Manifest, previous: bytes) -> tuple[by
         table = _read_parquet(path)
     except Exception as error:  # pyarrow raises many types for a broken file
         raise ArchiveError(f"archive file {name} is unreadable: {error}", file=name) from None
-    expected, first_hash = manifest.first_position, None
-    for start in range(0, table.num_rows, _READ_CHUNK):
-        for row in rows_of(table.slice(start, _READ_CHUNK)):
-            if row.position != expected:
-                raise ArchiveError(
-                    f"archive file {name}: position {expected} is missing (next is {row.position})",
-                    file=name,
-                    position=expected,
-                )
-            previous = chain(previous, row.canonical())
-            first_hash = first_hash or previous
-            expected += 1
-    count = expected - manifest.first_position
+    positions = table.column("position").to_pylist()
+    start_at = manifest.first_position
+    if positions != list(range(start_at, start_at + len(positions))):
+        gap = next(i for i, p in enumerate(positions) if p != start_at + i)
+        raise ArchiveError(
+            f"archive file {name}: position {start_at + gap} is missing",
+            file=name,
+            position=start_at + gap,
+        )
+    first_hash = None
+    try:
+        for start in range(0, table.num_rows, _READ_CHUNK):
+            hashes = chain_hashes(table.slice(start, _READ_CHUNK), previous)
+            first_hash = first_hash or hashes[0]
+            previous = hashes[-1]
+    except Exception as error:  # a row the archive's format cannot rebuild
+        raise ArchiveError(f"archive file {name} has a row that cannot be rebuilt: {error}",
+                           file=name) from None  # fmt: skip
+    expected = start_at + len(positions)
+    count = len(positions)
     if (
         count != manifest.row_count
         or expected - 1 != manifest.last_position
@@ -640,12 +749,15 @@ def _export(
             sha256=_sha256(temporary),
         )
         # Read back: every row must rebuild to the hash PostgreSQL holds for it.
-        table, hashes, link = _read_parquet(temporary), iter(rows), previous
+        table, stored_rows, link = _read_parquet(temporary), iter(rows), previous
         for start in range(0, table.num_rows, _READ_CHUNK):
-            for row in rows_of(table.slice(start, _READ_CHUNK)):
-                stored = next(hashes)
-                link = chain(link, row.canonical())
-                if row.position != stored[0] or link != stored[12]:
+            part = table.slice(start, _READ_CHUNK)
+            positions = part.column("position").to_pylist()
+            hashes = chain_hashes(part, link)
+            link = hashes[-1]
+            for position, digest in zip(positions, hashes, strict=True):
+                stored = next(stored_rows)
+                if position != stored[0] or digest != stored[12]:
                     raise ArchiveError(
                         f"archive file {file} does not read back to the ledger's chain at "
                         f"position {stored[0]}; nothing was dropped",

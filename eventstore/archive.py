@@ -480,34 +480,35 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(table: Any, path: Path) -> None:
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 9,
+    "use_dictionary": ["stream", "event_type", "symbol", "taker_side", "position_effect"],
+    "column_encoding": {
+        "position": "DELTA_BINARY_PACKED",
+        "stream_version": "DELTA_BINARY_PACKED",
+        "occurred_at": "DELTA_BINARY_PACKED",
+        "recorded_at": "DELTA_BINARY_PACKED",
+        "at_ms": "DELTA_BINARY_PACKED",
+        "price_units": "DELTA_BINARY_PACKED",
+        "contracts_units": "DELTA_BINARY_PACKED",
+    },
+}
+
+
+def _batches(path: Path) -> Iterator[Any]:
+    """An archive file as Arrow tables of at most ``_READ_CHUNK`` rows (bounded memory)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        compression_level=9,
-        use_dictionary=["stream", "event_type", "symbol", "taker_side", "position_effect"],
-        column_encoding={
-            "position": "DELTA_BINARY_PACKED",
-            "stream_version": "DELTA_BINARY_PACKED",
-            "occurred_at": "DELTA_BINARY_PACKED",
-            "recorded_at": "DELTA_BINARY_PACKED",
-            "at_ms": "DELTA_BINARY_PACKED",
-            "price_units": "DELTA_BINARY_PACKED",
-            "contracts_units": "DELTA_BINARY_PACKED",
-        },
-        row_group_size=1_000_000,
-    )
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _read_parquet(path: Path) -> Any:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, schema=_schema())
+    try:
+        reader = pq.ParquetFile(path)
+        for batch in reader.iter_batches(batch_size=_READ_CHUNK):
+            yield pa.Table.from_batches([batch])
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise ArchiveError(
+            f"archive file {path.name} is unreadable: {error}", file=path.name
+        ) from None
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -548,30 +549,27 @@ def check_file(directory: Path, manifest: Manifest, previous: bytes) -> tuple[by
             file=name,
             position=manifest.first_position,
         )
+    first_hash, expected = None, manifest.first_position
     try:
-        table = _read_parquet(path)
-    except Exception as error:  # pyarrow raises many types for a broken file
-        raise ArchiveError(f"archive file {name} is unreadable: {error}", file=name) from None
-    positions = table.column("position").to_pylist()
-    start_at = manifest.first_position
-    if positions != list(range(start_at, start_at + len(positions))):
-        gap = next(i for i, p in enumerate(positions) if p != start_at + i)
-        raise ArchiveError(
-            f"archive file {name}: position {start_at + gap} is missing",
-            file=name,
-            position=start_at + gap,
-        )
-    first_hash = None
-    try:
-        for start in range(0, table.num_rows, _READ_CHUNK):
-            hashes = chain_hashes(table.slice(start, _READ_CHUNK), previous)
+        for part in _batches(path):
+            positions = part.column("position").to_pylist()
+            if positions != list(range(expected, expected + len(positions))):
+                gap = next(i for i, p in enumerate(positions) if p != expected + i)
+                raise ArchiveError(
+                    f"archive file {name}: position {expected + gap} is missing",
+                    file=name,
+                    position=expected + gap,
+                )
+            hashes = chain_hashes(part, previous)
             first_hash = first_hash or hashes[0]
             previous = hashes[-1]
+            expected += len(positions)
+    except ArchiveError:
+        raise
     except Exception as error:  # a row the archive's format cannot rebuild
         raise ArchiveError(f"archive file {name} has a row that cannot be rebuilt: {error}",
                            file=name) from None  # fmt: skip
-    expected = start_at + len(positions)
-    count = len(positions)
+    count = expected - manifest.first_position
     if (
         count != manifest.row_count
         or expected - 1 != manifest.last_position
@@ -710,83 +708,128 @@ async def _archive_next(
         )
     if recorded >= before:
         return f"partition {name} holds events recorded at or after {before.isoformat()}"
-    rows = await conn.fetch(
-        f"SELECT position, stream, stream_version, event_id, event_type, schema_version,"
-        f" occurred_at, recorded_at, causation_id, causation_position, correlation_id,"
-        f" payload::text, hash FROM ledger.{name} ORDER BY position"
-    )
-    manifest = await asyncio.to_thread(_export, rows, name, directory, previous, identity)
+    export = _FileExport(name, directory, previous, identity)
+    try:
+        await asyncio.to_thread(export.start)
+        async with conn.transaction():
+            chunk: list[asyncpg.Record] = []
+            async for record in conn.cursor(
+                f"SELECT position, stream, stream_version, event_id, event_type, schema_version,"
+                f" occurred_at, recorded_at, causation_id, causation_position, correlation_id,"
+                f" payload::text, hash FROM ledger.{name} ORDER BY position",
+                prefetch=10_000,
+            ):
+                chunk.append(record)
+                if len(chunk) >= _EXPORT_CHUNK:
+                    await asyncio.to_thread(export.write, chunk)
+                    chunk = []
+            if chunk:
+                await asyncio.to_thread(export.write, chunk)
+        manifest = await asyncio.to_thread(export.finish)
+    except OSError as error:
+        await asyncio.to_thread(export.abort)
+        raise ArchiveError(
+            f"cannot write archive file {export.file} in {directory}: {error}; nothing was dropped",
+            file=export.file,
+        ) from None
+    except BaseException:
+        await asyncio.to_thread(export.abort)
+        raise
     await _drop(conn, name, manifest)
     done.append(manifest)
     return None
 
 
-def _export(
-    rows: list[asyncpg.Record], name: str, directory: Path, previous: bytes, identity: str
-) -> Manifest:
-    """Write, read back and re-hash one partition's file and manifest; returns the manifest."""
-    file = f"{name}.parquet"
-    path, manifest_path = directory / file, directory / f"{name}.manifest.json"
-    if path.exists() or manifest_path.exists():
-        raise ArchiveError(
-            f"archive file {file} already exists: the archive is append-only", file=file
+#: Rows per Parquet write during an export (memory stays bounded whatever the partition size).
+_EXPORT_CHUNK = 100_000
+
+
+class _FileExport:
+    """One partition's archive file in the making; each step runs in a worker thread.
+
+    Read-back needs no copy of the rows: the file's rows are re-hashed from the hash before
+    the partition, and the chain ending at the ledger's own last hash (with the same first
+    hash, positions and count) proves every row rebuilt exactly (SHA-256 chain).
+    """
+
+    def __init__(self, name: str, directory: Path, previous: bytes, identity: str) -> None:
+        self.name, self.directory, self.previous, self.identity = (
+            name,
+            directory,
+            previous,
+            identity,
         )
-    temporary = directory / f".{file}.partial"
-    temporary_manifest = directory / f".{name}.manifest.json.partial"
-    try:
-        _write_parquet(_table(rows), temporary)
+        self.file = f"{name}.parquet"
+        self.path = directory / self.file
+        self.manifest_path = directory / f"{name}.manifest.json"
+        self.temporary = directory / f".{self.file}.partial"
+        self.temporary_manifest = directory / f".{name}.manifest.json.partial"
+        self.writer: Any = None
+        self.first: tuple[int, bytes] | None = None
+        self.last: tuple[int, bytes] | None = None
+        self.count = 0
+
+    def start(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.path.exists() or self.manifest_path.exists():
+            raise ArchiveError(
+                f"archive file {self.file} already exists: the archive is append-only",
+                file=self.file,
+            )
+        self.writer = pq.ParquetWriter(self.temporary, _schema(), **_PARQUET_OPTIONS)
+
+    def write(self, rows: list[asyncpg.Record]) -> None:
+        self.writer.write_table(_table(rows))
+        self.first = self.first or (rows[0][0], rows[0][12])
+        self.last = (rows[-1][0], rows[-1][12])
+        self.count += len(rows)
+
+    def finish(self) -> Manifest:
+        self.writer.close()
+        self.writer = None
+        with self.temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        if self.first is None or self.last is None:
+            raise ArchiveError(f"partition {self.name} is empty", file=self.file)
         manifest = Manifest(
             format=FORMAT,
-            ledger=identity if rows[0][0] != 1 else rows[0][12].hex(),
-            partition=name,
-            file=file,
-            first_position=rows[0][0],
-            last_position=rows[-1][0],
-            previous_hash=previous.hex(),
-            first_hash=rows[0][12].hex(),
-            last_hash=rows[-1][12].hex(),
-            row_count=len(rows),
-            sha256=_sha256(temporary),
+            ledger=self.identity if self.first[0] != 1 else self.first[1].hex(),
+            partition=self.name,
+            file=self.file,
+            first_position=self.first[0],
+            last_position=self.last[0],
+            previous_hash=self.previous.hex(),
+            first_hash=self.first[1].hex(),
+            last_hash=self.last[1].hex(),
+            row_count=self.count,
+            sha256=_sha256(self.temporary),
         )
-        # Read back: every row must rebuild to the hash PostgreSQL holds for it.
-        table, stored_rows, link = _read_parquet(temporary), iter(rows), previous
-        for start in range(0, table.num_rows, _READ_CHUNK):
-            part = table.slice(start, _READ_CHUNK)
-            positions = part.column("position").to_pylist()
-            hashes = chain_hashes(part, link)
-            link = hashes[-1]
-            for position, digest in zip(positions, hashes, strict=True):
-                stored = next(stored_rows)
-                if position != stored[0] or digest != stored[12]:
-                    raise ArchiveError(
-                        f"archive file {file} does not read back to the ledger's chain at "
-                        f"position {stored[0]}; nothing was dropped",
-                        file=file,
-                        position=stored[0],
-                    )
-        if table.num_rows != len(rows):
-            raise ArchiveError(f"archive file {file} read back short", file=file)
-        temporary_manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
-        with temporary_manifest.open("rb+") as handle:
+        staged = Manifest(**{**msgspec.structs.asdict(manifest), "file": self.temporary.name})
+        try:
+            check_file(self.directory, staged, self.previous)
+        except ArchiveError as error:
+            raise ArchiveError(
+                f"archive file {self.file} does not read back to the ledger's chain "
+                f"({error}); nothing was dropped",
+                file=self.file,
+                position=error.position,
+            ) from None
+        self.temporary_manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+        with self.temporary_manifest.open("rb+") as handle:
             os.fsync(handle.fileno())
-        temporary.rename(path)
-        temporary_manifest.rename(manifest_path)
-        _fsync_dir(directory)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-            temporary_manifest.unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
-        raise ArchiveError(
-            f"cannot write archive file {file} in {directory}: {error}; nothing was dropped",
-            file=file,
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-            temporary_manifest.unlink(missing_ok=True)
-        raise
-    return manifest
+        self.temporary.rename(self.path)
+        self.temporary_manifest.rename(self.manifest_path)
+        _fsync_dir(self.directory)
+        return manifest
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.writer is not None:
+                self.writer.close()
+        for path in (self.temporary, self.temporary_manifest):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> None:
@@ -930,9 +973,8 @@ def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow
             raise ArchiveError(
                 f"archive file {manifest.file} does not continue the chain", file=manifest.file
             )
-        table = _read_parquet(path)
-        for start in range(0, table.num_rows, _READ_CHUNK):
-            for row in rows_of(table.slice(start, _READ_CHUNK)):
+        for part in _batches(path):
+            for row in rows_of(part):
                 previous = chain(previous, row.canonical())
                 if row.position > after:
                     yield row, previous

@@ -80,12 +80,9 @@ async def _release(conn: asyncpg.Connection) -> None:
     """Let the retention floor reach the head (a stand-in snapshot at the head)."""
     head = await conn.fetchval("SELECT position FROM ledger.head")
     await conn.execute("UPDATE readmodel.checkpoints SET position = $1", head)
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS ledger.snapshots (machine text, position bigint)"
-    )
-    await conn.execute(
-        "INSERT INTO ledger.snapshots (machine, position) VALUES ('bench', $1)", head
-    )
+    from tests.integration.eventstore.test_eventstore_archive import _snapshot
+
+    await _snapshot(conn, "bench", head)
 
 
 def _dir_bytes(directory: Path) -> int:

@@ -48,6 +48,7 @@ _TRADE_KEYS = (
     "trade_id", "at_ms",
 )  # fmt: skip
 _TRADE_ORDER = jsonb_key_order(_TRADE_KEYS)
+_TRADE_KEY_SET = frozenset(_TRADE_KEYS)
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _READ_CHUNK = 20_000
@@ -231,37 +232,6 @@ def _trade_id(fields: dict[str, Any]) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(digest))
 
 
-def _typed_trade(payload_text: str, event_id: uuid.UUID) -> tuple[list[Any], bool] | None:
-    """The typed columns of a trade whose payload they reproduce exactly, and whether its id is
-    the derived one; None if this row must keep its payload text."""
-    try:
-        fields = msgspec.json.decode(payload_text)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(fields, dict) or set(fields) != set(_TRADE_KEYS):
-        return None
-    price, contracts = _split_decimal(fields["price"]), _split_decimal(fields["contracts"])
-    if price is None or contracts is None or max(price[1], contracts[1]) > 100:
-        return None
-    trade_id, at_ms = fields["trade_id"], fields["at_ms"]
-    if (
-        fields["type"] != "market.trade"
-        or not all(isinstance(fields[k], str) for k in ("symbol", "taker_side", "position_effect"))
-        or not isinstance(fields["self_trade"], bool)
-        or not (trade_id is None or isinstance(trade_id, str))
-        or type(at_ms) is not int
-        or not -(2**63) <= at_ms < 2**63
-        or not (price[0] < 2**63 and contracts[0] < 2**63)
-        or _trade_payload(fields) != payload_text
-    ):
-        return None
-    columns = [
-        fields["symbol"], price[0], price[1], contracts[0], contracts[1], fields["taker_side"],
-        fields["position_effect"], fields["self_trade"], trade_id, at_ms,
-    ]  # fmt: skip
-    return columns, _trade_id(fields) == event_id
-
-
 def _rebuilt_trade(columns: tuple[Any, ...]) -> dict[str, Any]:
     symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = columns
     return {
@@ -278,41 +248,103 @@ def _rebuilt_trade(columns: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _table(rows: list[asyncpg.Record]) -> Any:
-    """Rows of ``ledger.events`` (payload as text) -> an Arrow table in the archive's schema."""
+    """Rows of ``ledger.events`` (payload as text) -> an Arrow table in the archive's schema.
+
+    Column-wise: trade payloads are decoded in one call, their typed columns built, and the
+    payload text and content-derived id they imply compared with the stored ones in Arrow; a
+    row whose typed form would not rebuild its text (or id) keeps the text (or id).
+    """
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     schema = _schema()
-    columns: list[list[Any]] = [[] for _ in schema.names]
-    (position, stream, version, etype, sversion, occurred, recorded, cause, cause_pos, corr,
-     eid, payload) = columns[:12]  # fmt: skip
-    trade_columns = columns[12:]
-    for row in rows:
-        position.append(row[0])
-        stream.append(row[1])
-        version.append(row[2])
-        etype.append(row[4])
-        sversion.append(row[5])
-        occurred.append(row[6])
-        recorded.append(row[7])
-        cause.append(None if row[8] is None else row[8].bytes)
-        cause_pos.append(row[9])
-        corr.append(None if row[10] is None else row[10].bytes)
-        typed = _typed_trade(row[11], row[3]) if row[4] == "market.trade" else None
-        if typed is None:
-            eid.append(row[3].bytes)
-            payload.append(row[11])
-            for column in trade_columns:
-                column.append(None)
-        else:
-            values, derived = typed
-            eid.append(None if derived else row[3].bytes)
-            payload.append(None)
-            for column, value in zip(trade_columns, values, strict=True):
-                column.append(value)
-    arrays = [
-        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    n = len(rows)
+    columns = (list(column) for column in zip(*(row[:12] for row in rows), strict=True))
+    (position, stream, version, eids, etype, sversion, occurred, recorded, cause, cause_pos,
+     corr, payload) = columns  # fmt: skip
+    trades = [i for i, kind in enumerate(etype) if kind == "market.trade"]
+    typed: list[list[Any]] = [[None] * n for _ in range(10)]
+    if trades:
+        try:
+            decoded = msgspec.json.decode(
+                ("[" + ",".join(payload[i] for i in trades) + "]").encode()
+            )
+        except msgspec.DecodeError:
+            decoded = [None] * len(trades)
+        symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = (
+            typed
+        )
+        for i, fields in zip(trades, decoded, strict=True):
+            if not isinstance(fields, dict) or fields.keys() != _TRADE_KEY_SET:
+                continue
+            price, contracts = _split_decimal(fields["price"]), _split_decimal(fields["contracts"])
+            at, tid = fields["at_ms"], fields["trade_id"]
+            if (
+                price is None or contracts is None or max(price[1], contracts[1]) > 100
+                or not (price[0] < 2**63 and contracts[0] < 2**63)
+                or type(at) is not int or not -(2**63) <= at < 2**63
+                or not isinstance(fields["symbol"], str)
+                or not isinstance(fields["taker_side"], str)
+                or not isinstance(fields["position_effect"], str)
+                or type(fields["self_trade"]) is not bool
+                or not (tid is None or isinstance(tid, str))
+                or fields["type"] != "market.trade"
+            ):  # fmt: skip
+                continue
+            symbol[i], side[i] = fields["symbol"], fields["taker_side"]
+            effect[i] = fields["position_effect"]
+            p_units[i], p_scale[i] = price
+            c_units[i], c_scale[i] = contracts
+            self_trade[i], trade_id[i], at_ms[i] = fields["self_trade"], tid, at
+    ids = [eid.bytes for eid in eids]
+    base = [
+        pa.array(position, pa.int64()),
+        pa.array(stream, pa.string()).dictionary_encode(),
+        pa.array(version, pa.int64()),
+        pa.array(etype, pa.string()).dictionary_encode(),
+        pa.array(sversion, pa.int32()),
+        pa.array(occurred, pa.timestamp("us", tz="UTC")),
+        pa.array(recorded, pa.timestamp("us", tz="UTC")),
+        pa.array([None if c is None else c.bytes for c in cause], pa.binary(16)),
+        pa.array(cause_pos, pa.int64()),
+        pa.array([None if c is None else c.bytes for c in corr], pa.binary(16)),
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    trade_arrays = [
+        pa.array(values, field.type)
+        if not pa.types.is_dictionary(field.type)
+        else pa.array(values, pa.string()).dictionary_encode()
+        for values, field in zip(typed, list(schema)[12:], strict=True)
+    ]
+    names = schema.names
+    candidate = pa.Table.from_arrays(
+        [*base, pa.array([None] * n, pa.binary(16)), pa.array([None] * n, pa.string()),
+         *trade_arrays],
+        names=names,
+    )  # fmt: skip
+    if trades and candidate.column("symbol").null_count < n:
+        built, bodies = _trade_texts(candidate)
+        stored = pa.array(payload, pa.string())
+        same = pc.fill_null(pc.equal(built, stored), False)
+        keep_text = pc.invert(same)
+        derived = [
+            same_row and body is not None and _derived_id_bytes(body) == raw
+            for same_row, body, raw in zip(same.to_pylist(), bodies, ids, strict=True)
+        ]
+    else:
+        keep_text = pa.array([True] * n)
+        derived = [False] * n
+    null_text = pa.scalar(None, pa.string())
+    columns = [
+        *base,
+        pa.array([None if d else raw for d, raw in zip(derived, ids, strict=True)], pa.binary(16)),
+        pc.if_else(keep_text, pa.array(payload, pa.string()), null_text),
+    ]
+    for array in trade_arrays:
+        empty = pa.scalar(None, array.type)
+        columns.append(pc.if_else(keep_text, empty, array) if array.null_count < n else array)
+    return pa.Table.from_arrays(
+        [pc.cast(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def _column(table: Any, name: str) -> list[Any]:
@@ -377,12 +409,9 @@ def _derived_id_bytes(body: str) -> bytes:
 _NOT_PLAIN = r"[^ !#-\[\]-~]"
 
 
-def canonical_texts(table: Any) -> list[str]:
-    """The canonical text of every row of an archive table, built column-wise with Arrow.
-
-    The same text :meth:`ArchivedRow.canonical` gives (the tests hold both to the ledger's
-    hashes), several times faster: for verify and the export's read-back.
-    """
+def _trade_texts(table: Any) -> tuple[Any, list[str | None]]:
+    """From the typed trade columns: each row's payload text (null where not a typed trade)
+    and the body its content-derived id hashes (``market/0/`` + the event's msgspec JSON)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -390,13 +419,7 @@ def canonical_texts(table: Any) -> list[str]:
         column = table.column(name)
         if pa.types.is_dictionary(column.type):
             return column.cast(pa.string())
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())
         return pc.cast(column, pa.string())
-
-    strings = ("symbol", "taker_side", "position_effect", "trade_id")
-    if any(pc.any(pc.match_substring_regex(text(n), _NOT_PLAIN)).as_py() for n in strings):
-        return [row.canonical() for row in rows_of(table)]
 
     def decimal(units: str, scale: str) -> Any:
         digits, scales = text(units), table.column(scale)
@@ -421,20 +444,46 @@ def canonical_texts(table: Any) -> list[str]:
     quoted_id = pc.if_else(pc.is_null(trade_id), "null", join('"', trade_id, '"', ""))
     quoted_id = pc.if_else(pc.is_null(symbol), pa.scalar(None, pa.string()), quoted_id)
     self_trade = pc.if_else(table.column("self_trade"), "true", "false")
-    payload = pc.coalesce(
-        table.column("payload"),
+    payload = (
         join(
             '{"type": "market.trade", "at_ms": ', at_ms, ', "price": "', price,
             '", "symbol": "', symbol, '", "trade_id": ', quoted_id, ', "contracts": "',
             contracts, '", "self_trade": ', self_trade, ', "taker_side": "', side,
             '", "position_effect": "', effect, '"}', "",
-        ),
+        )
     )  # fmt: skip
     bodies = join(
         'market/0/{"type":"market.trade","symbol":"', symbol, '","price":"', price,
         '","contracts":"', contracts, '","taker_side":"', side, '","position_effect":"', effect,
         '","self_trade":', self_trade, ',"trade_id":', quoted_id, ',"at_ms":', at_ms, "}", "",
     ).to_pylist()  # fmt: skip
+    return payload, bodies
+
+
+def canonical_texts(table: Any) -> list[str]:
+    """The canonical text of every row of an archive table, built column-wise with Arrow.
+
+    The same text :meth:`ArchivedRow.canonical` gives (the tests hold both to the ledger's
+    hashes), several times faster: for verify and the export's read-back.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(name: str) -> Any:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            return column.cast(pa.string())
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        return pc.cast(column, pa.string())
+
+    strings = ("symbol", "taker_side", "position_effect", "trade_id")
+    if any(pc.any(pc.match_substring_regex(text(n), _NOT_PLAIN)).as_py() for n in strings):
+        return [row.canonical() for row in rows_of(table)]
+
+    join = pc.binary_join_element_wise
+    built, bodies = _trade_texts(table)
+    payload = pc.coalesce(table.column("payload"), built)
     ids = [
         _uuid_text(raw if raw is not None else _derived_id_bytes(body))
         for raw, body in zip(table.column("event_id").to_pylist(), bodies, strict=True)

@@ -89,6 +89,9 @@ class EventStore:
         self._writer: asyncpg.Connection | None = None
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
+        # Partitions exist below this position (None: ask); see _ensure_partitions.
+        self._ceiling: int | None = None
+        self._partition_size = 0
         self._listeners: list[CommitListener] = []
         self._closed = False
 
@@ -229,6 +232,7 @@ class EventStore:
 
     def _forget(self) -> None:
         self._head = None
+        self._ceiling = None
         self._versions.clear()
 
     def _drop_writer(self) -> None:
@@ -244,9 +248,23 @@ class EventStore:
                 raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
         return self._writer
 
+    async def _ensure_partitions(self, conn: asyncpg.Connection, batch: list[Request]) -> None:
+        """Have partitions created ahead of the head before an append could reach their end.
+
+        Once per partition's worth of appends (one round trip): ``ledger.ensure_partitions``
+        leaves two spare partitions above the head plus this batch, so a concurrent writer's
+        appends (which also call it) cannot outrun them. A failed append forgets the ceiling.
+        """
+        count = sum(request.count for request in batch)
+        head = self._head[0] if self._head is not None else 0
+        if self._ceiling is None or head + count + self._partition_size >= self._ceiling:
+            row = await conn.fetchrow(sql.ENSURE_PARTITIONS, count)
+            self._ceiling, self._partition_size = row[0], row[1]
+
     async def _commit(self, batch: list[Request]) -> Plan:
         conn = await self._connection()
         try:
+            await self._ensure_partitions(conn, batch)
             if batch[0].raw is not None:
                 plan = await append_big(conn, batch[0])
                 if plan is not None:

@@ -32,17 +32,18 @@ STORED_CONTENT = (
 # Runs after the lock is held, so its snapshot sees every commit before ours.
 READ_APPEND_STATE = f"""
 SELECT h.position, h.hash,
-       ARRAY(SELECT coalesce((SELECT e.stream_version FROM ledger.events e
-                              WHERE e.stream = s.stream
-                              ORDER BY e.stream_version DESC LIMIT 1), 0)
+       ARRAY(SELECT coalesce((SELECT v.stream_version FROM ledger.stream_versions v
+                              WHERE v.stream = s.stream
+                              ORDER BY v.stream_version DESC LIMIT 1), 0)
              FROM unnest($1::text[]) WITH ORDINALITY AS s(stream, i)
              ORDER BY s.i) AS versions,
        (SELECT array_agg(e.event_id ORDER BY e.position)
-        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_ids,
+        FROM ledger.event_ids e WHERE e.event_id = ANY($2::uuid[])) AS known_ids,
        (SELECT array_agg(e.position ORDER BY e.position)
-        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_positions,
+        FROM ledger.event_ids e WHERE e.event_id = ANY($2::uuid[])) AS known_positions,
        (SELECT array_agg({STORED_CONTENT} ORDER BY e.position)
-        FROM ledger.events e WHERE e.event_id = ANY($2::uuid[])) AS known_contents
+        FROM ledger.event_ids i JOIN ledger.events e ON e.position = i.position
+        WHERE i.event_id = ANY($2::uuid[])) AS known_contents
 FROM ledger.head h
 """
 
@@ -179,18 +180,41 @@ WHERE t.tgrelid IN ('ledger.events'::regclass, 'ledger.head'::regclass) AND NOT 
 """
 
 EXPECTED_TRIGGERS = frozenset(
-    {"events_append_only", "events_no_truncate", "head_keep", "head_no_truncate", "head_forward"}
+    {
+        "events_append_only",
+        "events_no_truncate",
+        "head_keep",
+        "head_no_truncate",
+        "head_forward",
+        "events_unique",
+    }
 )
+
+# The partitioned log (alembic 0005): partitions ahead of need, and where the archive ends.
+#: Makes partitions cover the head + $1 + two spare partitions; returns the first uncovered one.
+ENSURE_PARTITIONS = "SELECT ledger.ensure_partitions($1), (SELECT size FROM ledger.partitioning)"
+#: The last archived position and its hash (0 and the genesis hash when nothing is archived).
+ARCHIVE_FLOOR = f"""
+SELECT coalesce(max(last_position), 0),
+       coalesce((SELECT last_hash FROM ledger.archived ORDER BY last_position DESC LIMIT 1),
+                '\\x{"00" * 32}'::bytea)
+FROM ledger.archived
+"""
 
 #: The auditor's check, plain SQL: the first position where the chain breaks, and why.
 #: Each row must follow its predecessor's position by one and hash to
 #: sha256(predecessor's hash || its canonical text); the head row must name the last link.
 AUDIT_QUERY = f"""
-WITH links AS (
+WITH floor AS (
+    SELECT coalesce(max(last_position), 0) AS position,
+           coalesce((SELECT last_hash FROM ledger.archived ORDER BY last_position DESC LIMIT 1),
+                    '\\x{"00" * 32}'::bytea) AS hash
+    FROM ledger.archived
+), links AS (
     SELECT position,
            hash,
-           coalesce(lag(position) OVER w, 0) + 1 AS expected_position,
-           sha256(coalesce(lag(hash) OVER w, '\\x{"00" * 32}'::bytea)
+           coalesce(lag(position) OVER w, (SELECT position FROM floor)) + 1 AS expected_position,
+           sha256(coalesce(lag(hash) OVER w, (SELECT hash FROM floor))
                   || convert_to({CANONICAL_SQL}, 'UTF8')) AS recomputed
     FROM ledger.events
     WINDOW w AS (ORDER BY position)
@@ -200,11 +224,13 @@ WITH links AS (
     UNION ALL
     SELECT position, 'hash mismatch' FROM links WHERE hash <> recomputed
     UNION ALL
-    SELECT coalesce(max(position), 0) + 1, 'head does not match the last event'
+    SELECT coalesce(max(position), (SELECT position FROM floor)) + 1,
+           'head does not match the last event'
     FROM links
-    HAVING coalesce(max(position), 0) <> (SELECT position FROM ledger.head)
+    HAVING coalesce(max(position), (SELECT position FROM floor))
+               <> (SELECT position FROM ledger.head)
         OR coalesce((SELECT hash FROM links ORDER BY position DESC LIMIT 1),
-                    '\\x{"00" * 32}'::bytea) <> (SELECT hash FROM ledger.head)
+                    (SELECT hash FROM floor)) <> (SELECT hash FROM ledger.head)
 )
 SELECT first_bad_position, problem FROM problems ORDER BY first_bad_position, problem LIMIT 1
 """
@@ -259,8 +285,8 @@ LOCK_HEAD = "SELECT 1 FROM ledger.head FOR UPDATE"
 # Runs after the head lock is held: the head and one stream's version, as of every commit before.
 READ_STREAM_STATE = """
 SELECT h.position, h.hash,
-       coalesce((SELECT e.stream_version FROM ledger.events e WHERE e.stream = $1
-                 ORDER BY e.stream_version DESC LIMIT 1), 0) AS version
+       coalesce((SELECT v.stream_version FROM ledger.stream_versions v WHERE v.stream = $1
+                 ORDER BY v.stream_version DESC LIMIT 1), 0) AS version
 FROM ledger.head h
 """
 

@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from eventstore import sql
-from eventstore.canonical import GENESIS, canonical_text, chain
+from eventstore.canonical import canonical_text, chain
 from eventstore.driver import CONNECTION_ERRORS
 from eventstore.errors import EventStoreError, StoreUnavailable
 
@@ -100,7 +100,11 @@ class _Verify:
         expect: tuple[int, bytes] | None,
         resume: tuple[int, bytes] | None,
     ) -> None:
-        previous, expected, after = GENESIS, 1, 0
+        # Positions up to the archive floor left the table (``claire archive``): the chain
+        # continues from the last archived hash (``claire verify --archive`` checks the files).
+        floor = await self.conn.fetchrow(sql.ARCHIVE_FLOOR)
+        after, previous = floor[0], floor[1]
+        expected = after + 1
         if resume is not None:
             after, previous = resume
             expected, self.checked = after + 1, after

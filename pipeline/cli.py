@@ -88,6 +88,15 @@ def _verify_command(args: argparse.Namespace) -> int:
 
     expect = parse_anchor(args.expect) if args.expect else None
     url = _database_url(args)
+    if args.archive:
+        from pipeline.archive_cli import verify_archive_command
+
+        if expect is not None:
+            raise UsageError("--archive and --expect cannot be combined")
+        try:
+            return verify_archive_command(args, url)
+        except (StoreUnavailable, OSError) as error:
+            raise UsageError(f"cannot reach the ledger database: {error}") from error
     since: tuple[int, bytes] | None = None
     if getattr(args, "since", None):
         from pipeline.verify_since import BadAnchorFile, read_anchor, verify_since
@@ -154,11 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="check only from the trusted anchor in FILE (written by --anchor) to the head",
     )
+    verify.add_argument(
+        "--archive", metavar="DIR", help="check the chain across the archive in DIR and the table"
+    )
     verify.set_defaults(handler=_verify_command)
 
     from pipeline.commands import register
 
     register(commands, _database_url, UsageError)
+    from pipeline.archive_cli import register as register_archive
+
+    register_archive(commands, _database_url, UsageError)
     return parser
 
 

@@ -105,6 +105,8 @@ def _work(
             check = ChainCheck()
             if start is not None:
                 check.expected, check.previous = start[0] + 1, start[1]
+            else:  # the table's chain starts after what ``claire archive`` moved out of it
+                check.expected, check.previous = asyncio.run(_archive_floor(url))
             while True:
                 try:
                     body = chunks.recv_bytes()
@@ -120,6 +122,19 @@ def _work(
         results.send(outcome)
     except Exception as error:  # one that cannot travel (pickling): send its text
         results.send(RuntimeError(f"chain check failed: {error!r}"))
+
+
+async def _archive_floor(url: str) -> tuple[int, bytes]:
+    """The first position the table holds and the chain hash before it."""
+    from eventstore import sql
+    from eventstore.driver import connect
+
+    conn = await connect(url)
+    try:
+        row = await conn.fetchrow(sql.ARCHIVE_FLOOR)
+    finally:
+        await conn.close()
+    return row[0] + 1, row[1]
 
 
 async def _finish(url: str, check: ChainCheck) -> ChainOutcome:

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_arguments(parser)  # --sweep, walk-forward, --jobs, --cluster (docs/SWEEPS.md)
     _snapshot_options(parser)
+    parser.add_argument(
+        "--archive", metavar="DIR",
+        help="read archived positions from the archive in DIR (claire archive), then the table",
+    )  # fmt: skip
     return parser
 
 
@@ -136,6 +140,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         args.sweep_plan = parse_plan(args)
         if args.report is not None and not Path(args.report).resolve().parent.is_dir():
             raise UsageError(f"--report {args.report}: the folder does not exist")
+        if args.archive is not None and not Path(args.archive).is_dir():
+            raise UsageError(f"--archive {args.archive}: the folder does not exist")
         url = _database_url(args.database_url)
         return asyncio.run(_run(args, url, start, end, overrides, out_stream))
     except UsageError as error:
@@ -171,6 +177,10 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
         store = await EventStore.connect(url, max_connections=2)
     except StoreUnavailable as error:
         raise UsageError(str(error)) from error
+    if args.archive:
+        from eventstore.archive import ArchivedLog
+
+        store = ArchivedLog(store, Path(args.archive))
     try:
         window = await resolve_window(store, start, end)
         if overrides is not None:

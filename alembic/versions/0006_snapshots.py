@@ -48,10 +48,21 @@ UPGRADE = [
 ]
 
 
+#: ``claire run`` refuses to start on a schema other than the one its code needs
+#: (pipeline/startup.py): the least-privileged service logins must be able to read which it is.
+READ_REVISION = (
+    "GRANT SELECT ON public.alembic_version TO claire_app, claire_projector, claire_auditor"
+)
+
+
 def upgrade() -> None:
     for statement in UPGRADE:
         op.execute(statement)
+    op.execute(READ_REVISION)
 
 
 def downgrade() -> None:
+    op.execute(
+        "REVOKE SELECT ON public.alembic_version FROM claire_app, claire_projector, claire_auditor"
+    )
     op.execute("DROP TABLE ledger.snapshots")

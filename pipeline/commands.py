@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -100,7 +101,6 @@ def _preflight(
     args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
 ) -> int:
     """``claire preflight``: the end-to-end check live trading requires (pipeline.preflight)."""
-    import sys
 
     from eventstore.errors import StoreUnavailable
     from pipeline.preflight import code_version, run_preflight
@@ -190,12 +190,19 @@ async def _same(bus):  # type: ignore[no-untyped-def]
 def _rebuild(
     args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
 ) -> int:
+    from eventstore.errors import EventStoreError
     from projections.projector import UnknownProjection, rebuild
 
+    archive = Path(args.archive) if args.archive else None
+    if archive is not None and not archive.is_dir():
+        raise usage_error(f"--archive {archive}: the folder does not exist")
     try:
-        results = asyncio.run(rebuild(database_url(args), args.name))
+        results = asyncio.run(rebuild(database_url(args), args.name, archive=archive))
     except UnknownProjection as error:
         raise usage_error(str(error)) from error
+    except EventStoreError as error:  # a bad archive file, an unreadable row: named, exit 1
+        print(f"claire projections rebuild: {error}", file=sys.stderr)
+        return CHECK_FAILED
     for result in results:
         rate = result.events / result.seconds if result.seconds else 0.0
         print(
@@ -271,6 +278,9 @@ def register(
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
     rebuild = projection_commands.add_parser("rebuild", help="rebuild read models atomically")
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
+    rebuild.add_argument(
+        "--archive", metavar="DIR", help="read archived positions from DIR (claire archive)"
+    )
     rebuild.set_defaults(handler=lambda args: _rebuild(args, usage_error, database_url))
 
     replay = commands.add_parser(

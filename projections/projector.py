@@ -20,6 +20,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventLog, EventStore
@@ -312,8 +314,12 @@ async def rebuild(
     *,
     batch_events: int = 50_000,
     read_batch: int = 10_000,
+    archive: Path | None = None,
 ) -> list[Rebuilt]:
     """Rebuild ``name`` (or every projection) into fresh tables and swap them in atomically.
+
+    ``archive``: the folder of ``claire archive``; positions moved out of the table are read
+    from its files (checked against their manifests), the rest from the table.
 
     The new generation is filled out of sight, then caught up to the ledger head. One short
     transaction locks the checkpoints (a live projector's flushes wait), checks that the head
@@ -331,7 +337,11 @@ async def rebuild(
     names = [p.name for p in projections]
     tables = [t for p in projections for t in p.tables]
     started = time.perf_counter()
-    store = await EventStore.connect(database_url)
+    store: Any = await EventStore.connect(database_url)
+    if archive is not None:
+        from eventstore.archive import ArchivedLog
+
+        store = ArchivedLog(store, archive)
     sink = await PostgresSink.connect(database_url)
     # The cyclic collector pauses for the rebuild: it allocates millions of acyclic objects that
     # reference counting frees at once, but the batches in flight survive long enough to be

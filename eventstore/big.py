@@ -127,7 +127,9 @@ async def _streamed(conn: asyncpg.Connection, request: Request) -> Plan | None:
             fresh = fresh_events(chunk, {}, assigned)
             conflict = id_conflict(stream, chunk, fresh, {}, {}, plan, assigned)
             if conflict is not None:
-                raise _Refused(conflict)
+                # Every id placed so far is this request's own, which is refused whole: the
+                # earlier copy was never written, so the conflict names no position.
+                raise _Refused(EventIdConflict(conflict.event_id, None))
             start = len(plan.events)
             plan.place(stream, fresh, plan.versions.get(stream, version), assigned)
             if len(plan.events) > start:

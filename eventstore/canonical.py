@@ -55,7 +55,7 @@ class CanonicalError(ValueError):
 
 def check_stream(stream: str) -> None:
     """Refuse a stream name the ledger cannot store unambiguously."""
-    if not isinstance(stream, str) or not STREAM_PATTERN.match(stream):
+    if not isinstance(stream, str) or not STREAM_PATTERN.fullmatch(stream):
         raise ValueError(f"invalid stream name {stream!r}: expected {STREAM_PATTERN.pattern}")
 
 

@@ -231,30 +231,37 @@ _TYPE_CHECKS: dict[type, _Check] = {
 }
 
 
-def check_occurred_at(moment: object) -> None:
-    """Refuse what the ledger cannot store and hash faithfully: see :data:`EARLIEST`."""
+def check_occurred_at(moment: object) -> datetime:
+    """Refuse what the ledger cannot store and hash faithfully: see :data:`EARLIEST`.
+
+    Returns the instant in UTC, computed once: the hash and the stored row both use it, so a
+    ``tzinfo`` whose ``utcoffset()`` answers differently on each call cannot make them differ.
+    """
     if not isinstance(moment, datetime):
         raise InvalidEvent(f"occurred_at must be a timezone-aware datetime, got {moment!r}")
     try:
         offset = moment.utcoffset()
-        inside = offset is not None and EARLIEST <= moment < LATEST
+        utc = moment.astimezone(UTC) if offset is not None else None
+        inside = utc is not None and EARLIEST <= utc < LATEST
     except (OverflowError, ValueError, TypeError) as error:
         raise InvalidEvent(f"occurred_at {moment!r} has no usable UTC offset: {error}") from None
-    if offset is None:
+    if utc is None:
         raise InvalidEvent(f"occurred_at must be a timezone-aware datetime: {moment!r}")
     if not inside:
         raise InvalidEvent(
             f"occurred_at {moment.isoformat()} is outside the ledger's range "
             f"[{EARLIEST.isoformat()}, {LATEST.isoformat()})"
         )
+    return utc
 
 
-def _check_envelope(new: NewEvent) -> None:
+def _check_envelope(new: NewEvent) -> datetime:
     """Every envelope field checked here, before any transaction: a value PostgreSQL would
-    refuse must fail only its own append, never the others grouped into the same commit."""
+    refuse must fail only its own append, never the others grouped into the same commit.
+    Returns ``occurred_at`` in UTC (see :func:`check_occurred_at`)."""
     if type(new.event_id) is not uuid.UUID and not isinstance(new.event_id, uuid.UUID):
         raise InvalidEvent(f"event_id must be a UUID, got {new.event_id!r}")
-    check_occurred_at(new.occurred_at)
+    occurred_at = check_occurred_at(new.occurred_at)
     for name in ("causation_id", "correlation_id"):
         value = getattr(new, name)
         if value is not None and not isinstance(value, uuid.UUID):
@@ -269,6 +276,7 @@ def _check_envelope(new: NewEvent) -> None:
             f"causation_position must be None or a ledger position (0..{_MAX_POSITION}), "
             f"got {_describe(position)}"
         )
+    return occurred_at
 
 
 #: Field types whose JSON is a scalar msgspec writes exactly as jsonb prints it (see _flat_plan).
@@ -363,8 +371,8 @@ def prepare_checked(stream: str, new: NewEvent) -> Prepared:
     tag = getattr(getattr(kind, "__struct_config__", None), "tag", None)
     if not isinstance(tag, str) or ev.EVENT_TYPES.get(tag) is not kind:
         raise InvalidEvent(f"{kind.__name__} is not an event type of aggregates.events")
-    _check_envelope(new)
-    event_id, occurred_at = new.event_id, new.occurred_at
+    occurred_at = _check_envelope(new)
+    event_id = new.event_id
     try:
         _TYPE_CHECKS[kind](event)
     except TypeError as error:

@@ -111,6 +111,8 @@ class EventStore:
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as error:
             raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+        except ValueError as error:  # a URL the driver cannot parse: its message holds no secret
+            raise StoreUnavailable(f"invalid ledger database URL: {error}") from None
         return cls(url, pool, upcasters, max_batch_events)
 
     @property

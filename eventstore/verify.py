@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from eventstore import sql
-from eventstore.canonical import canonical_text, chain
+from eventstore.canonical import GENESIS, canonical_text, chain
 from eventstore.driver import CONNECTION_ERRORS
 from eventstore.errors import EventStoreError, StoreUnavailable
 
@@ -149,6 +149,8 @@ class _Verify:
                 raise _Bad(
                     last + 1, f"the anchor names position {position}, the log ends at {last}"
                 )
+            if position == 0 and digest != GENESIS:  # before position 1 the chain is zeros
+                raise _Bad(None, "the anchor names position 0 with a hash other than 32 zero bytes")
             if position > 0 and anchor_hash != digest:
                 raise _Bad(position, f"position {position} no longer has the anchored hash")
 

@@ -125,7 +125,10 @@ def _verify_command(args: argparse.Namespace) -> int:
         print(f"verify FAILED{where}: {result.problem}", file=sys.stderr)
         return CHECK_FAILED
     if args.anchor:
-        Path(args.anchor).write_text(result.anchor + "\n", encoding="utf-8")
+        try:
+            Path(args.anchor).write_text(result.anchor + "\n", encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--anchor {args.anchor}: cannot write it: {error.strerror}") from None
     if since is not None and since[0] > 0:
         print(
             f"verify ok: {result.events_checked - since[0]} events after the anchor at "

@@ -32,8 +32,8 @@ async def verify_since(url: str, anchor: tuple[int, bytes]) -> VerifyResult:
     position, anchored = anchor
     store = await EventStore.connect(url, max_connections=1)
     try:
-        if position == 0:
-            return await store.verify()
+        if position == 0:  # the chain's start: its hash is 32 zero bytes, checked by verify
+            return await store.verify(expect=(0, anchored))
         head, head_hash = await store.head()
         stored = await store._fetch("SELECT hash FROM ledger.events WHERE position = $1", position)
         if not stored:

@@ -97,12 +97,6 @@ async def test_big_append_when_id_repeated_with_other_content_then_nothing_writt
     await _repeat_with_other_content(url, size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: in a big append (200+ events), an id given twice with different content "
-    "raises EventIdConflict 'already stored at position 11' (a position that was never "
-    "written) instead of position None",
-)
 @pytest.mark.parametrize("size", [250, 9_999, BIG])
 async def test_big_append_when_id_repeated_with_other_content_then_conflict_position_none(
     url: str, size: int

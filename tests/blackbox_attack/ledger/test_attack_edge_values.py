@@ -356,12 +356,6 @@ async def test_append_when_one_id_twice_identical_in_one_call_then_no_duplicate_
 _ = T0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: stream 'a\\n' passes the $-anchored name check and reaches the database's "
-    "CHECK constraint: a generic EventStoreError('append failed: ... events_stream_check'), "
-    "not InvalidEvent naming the field",
-)
 async def test_append_when_stream_name_has_trailing_newline_then_invalid_event(
     store_url,
 ) -> None:  # type: ignore[no-untyped-def]
@@ -371,10 +365,6 @@ async def test_append_when_stream_name_has_trailing_newline_then_invalid_event(
     assert await count_events(url) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: read_stream('a\\n') is not refused as a bad stream name",
-)
 async def test_read_stream_when_stream_name_has_trailing_newline_then_store_error(
     store_url,
 ) -> None:  # type: ignore[no-untyped-def]

@@ -96,12 +96,6 @@ async def test_append_when_tzinfo_gives_no_offset_then_naive_refused(store_url) 
     assert await count_events(url) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: an aware occurred_at whose tzinfo answers a different utcoffset() on each "
-    "call is accepted, and the stored row then fails verify ('position 1: hash does not match "
-    "its content'): the instant is computed once for the hash and again for the row",
-)
 async def test_append_when_tzinfo_offset_unstable_then_stored_instant_reads_back_or_refused(
     store_url,
 ) -> None:  # type: ignore[no-untyped-def]

@@ -125,11 +125,6 @@ async def test_api_when_read_arguments_bad_then_event_store_error(store_url) -> 
         await store.verify(expect=head, resume=head)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: verify(expect=(0, <nonzero hash>)) reports ok: an anchor at position 0 "
-    "is never checked against the 32 zero bytes",
-)
 async def test_verify_api_when_expect_position_zero_with_wrong_hash_then_not_ok(store_url) -> None:  # type: ignore[no-untyped-def]
     store, _ = store_url
     await store.append("s", [new()])

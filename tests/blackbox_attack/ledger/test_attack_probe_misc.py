@@ -51,15 +51,7 @@ async def test_verify_since_when_anchor_position_overflows_then_fails_cleanly(
     "bad",
     [
         "notaurl",
-        pytest.param(
-            "postgresql://[::1",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: DATABASE_URL 'postgresql://[::1' ends `claire verify` with a "
-                "traceback (ValueError: Invalid IPv6 URL) and exit 1, not exit 2 (bad "
-                "configuration) with a message",
-            ),
-        ),
+        "postgresql://[::1",
         "mysql://x@y/z",
     ],
 )

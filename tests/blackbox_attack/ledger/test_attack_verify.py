@@ -268,11 +268,6 @@ async def test_verify_when_appends_commit_meanwhile_then_never_false_failure(led
         await writer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: --expect 0:<any hash> passes (exit 0): position 0's hash is the 32 zero "
-    "bytes, so an anchor that names position 0 with another hash never held in this chain",
-)
 async def test_verify_expect_when_position_zero_with_nonzero_hash_then_exit_1(ledger) -> None:  # type: ignore[no-untyped-def]
     _, url = ledger
     done = await claire_async(url, "verify", "--expect", "0:" + "11" * 32)

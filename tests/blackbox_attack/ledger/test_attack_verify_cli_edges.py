@@ -21,12 +21,6 @@ async def url(fresh_database_url):  # type: ignore[no-untyped-def]
     return url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: an --anchor path that cannot be written (missing parent directory, a "
-    "directory) ends `claire verify` with a Python traceback (FileNotFoundError / "
-    "IsADirectoryError), exit 1 as if the chain had a problem, not a one-line usage error",
-)
 @pytest.mark.parametrize(
     "target", ["missing-dir/anchor", "."], ids=["parent-missing", "is-a-directory"]
 )
@@ -47,11 +41,6 @@ async def test_verify_since_when_anchor_is_genesis_then_checks_whole_chain_exit_
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: --since with an anchor '0:<nonzero hash>' passes (exit 0), though that "
-    "anchor never held in this chain",
-)
 async def test_verify_since_when_anchor_position_zero_with_wrong_hash_then_exit_1(
     url: str, tmp_path: Path
 ) -> None:

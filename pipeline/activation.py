@@ -17,7 +17,7 @@ from aggregates import events as ev
 from aggregates.config import TradingConfig
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, utc_from_ms
 from aggregates.streams import stream_for
-from eventstore import ConcurrencyConflict, EventStore
+from eventstore import ConcurrencyConflict, EventIdConflict, EventStore
 
 
 async def _last(store: EventStore, stream: str) -> tuple[int, ev.Event | None]:
@@ -42,8 +42,10 @@ async def activate_config(store: EventStore, config: TradingConfig, at_ms: int) 
         try:
             await store.append("config", [new], expected_version=version)
             return True
-        except ConcurrencyConflict:
-            continue  # another service recorded a configuration meanwhile: look again
+        except (ConcurrencyConflict, EventIdConflict):
+            # Another service recorded a configuration meanwhile (the same one, at its own start
+            # time, carries this id with another time: EventIdConflict): look again.
+            continue
     raise RuntimeError("could not record the configuration: the config stream keeps moving")
 
 

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from aggregates.envelope import NewEvent
-from aggregates.events import TradeTicked
+from aggregates.events import TickerQuote, TickersSnapshotted, TradeTicked
 from aggregates.snapshot import CODECS
 from aggregates.streams import stream_for
 from eventstore import EventStore
@@ -49,9 +49,23 @@ def trade(i: int) -> NewEvent:
     )
 
 
-async def append_trades(store: EventStore, first: int, count: int) -> None:
+def tickers(i: int) -> NewEvent:
+    quote = TickerQuote(
+        symbol="BTC_USDT",
+        last_price=Decimal("100.5") + i,
+        rise_fall_rate=Decimal("0.01"),
+        volume_24h=Decimal("1000"),
+    )
+    return NewEvent(
+        event=TickersSnapshotted(at_ms=1_750_000_000_000 + i * 1000, quotes=(quote,)),
+        event_id=uuid.uuid4(),
+        occurred_at=datetime(2025, 6, 2, tzinfo=UTC) + timedelta(seconds=i),
+    )
+
+
+async def append_trades(store: EventStore, first: int, count: int, kind: str = "trade") -> None:
     for i in range(first, first + count):
-        new = trade(i)
+        new = trade(i) if kind == "trade" else tickers(i)
         await store.append(stream_for(new.event), [new])
 
 
@@ -97,7 +111,9 @@ class Ledger:
 async def make_ledger(
     fresh_database_url: Callable[..., Awaitable[str]],
 ) -> Callable[..., Awaitable[Ledger]]:
-    async def make(events: int = 45, snapshot_at: int | None = 35, first: int = 1) -> Ledger:
+    async def make(
+        events: int = 45, snapshot_at: int | None = 35, first: int = 1, kind: str = "trade"
+    ) -> Ledger:
         url = await fresh_database_url(migrate=False)
         name = urlsplit(url).path.lstrip("/")
         conn = await asyncpg.connect(url)
@@ -108,7 +124,7 @@ async def make_ledger(
         await asyncio.to_thread(upgrade, url)
         store = await EventStore.connect(url)
         try:
-            await append_trades(store, first, events)
+            await append_trades(store, first, events, kind)
             if snapshot_at is not None:
                 await snapshot_all(store, snapshot_at)
         finally:
@@ -151,7 +167,7 @@ def no_traceback(result: Run) -> None:
     assert "Traceback" not in result.text, result.text
 
 
-async def archivable_ledger(make_ledger: Callable[..., Awaitable[Ledger]], **kw: int) -> Ledger:
+async def archivable_ledger(make_ledger: Callable[..., Awaitable[Ledger]], **kw: object) -> Ledger:
     """A ledger whose projections have read to the head, so only snapshots hold the floor."""
     ledger = await make_ledger(**kw)
     result = await run(ledger.url, "projections", "rebuild")
@@ -160,7 +176,7 @@ async def archivable_ledger(make_ledger: Callable[..., Awaitable[Ledger]], **kw:
 
 
 async def archived(
-    make_ledger: Callable[..., Awaitable[Ledger]], directory: Path, **kw: int
+    make_ledger: Callable[..., Awaitable[Ledger]], directory: Path, **kw: object
 ) -> Ledger:
     ledger = await archivable_ledger(make_ledger, **kw)
     directory.mkdir(exist_ok=True)  # noqa: ASYNC240

@@ -656,3 +656,26 @@ async def test_replay_verify_all_when_archive_corrupted_then_exit_1_no_traceback
         no_traceback(result)
         assert result.code == 1, result.text
         assert "events_p0" in result.text, result.text
+
+
+@pytest.mark.parametrize("snapshots", [(), ("--no-snapshots",)])
+async def test_replay_from_verify_when_archive_truncated_then_exit_1_named(
+    make_ledger, tmp_path, snapshots
+):
+    ledger = await archived(make_ledger, tmp_path, kind="tickers")
+    target = parquets(tmp_path)[0]
+    target.write_bytes(target.read_bytes()[:-50])
+    result = await run(
+        ledger.url,
+        "--from",
+        "2025-06-02",
+        "--verify",
+        "-q",
+        *snapshots,
+        "--archive",
+        str(tmp_path),
+        tool="replay",
+    )
+    no_traceback(result)
+    assert result.code == 1, result.text
+    assert "events_p0" in result.text, result.text

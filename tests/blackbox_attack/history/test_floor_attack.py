@@ -1,0 +1,144 @@
+"""Attacks on the retention floor (docs/ARCHIVE.md): never archive what a restore still needs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from aggregates.snapshot import CODECS
+from eventstore import EventStore
+from eventstore.snapshots import Snapshot, Snapshots, snapshot_of
+from tests.blackbox_attack.history.conftest import (
+    FAR_FUTURE,
+    archivable_ledger,
+    no_traceback,
+    run,
+)
+
+
+async def _save(url: str, machines, position: int, spoil: str | None = None) -> None:
+    store = await EventStore.connect(url)
+    try:
+        snaps = Snapshots(store)
+        chain = await snaps.chain_hash_at(position)
+        config = await snaps.config_hash_at(position)
+        for machine in machines:
+            codec = CODECS[machine]
+            good = snapshot_of(machine, codec.encode(codec.state_type()), position, chain, config)
+            if spoil == "config":
+                good = snapshot_of(machine, good.state, position, chain, "e" * 64)
+            elif spoil == "chain":
+                good = snapshot_of(
+                    machine, good.state, position, hashlib.sha256(b"x").digest(), config
+                )
+            elif spoil == "digest":
+                good = Snapshot(
+                    machine=machine,
+                    code_version=good.code_version,
+                    schema_version=good.schema_version,
+                    config_hash=config,
+                    position=position,
+                    chain_hash=chain,
+                    state_digest=good.state_digest,
+                    state=good.state + b"\x00",
+                )
+            elif spoil == "code":
+                good = Snapshot(
+                    machine=machine,
+                    code_version="1" * 64,
+                    schema_version=good.schema_version,
+                    config_hash=config,
+                    position=position,
+                    chain_hash=chain,
+                    state_digest=good.state_digest,
+                    state=good.state,
+                )
+            await snaps.save(good)
+    finally:
+        await store.close()
+
+
+async def _archive_nothing(ledger, tmp_path) -> None:
+    rows = await ledger.rows()
+    result = await run(ledger.url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))
+    no_traceback(result)
+    assert result.code == 0, result.text
+    assert list(tmp_path.iterdir()) == [], result.text
+    assert await ledger.rows() == rows
+
+
+MISSING_REASON = (
+    "FINDING: docs/ARCHIVE.md 'With no snapshot ... a restore folds from position 1 ... With"
+    " snapshots, the floor is the oldest of the services' newest snapshots': when one service"
+    " (signal, risk or paper) has no snapshot at all, the floor is taken from the others' (35)"
+    " and partitions 1..30 are archived although that service's restore folds from position 1"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=MISSING_REASON)
+@pytest.mark.parametrize("missing", ["signal", "risk", "paper"])
+async def test_archive_when_one_service_has_no_snapshot_then_archives_nothing(
+    make_ledger, tmp_path, missing
+):
+    ledger = await archivable_ledger(make_ledger, snapshot_at=None)
+    await _save(ledger.url, [m for m in CODECS if m != missing], 35)
+    await _archive_nothing(ledger, tmp_path)
+
+
+UNUSABLE_REASON = (
+    "FINDING: docs/ARCHIVE.md 'Nothing is archived at or after the first position something"
+    " still needs ... every service's restore: services restore from their newest snapshot'"
+    " and docs/SNAPSHOTS.md 'a wrong one must be skippable': when the newest snapshots are"
+    " ones a restore SKIPS (failed checks), the floor still counts them, so claire archive"
+    " drops partitions a restore must fold (it then folds from position 1 with 1..30 gone)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=UNUSABLE_REASON)
+@pytest.mark.parametrize("spoil", ["config", "chain", "digest", "code"])
+async def test_archive_when_only_snapshots_are_unusable_then_archives_nothing(
+    make_ledger, tmp_path, spoil
+):
+    ledger = await archivable_ledger(make_ledger, snapshot_at=None)
+    await _save(ledger.url, list(CODECS), 35, spoil=spoil)
+    store = await EventStore.connect(ledger.url)
+    try:
+        for machine in CODECS:
+            assert await Snapshots(store).latest_usable(machine) is None
+    finally:
+        await store.close()
+    await _archive_nothing(ledger, tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason=UNUSABLE_REASON)
+async def test_archive_when_newest_unusable_but_older_usable_then_floor_at_older(
+    make_ledger, tmp_path
+):
+    ledger = await archivable_ledger(make_ledger, events=45, snapshot_at=None)
+    await _save(ledger.url, list(CODECS), 15)
+    await _save(ledger.url, list(CODECS), 35, spoil="config")
+    result = await run(ledger.url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))
+    no_traceback(result)
+    assert result.code == 0, result.text
+    archived = sorted(p.name for p in tmp_path.glob("*.parquet"))
+    positions = [p for p, _ in await ledger.rows()]
+    # a restore folds from 15: positions 16.. must stay in the table
+    assert all(p in positions for p in range(16, 46)), archived
+    assert archived == ["events_p0.parquet"], archived
+
+
+async def test_archive_when_every_service_snapshotted_then_floor_is_oldest_newest(
+    make_ledger, tmp_path
+):
+    ledger = await archivable_ledger(make_ledger, events=45, snapshot_at=None)
+    await _save(ledger.url, ["signal", "risk"], 35)
+    await _save(ledger.url, ["paper"], 22)
+    result = await run(ledger.url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))
+    no_traceback(result)
+    assert result.code == 0, result.text
+    assert "22" in result.text and "paper" in result.text, result.text
+    names = sorted(p.name for p in tmp_path.glob("*.parquet"))
+    assert names == ["events_p0.parquet", "events_p0000000000000000011.parquet"], names
+    positions = [p for p, _ in await ledger.rows()]
+    assert positions == list(range(21, 46))

@@ -76,13 +76,11 @@ async def _append(store: EventStore, count: int, offset: int) -> None:
         await store.append("market-BTC_USDT", as_new_events(trades))
 
 
-async def _release(conn: asyncpg.Connection) -> None:
-    """Let the retention floor reach the head (a stand-in snapshot at the head)."""
-    head = await conn.fetchval("SELECT position FROM ledger.head")
-    await conn.execute("UPDATE readmodel.checkpoints SET position = $1", head)
-    from tests.integration.eventstore.test_eventstore_archive import _snapshot
+async def _release(url: str) -> None:
+    """Let the retention floor reach the head (checkpoints and usable snapshots there)."""
+    from tests.integration.eventstore.test_eventstore_archive import _release as release
 
-    await _snapshot(conn, "bench", head)
+    await release(url)
 
 
 def _dir_bytes(directory: Path) -> int:
@@ -122,7 +120,7 @@ async def _run(url: str, args: argparse.Namespace, work: Path) -> None:
                 count += 1
         read_rate = count / (time.perf_counter() - began)
 
-        await _release(conn)
+        await _release(url)
         target = work / "archive"
         target.mkdir()
         began = time.perf_counter()
@@ -159,7 +157,7 @@ async def _run(url: str, args: argparse.Namespace, work: Path) -> None:
         sizes = []
         for round_ in range(args.soak_rounds):
             await _append(store, args.partition, args.events + round_ * args.partition)
-            await _release(conn)
+            await _release(url)
             await archive(url, FUTURE, target)
             await conn.execute("VACUUM ledger.event_ids, ledger.stream_versions")
             sizes.append(int(await conn.fetchval(_LIVE) + await conn.fetchval(_SIDE)) / 1e6)

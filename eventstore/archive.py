@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -63,20 +63,24 @@ class ArchiveError(EventStoreError):
         self.position = position
 
 
+#: A SHA-256 digest as a manifest writes it: checked on read, so a bad field is named, not a crash.
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """What one archive file must contain; written next to it as ``<partition>.manifest.json``."""
 
-    format: int
-    ledger: str  # hex hash of position 1: which ledger this file belongs to
+    format: Literal[1]  # FORMAT: a manifest of another format is not read as this one
+    ledger: Hex64  # hash of position 1: which ledger this file belongs to
     partition: str
     file: str
     first_position: int
     last_position: int
-    previous_hash: str  # the chain hash before first_position
-    first_hash: str
-    last_hash: str
+    previous_hash: Hex64  # the chain hash before first_position
+    first_hash: Hex64
+    last_hash: Hex64
     row_count: int
-    sha256: str
+    sha256: Hex64
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +568,7 @@ def read_manifest(path: Path) -> Manifest:
     """A manifest file, or :class:`ArchiveError` naming it."""
     try:
         return msgspec.json.decode(path.read_bytes(), type=Manifest)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (OSError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError) as error:
         raise ArchiveError(f"manifest {path.name} is unreadable: {error}", file=path.name) from None
 
 
@@ -649,12 +653,13 @@ WHERE i.inhparent = 'ledger.events'::regclass
 _HAS = "SELECT to_regclass($1) IS NOT NULL"
 
 
-async def retention_floor(conn: asyncpg.Connection) -> tuple[int, str]:
+async def retention_floor(conn: asyncpg.Connection, url: str) -> tuple[int, str]:
     """The highest position that may be archived, and what holds it there.
 
     The minimum of: every projection's checkpoint (a projection still to read a position needs
-    it in the table), and every service's newest snapshot (a restore folds from there; no
-    snapshots at all means a restore folds from position 1, so nothing may go).
+    it in the table), and every decision service's newest *usable* snapshot (the one its restore
+    would take: :meth:`eventstore.snapshots.Snapshots.latest_usable`). A service with no usable
+    snapshot restores by folding the log from position 1, so then nothing may go.
     """
     floor, reason = await conn.fetchval("SELECT position FROM ledger.head"), "the head"
     if await conn.fetchval(_HAS, "readmodel.checkpoints"):
@@ -665,15 +670,32 @@ async def retention_floor(conn: asyncpg.Connection) -> tuple[int, str]:
             floor, reason = row[1], f"projection {row[0]}'s checkpoint"
     if not await conn.fetchval(_HAS, "ledger.snapshots"):
         return 0, "no snapshots: a service restore folds the log from position 1"
-    row = await conn.fetchrow(
-        "SELECT machine, max(position) AS position FROM ledger.snapshots GROUP BY machine"
-        " ORDER BY 2 LIMIT 1"
-    )
-    if row is None:
-        return 0, "no snapshots: a service restore folds the log from position 1"
-    if row[1] < floor:
-        floor, reason = row[1], f"the newest snapshot of {row[0]}"
+    restore, why = await _restore_floor(url)
+    if restore < floor:
+        floor, reason = restore, why
     return floor, reason
+
+
+async def _restore_floor(url: str) -> tuple[int, str]:
+    """The oldest of the decision services' newest usable snapshots (0 if one has none)."""
+    from aggregates.snapshot import CODECS
+    from eventstore.postgres import EventStore
+    from eventstore.snapshots import Snapshots
+
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        snapshots = Snapshots(store)
+        floor: tuple[int, str] | None = None
+        for machine in CODECS:
+            found = await snapshots.latest_usable(machine)
+            if found is None:
+                return 0, f"no usable snapshot of {machine}: its restore folds from position 1"
+            if floor is None or found.snapshot.position < floor[0]:
+                floor = (found.snapshot.position, f"the newest usable snapshot of {machine}")
+        assert floor is not None
+        return floor
+    finally:
+        await store.close()
 
 
 async def _ledger_identity(conn: asyncpg.Connection) -> str:
@@ -714,7 +736,7 @@ async def archive(url: str, before: datetime, directory: Path) -> ArchiveReport:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("SET TimeZone = 'UTC'")
-        floor, reason = await retention_floor(conn)
+        floor, reason = await retention_floor(conn, url)
         identity = await _ledger_identity(conn)
         done: list[Manifest] = []
         while True:

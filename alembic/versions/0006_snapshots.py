@@ -41,6 +41,9 @@ UPGRADE = [
     """,
     "CREATE TRIGGER snapshots_append_only BEFORE UPDATE OR DELETE ON ledger.snapshots"
     " FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change()",
+    # As on ledger.events: TRUNCATE would drop the snapshots the archive's floor relied on.
+    "CREATE TRIGGER snapshots_no_truncate BEFORE TRUNCATE ON ledger.snapshots"
+    " FOR EACH STATEMENT EXECUTE FUNCTION ledger.refuse_change()",
     "REVOKE ALL ON ledger.snapshots FROM PUBLIC",
     "GRANT SELECT, INSERT ON ledger.snapshots TO claire_app",
     "GRANT USAGE ON SEQUENCE ledger.snapshots_id_seq TO claire_app",

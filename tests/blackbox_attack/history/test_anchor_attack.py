@@ -113,13 +113,6 @@ async def test_since_when_anchor_is_a_directory_then_named_failure(make_ledger, 
     assert result.code in (1, 2), result.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: README 'Exit codes: 0 fine, 1 a check found a problem, 2 bad usage or"
-    " configuration': `claire verify --anchor DIR` (a directory, or a path whose parent does not"
-    " exist) dies with a Python traceback (IsADirectoryError / FileNotFoundError from"
-    " pipeline/cli.py _verify_command) after printing the head",
-)
 @pytest.mark.parametrize("where", ["directory", "missing parent"])
 async def test_anchor_when_target_not_writable_then_named_failure(make_ledger, tmp_path, where):
     ledger = await make_ledger(events=5, snapshot_at=None)
@@ -129,12 +122,6 @@ async def test_anchor_when_target_not_writable_then_named_failure(make_ledger, t
     assert result.code in (1, 2), result.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SNAPSHOTS.md '--since: the stored hash at the anchor must still be the"
-    " anchored one, and every link after it is recomputed from the anchored hash': an anchor file"
-    " '0:<any 64 hex>' is accepted (exit 0, 'verify ok'), its hash ignored",
-)
 async def test_since_when_anchor_at_position_zero_with_wrong_hash_then_exit_1(
     make_ledger, tmp_path
 ):

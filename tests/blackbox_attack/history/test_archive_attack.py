@@ -359,11 +359,6 @@ async def test_replay_when_archived_positions_but_no_archive_given_then_exit_1_n
     assert result.code in (0, 1), result.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/ARCHIVE.md 'a manifest that lies' must fail verify --archive; a manifest"
-    " whose 'format' is changed to one this code never wrote (2, 99) still verifies ok",
-)
 async def test_verify_archive_when_manifest_format_unknown_then_fails(make_ledger, tmp_path):
     ledger = await archived(make_ledger, tmp_path)
     target = manifests(tmp_path)[0]
@@ -512,11 +507,6 @@ async def test_archive_when_stale_temporary_files_present_then_archive_and_verif
         assert (await run(ledger.url, "verify", "--archive", str(tmp_path))).code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: see test_verify_archive_when_manifest_hash_not_hex_then_exit_1_named: one"
-    " flipped bit in a manifest's hash field escapes verify_archive as ValueError (fromhex)",
-)
 async def test_verify_archive_api_when_any_byte_of_any_file_flipped_then_names_that_file(
     make_ledger, tmp_path
 ):
@@ -553,21 +543,12 @@ async def test_verify_archive_api_when_any_byte_of_any_file_flipped_then_names_t
     assert (await verify_archive(ledger.url, tmp_path)).ok
 
 
-UTF8_REASON = (
-    "FINDING: docs/ARCHIVE.md verify --archive 'names the first bad file (and position) and exits"
-    " 1' for a corrupted file: one flipped bit that makes a manifest invalid UTF-8 escapes as"
-    " UnicodeDecodeError (traceback from eventstore/archive.py manifests(); the API"
-    " verify_archive raises instead of returning ok=False)"
-)
-
-
 def _non_utf8(target: Path) -> None:
     data = bytearray(target.read_bytes())
     data[data.index(b'"sha256"') + 20] = 0xE6
     target.write_bytes(bytes(data))
 
 
-@pytest.mark.xfail(strict=True, reason=UTF8_REASON)
 async def test_verify_archive_when_manifest_not_utf8_then_exit_1_named(make_ledger, tmp_path):
     ledger = await archived(make_ledger, tmp_path)
     target = manifests(tmp_path)[0]
@@ -575,9 +556,6 @@ async def test_verify_archive_when_manifest_not_utf8_then_exit_1_named(make_ledg
     await _verify_fails(ledger, tmp_path, target.name.split(".")[0])
 
 
-@pytest.mark.xfail(
-    strict=True, reason=UTF8_REASON + "; replay --archive too (ArchivedLog.position_at)"
-)
 async def test_replay_when_manifest_not_utf8_then_exit_1_no_traceback(make_ledger, tmp_path):
     ledger = await archived(make_ledger, tmp_path)
     _non_utf8(manifests(tmp_path)[0])
@@ -588,17 +566,10 @@ async def test_replay_when_manifest_not_utf8_then_exit_1_no_traceback(make_ledge
     assert replay.code == 1, replay.text
 
 
-HEX_REASON = (
-    "FINDING: docs/ARCHIVE.md verify --archive 'names the first bad file ... and exits 1' for 'a"
-    " manifest that lies': a non-hexadecimal 'previous_hash' in a manifest escapes as ValueError"
-    " (bytes.fromhex) with a traceback instead of a named failure"
-)
-
-
 @pytest.mark.parametrize(
     "key",
     [
-        pytest.param("previous_hash", marks=pytest.mark.xfail(strict=True, reason=HEX_REASON)),
+        "previous_hash",
         "first_hash",
         "last_hash",
         "sha256",

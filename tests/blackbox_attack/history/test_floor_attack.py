@@ -68,15 +68,6 @@ async def _archive_nothing(ledger, tmp_path) -> None:
     assert await ledger.rows() == rows
 
 
-MISSING_REASON = (
-    "FINDING: docs/ARCHIVE.md 'With no snapshot ... a restore folds from position 1 ... With"
-    " snapshots, the floor is the oldest of the services' newest snapshots': when one service"
-    " (signal, risk or paper) has no snapshot at all, the floor is taken from the others' (35)"
-    " and partitions 1..30 are archived although that service's restore folds from position 1"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MISSING_REASON)
 @pytest.mark.parametrize("missing", ["signal", "risk", "paper"])
 async def test_archive_when_one_service_has_no_snapshot_then_archives_nothing(
     make_ledger, tmp_path, missing
@@ -86,16 +77,6 @@ async def test_archive_when_one_service_has_no_snapshot_then_archives_nothing(
     await _archive_nothing(ledger, tmp_path)
 
 
-UNUSABLE_REASON = (
-    "FINDING: docs/ARCHIVE.md 'Nothing is archived at or after the first position something"
-    " still needs ... every service's restore: services restore from their newest snapshot'"
-    " and docs/SNAPSHOTS.md 'a wrong one must be skippable': when the newest snapshots are"
-    " ones a restore SKIPS (failed checks), the floor still counts them, so claire archive"
-    " drops partitions a restore must fold (it then folds from position 1 with 1..30 gone)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=UNUSABLE_REASON)
 @pytest.mark.parametrize("spoil", ["config", "chain", "digest", "code"])
 async def test_archive_when_only_snapshots_are_unusable_then_archives_nothing(
     make_ledger, tmp_path, spoil
@@ -111,7 +92,6 @@ async def test_archive_when_only_snapshots_are_unusable_then_archives_nothing(
     await _archive_nothing(ledger, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=UNUSABLE_REASON)
 async def test_archive_when_newest_unusable_but_older_usable_then_floor_at_older(
     make_ledger, tmp_path
 ):

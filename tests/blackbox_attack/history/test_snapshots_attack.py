@@ -222,13 +222,6 @@ async def test_replay_verify_all_when_jobs_invalid_then_usage_error(make_ledger,
     assert result.code == 2, result.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SNAPSHOTS.md 'no role may change or delete one (the ledger's refusal"
-    " trigger, as on ledger.events)': TRUNCATE ledger.snapshots succeeds (the owner empties the"
-    " table) while TRUNCATE ledger.events is refused; after an archive this removes the snapshots"
-    " the retention floor relied on",
-)
 async def test_snapshots_when_truncated_then_refused_as_on_events(make_ledger):
     ledger = await make_ledger(events=20, snapshot_at=10)
     conn = await asyncpg.connect(ledger.url)

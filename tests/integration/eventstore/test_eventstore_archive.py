@@ -25,10 +25,12 @@ import asyncpg
 import pyarrow.parquet as pq
 import pytest
 
+from aggregates.snapshot import CODECS
 from eventstore import ConcurrencyConflict, EventStore
 from eventstore.archive import read_archived
 from eventstore.migrations import ROOT, upgrade
 from eventstore.postgres import audit
+from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.cli import main
 from pipeline.ingest import as_new_events
 from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, tick
@@ -61,42 +63,28 @@ async def _fill(url: str) -> None:
         await store.append("risk", [alert(n, f'line\n{n} "q" \\ é ✓') for n in range(35)])
 
 
-async def _release(url: str, position: int | None = None) -> None:
+async def _release(
+    url: str, position: int | None = None, *, held: dict[str, int] | None = None
+) -> None:
     """Let the retention floor reach ``position`` (default: the head): every projection's
-    checkpoint and a service snapshot there."""
+    checkpoint there, and a usable snapshot of every decision service there (or at the position
+    ``held`` names for it)."""
     conn = await asyncpg.connect(url)
     try:
         head = await conn.fetchval("SELECT position FROM ledger.head")
         at = head if position is None else position
         await conn.execute("UPDATE readmodel.checkpoints SET position = $1", at)
-        await _snapshot(conn, "t", at)
     finally:
         await conn.close()
-
-
-async def _snapshot(conn: asyncpg.Connection, machine: str, position: int) -> None:
-    """A service snapshot at ``position``: in ``ledger.snapshots`` as the snapshots migration
-    makes it when present, else in a stand-in table with the two columns the floor reads."""
-    columns = {
-        row[0]
-        for row in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns"
-            " WHERE table_schema = 'ledger' AND table_name = 'snapshots'"
-        )
-    }
-    if not columns:
-        await conn.execute("CREATE TABLE ledger.snapshots (machine text, position bigint)")
-    if "state_digest" in columns:
-        await conn.execute(
-            "INSERT INTO ledger.snapshots (machine, code_version, schema_version, config_hash,"
-            " position, chain_hash, state_digest, state)"
-            " VALUES ($1, 'test', 1, '', $2, $3, $3, ''::bytea)",
-            machine, position, bytes(32),
-        )  # fmt: skip
-    else:
-        await conn.execute(
-            "INSERT INTO ledger.snapshots (machine, position) VALUES ($1, $2)", machine, position
-        )
+    async with await EventStore.connect(url) as store:
+        snapshots = Snapshots(store)
+        for machine, codec in CODECS.items():
+            where = (held or {}).get(machine, at)
+            chain = await snapshots.chain_hash_at(where)
+            assert chain is not None
+            config = await snapshots.config_hash_at(where)
+            state = codec.encode(codec.state_type())
+            await snapshots.save(snapshot_of(machine, state, where, chain, config))
 
 
 async def _live(url: str) -> list[tuple[object, ...]]:
@@ -225,17 +213,17 @@ async def test_archive_when_something_still_needs_rows_then_they_stay_in_the_tab
 ) -> None:
     url = await _partitioned_ledger(fresh_database_url)
     await _fill(url)
-    conn = await asyncpg.connect(url)
-    try:
-        if holder != "no snapshots":
-            await _release(url)
-        if holder == "a projection checkpoint":
+    if holder == "a snapshot":  # the risk service's newest usable snapshot is at 60
+        await _release(url, held={"risk": 60})
+    elif holder != "no snapshots":
+        await _release(url)
+    if holder == "a projection checkpoint":
+        conn = await asyncpg.connect(url)
+        try:
             await conn.execute("UPDATE readmodel.checkpoints SET position = 120"
                                " WHERE projection = 'risk'")  # fmt: skip
-        if holder == "a snapshot":
-            await _snapshot(conn, "late", 60)
-    finally:
-        await conn.close()
+        finally:
+            await conn.close()
     before = await _live(url)
     archive = tmp_path / "a"
     archive.mkdir()

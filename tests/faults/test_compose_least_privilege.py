@@ -50,7 +50,10 @@ pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ("feed", "signal", "risk", "execution", "projector", "relay", "alerts")
 TRADES = "SELECT count(*) FROM ledger.events WHERE event_type = 'market.trade'"
-_REFUSED = "permission denied|must be owner|must be member|must have|not have permission"
+# PostgreSQL 15 checks SUPERUSER before CREATEROLE, so its refusal names that ("must be superuser").
+_REFUSED = (
+    "permission denied|must be owner|must be member|must have|must be superuser|not have permission"
+)
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:\?|:-)([^}]*))?\}")
 

@@ -3,8 +3,8 @@
 Rules (STYLE.md principles 4 and 5):
 
 * Every event is a frozen, keyword-only, tagged ``msgspec.Struct`` subclassing :class:`Event`.
-* A tag string is permanent. ``tests/unit/test_event_catalogue.py`` pins the list so a rename
-  cannot slip through. Events are named in the past tense.
+* A tag string is permanent. ``tests/unit/aggregates/test_event_catalogue.py`` pins the list so
+  a rename cannot slip through. Events are named in the past tense.
 * Money, prices and quantities are :class:`~decimal.Decimal` (strings on the wire); binary floats
   never appear in an event. Domain time is ``at_ms``: UTC milliseconds since the epoch, taken
   from the source (trade time, clock tick), never from the reader's clock.

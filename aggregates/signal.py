@@ -117,7 +117,7 @@ class SignalMachine:
 
     name = "signal"
     #: The only event types ``step`` reacts to; on any other it returns its state and no output,
-    #: so a fold may skip those (``tests/unit/test_machine_consumes.py`` pins this).
+    #: so a fold may skip those (``tests/unit/aggregates/test_machine_consumes.py`` pins this).
     consumes = frozenset({TradeTicked, ConfigActivated})
     #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
     steps = MappingProxyType({TradeTicked: _step_trade})

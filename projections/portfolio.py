@@ -150,7 +150,9 @@ class PortfolioProjection:
         account = (state, fact.position, at_ms)
         found.append(("exposure", _lazy(Lazy, (_ACCOUNT, exposure_row, account))))
         if portfolio.day >= 0:
-            found.append(("equity_daily", _lazy(Lazy, (_day_key(portfolio.day), equity_row, account))))
+            found.append(
+                ("equity_daily", _lazy(Lazy, (_day_key(portfolio.day), equity_row, account)))
+            )
         return found
 
 

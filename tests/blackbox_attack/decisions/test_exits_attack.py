@@ -86,13 +86,13 @@ def test_exit_when_remainder_below_minimum_then_last_order_borrows_from_previous
 
 
 def test_exit_when_step_does_not_divide_max_then_orders_are_floored_to_step():
-    r, t, held = _long_then_spec("7", "2", "2")
+    r, t, _ = _long_then_spec("7", "2", "2")
     exits = _check_orders(r.trade(t, "97"), "7", "2", "2")
     assert {o.contracts for o in exits} == {D(6)}
 
 
 def test_operator_flatten_when_position_exceeds_max_then_split_at_most_twenty():
-    r, t, held = _long_then_spec("9", "1")
+    r, t, _ = _long_then_spec("9", "1")
     out = r.command(t, "flatten")
     exits = _check_orders(out, "9", "1", "1")
     assert len(exits) == 20 and all(o.contracts == 9 for o in exits)
@@ -124,40 +124,25 @@ def test_refused_exits_when_all_sent_together_refused_then_one_alert_one_backoff
     assert all(o.intent == "stop_loss" for o in orders(after)), "retried with its original intent"
 
 
-def _backoffs(r, t, n):
-    """Refuse the whole exit n times; return the smallest wait after each refusal (ms)."""
-    waits = []
+def test_refusal_backoff_when_refused_repeatedly_then_doubles_to_five_minutes():
+    r, t, _ = _long_then_spec("7", "3")
     out = r.trade(t, "97")
-    for _ in range(n):
+    for i in range(11):
+        wait = min(1000 * 2**i, 300_000)
         batch = orders(out)
         assert batch
-        t = t + 1
-        for o in batch:
-            r.reject(o, t, "price_limit")
-        refused_at = t
-        # find when the exit comes back, probing with trades at refused_at + k * 250 ms
-        k = 1
-        while True:
-            out = r.trade(refused_at + k * 250, "97")
-            if orders(out):
-                waits.append(k * 250)
-                t = refused_at + k * 250
-                break
-            k += 1
-            assert k < 2000
-    return waits
-
-
-def test_refusal_backoff_when_refused_repeatedly_then_doubles_from_one_second_capped_at_five_minutes():
-    r, t, _ = _long_then_spec("7", "3")
-    waits = _backoffs(r, t, 11)
-    expected = [min(1000 * 2**i, 300_000) for i in range(11)]
-    # the retry comes with the first probe past the wait (probes every 250 ms)
-    assert waits == [w + 250 if w % 250 == 0 else w for w in expected] or waits == expected
+        refused_at = t + 1
+        said = [r.reject(o, refused_at, "price_limit") for o in batch]
+        assert sum(len(alerts(x, "exit_refused")) for x in said) == 1
+        inside = r.trade(refused_at + wait - 1, "97")
+        assert orders(inside) == [], f"refusal {i + 1}: retried before {wait} ms"
+        t = refused_at + wait + 1
+        out = r.trade(t, "97")
+        assert orders(out), f"refusal {i + 1}: not retried after {wait} ms"
 
 
 def test_refused_exit_when_position_already_flat_then_nothing_said_nothing_resent():
-    r, t, held = _long_then_spec("2000", "1")
+    r, t, _ = _long_then_spec("2000", "1")
     (exit_order,) = orders(r.trade(t, "97"))
     # a manual close at the venue leaves nothing: the exit's fill for all of it, then a refusal of
     # a second copy would be odd; instead: fill part, the venue closes the rest and refuses.

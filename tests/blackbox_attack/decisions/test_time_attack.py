@@ -69,7 +69,7 @@ def test_funding_at_midnight_when_it_breaches_new_day_peak_then_halt_holds_all_d
     assert _states(r.clock(NEXT + DAY_MS)) == ["ACTIVE"]
 
 
-def test_funding_one_ms_before_midnight_when_it_breaches_then_judged_on_old_day_and_ends_at_midnight():
+def test_funding_one_ms_before_midnight_when_it_breaches_then_old_day_halt_ends_at_midnight():
     r = _session()
     out = r.funding(NEXT - 1, "-200")  # 9900: 5.7 % below day D's peak 10500
     assert _states(out) == ["HALTED"]

@@ -21,7 +21,7 @@ from tests.blackbox_attack.decisions.harness import DAY_MS, SYM, T0, Risk, spec
 D = Decimal
 SYMS = (SYM, "OTH_USDT")
 CODES = ("order_quantity_error", "price_limit", "reduce_only_rejected", "rate_limit")
-COMMANDS = ("reduce", "halt", "resume", "flatten", "reset_drawdown")
+COMMANDS = ("reduce", "halt", "resume", "resume", "flatten", "reset_drawdown", "resume")
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Venue:
     # the back-off the docs promise, kept by the test: symbol -> (refusals, wait until ms)
     backoff: dict[str, tuple[int, int]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    clock: int = 0  # the latest time seen
+    halted_day: int | None = None  # UTC day of a drawdown halt in force (no reset since)
 
 
 def _signed(side: str, n: Decimal) -> Decimal:
@@ -49,6 +51,20 @@ def _check_step(cause, out, venue: Venue):
         key = type(e).__name__ + (f":{e.code}" if isinstance(e, ev.AlertRaised) else "")
         venue.stats[key] = venue.stats.get(key, 0) + 1
     _check_backoff(cause, out, new, venue)
+    _check_halt(cause, out, new, venue)
+    # each verdict is followed by its orders, at most 20 of them, as many as it says
+    groups: list[list] = []
+    for e in out:
+        if isinstance(e, ev.RiskVerdictIssued):
+            groups.append([e])
+        elif isinstance(e, ev.OrderRequested):
+            groups[-1].append(e)
+    for verdict, *sent in groups:
+        assert len(sent) <= 20, (verdict, len(sent))
+        if "orders" in verdict.numbers:
+            assert int(verdict.numbers["orders"]) == len(sent), verdict
+        if sent and verdict.intent != "entry":
+            assert sum(o.contracts for o in sent) == verdict.approved_contracts, verdict
     if isinstance(cause, ev.OrderRejected | ev.OrderCancelled):
         assert new == [], "a refusal is never answered by an order at once"
     for s in SYMS:
@@ -66,9 +82,31 @@ def _check_step(cause, out, venue: Venue):
             leaving,
             exits,
         )
+    if isinstance(cause, ev.OrderFilled | ev.OrderPartiallyFilled) and cause.reduce_only:
+        s = cause.symbol
+        pos = venue.position[s]
+        leaving = sum(
+            (rest for o, rest in venue.open.values() if o.symbol == s and o.reduce_only), D(0)
+        )
+        if pos != 0 and leaving + venue.maxes[s] <= abs(pos):
+            # "every fill continues the exit in progress"; "a fill of an exit ... ends the back-off"
+            assert [o for o in new if o.symbol == s and o.reduce_only], (cause, pos, leaving)
     for o in new:
         assert o.contracts <= venue.maxes[o.symbol], o
         venue.open[o.client_order_id] = (o, o.contracts)
+
+
+def _check_halt(cause, out, new, venue: Venue):
+    venue.clock = max(venue.clock, cause.at_ms)
+    day = venue.clock // DAY_MS
+    if isinstance(cause, ev.OperatorCommandIssued) and cause.command == "reset_drawdown":
+        venue.halted_day = None
+    if venue.halted_day == day:
+        entries = [o for o in new if o.intent == "entry"]
+        assert entries == [], ("entry during a drawdown halt", cause, entries)
+    for e in out:
+        if isinstance(e, ev.TradingStateChanged) and e.reason == "daily_drawdown":
+            venue.halted_day = day
 
 
 def _check_backoff(cause, out, new, venue: Venue):
@@ -127,52 +165,87 @@ def _venue_act(r: Risk, venue: Venue, rnd: random.Random, at: int, price: dict):
     return r.feed(ev.OrderFilled(**common))
 
 
-def _session(seed: int, n: int, overrides=None):
-    """Yield (risk, cause, outputs, venue) for ``n`` random inputs."""
+def _session(seed: int, n: int, overrides=None, exits: bool = False):
+    """Yield (risk, cause, outputs, venue) for ``n`` random inputs.
+
+    ``exits``: both symbols start with a big position and the contracts then shrink, no funding
+    and no halts: the session is about split, refused and retried exits.
+    """
     rnd = random.Random(seed)
     r = Risk(dict(overrides or {}))
     venue = Venue()
     price = {s: D(100) for s in SYMS}
     at = T0
     for s in SYMS:
-        m = D(rnd.choice(["3", "7", "50", "1000000"]))
+        m = D(rnd.choice(["7", "1000000", "1000000"]))
         venue.maxes[s] = m
         r.feed(spec(at, max_c=str(m), min_c=rnd.choice(["1", "2"]), symbol=s))
+    if exits:
+        for s in SYMS:
+            for i in range(5):
+                r.trade(at + i, "100", s)
+            direction = rnd.choice(["long", "short"])
+            for o in [
+                e for e in r.signal(at + 10, direction, "100", s) if hasattr(e, "reduce_only")
+            ]:
+                r.fill(o, at + 11, "100")
+                venue.position[s] += _signed(o.side, o.contracts)
+            m = D(rnd.choice(["3", "7"]))
+            venue.maxes[s] = m
+            r.feed(spec(at + 12, max_c=str(m), min_c=rnd.choice(["1", "2"]), symbol=s))
+        at += 20
     for _ in range(n):
         kind = rnd.random()
-        gap = rnd.choice([1, 50, 400, 1000, 5000, 31_000, 600_000])
-        if rnd.random() < 0.01:
+        if exits and kind >= 0.86:
+            kind = 0.86 if kind < 0.93 else 0.999  # clock ticks and flattens only
+        gap = rnd.choice([1, 50, 400, 1000, 1000, 2000, 5000])
+        if rnd.random() < 0.02:
+            gap = rnd.choice([31_000, 600_000, 3_600_000])  # data silences
+        if rnd.random() < 0.003:
             gap = DAY_MS  # a whole-day gap
         at += gap
         s = rnd.choice(SYMS)
         if venue.open and kind < 0.35:
             out = _venue_act(r, venue, rnd, at, price)
         elif kind < 0.7:
-            step = rnd.choice([0, 1, -1, 2, -2, 5, -5, -9, 9])
-            price[s] = max(D(10), price[s] + D(step) / 4)
+            step = rnd.choice([0, 1, -1, 2, -2, 5, -5, -9, 9, -40, 40])
+            price[s] = max(D(10), price[s] + D(step) / 8)
             out = r.trade(at, str(price[s]), s)
         elif kind < 0.8:
             direction = rnd.choice(["long", "short", "flat"])
             out = r.signal(at, direction, str(price[s]), s, strength=rnd.choice(["0.2", "1"]))
-        elif kind < 0.88:
+        elif kind < 0.86:
             out = r.clock(at)
-        elif kind < 0.95:
+        elif kind < 0.88:
+            # the venue's contract changes: small maximum orders force exits to be split
+            m = D(rnd.choice(["3", "7", "7", "1000000"]))
+            venue.maxes[s] = m
+            out = r.feed(spec(at, max_c=str(m), min_c="1", symbol=s))
+        elif kind < 0.91:
             # funding at a settlement, sometimes large enough to breach the drawdown
             day = at - at % DAY_MS
             settle = day + rnd.choice([0, 8, 16]) * 3_600_000
             at = max(at, settle)
-            out = r.funding(at, rnd.choice(["-1", "-50", "-700", "30"]), s)
-        else:
+            amount = rnd.choice(["-1", "-50", "30", "-1", "-10", "30", "60", "-5"])
+            if rnd.random() < 0.15:
+                amount = "-700"  # a breach of the daily drawdown
+            out = r.funding(at, amount, s)
+        elif kind < 0.92:
             out = r.command(at, rnd.choice(COMMANDS))
+        elif exits:
+            out = r.command(at, "flatten")
+        else:
+            out = r.clock(at)
         yield r, r.steps[-1][0].event, out, venue
 
 
 SEEDS = range(20)
 
 
+@pytest.mark.parametrize("exits", [False, True])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_session_when_venue_refuses_and_splits_then_invariants_hold(seed):
-    for _, cause, out, venue in _session(seed, 1500):
+def test_random_session_when_venue_refuses_and_splits_then_invariants_hold(seed, exits):
+    for _, cause, out, venue in _session(seed, 1500, exits=exits):
         _check_step(cause, out, venue)
     assert venue.stats, "the session decided nothing"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from aggregates import events as ev
 from tests.blackbox_attack.decisions.harness import (
     DAY_MS,
@@ -121,3 +123,59 @@ def test_reset_drawdown_when_commanded_after_breach_then_entries_resume_against_
     entries = [o for o in orders(out) if o.intent == "entry"]
     # equity is now 9500: 10 % of it at price 100 and 0.01 contract size is 950 contracts at most
     assert sum(o.contracts for o in entries) <= 950, verdicts(out)
+
+
+def _halted_with_flatten():
+    r = _session()
+    out = r.funding(NEXT - 1000, "-200")  # halt on day D; flatten orders left open
+    assert _states(out) == ["HALTED"]
+    (flatten,) = orders(out)
+    return r, flatten
+
+
+def _fill(r, o, at):
+    return r.fill(o, at, "100", contracts="1")
+
+
+def _reject(r, o, at):
+    return r.reject(o, at, "price_limit")
+
+
+def _cancel(r, o, at):
+    return r.cancel(o, at, remaining=o.contracts)
+
+
+@pytest.mark.parametrize(
+    "first_input_of_the_day",
+    [
+        lambda r, o, at: r.trade(at, "100"),
+        lambda r, o, at: r.clock(at),
+        lambda r, o, at: r.signal(at, "flat", "100"),
+        _fill,
+        _reject,
+        _cancel,
+        lambda r, o, at: r.funding(at, "-1"),
+        lambda r, o, at: r.command(at, "reduce"),
+    ],
+    ids=["trade", "clock", "signal", "fill", "refusal", "cancellation", "funding", "command"],
+)
+def test_new_day_when_first_input_is_any_timed_kind_then_yesterdays_halt_ends(
+    first_input_of_the_day,
+):
+    r, flatten = _halted_with_flatten()
+    out = first_input_of_the_day(r, flatten, NEXT)
+    states = _states(out)
+    assert states and states[0] == "ACTIVE", states
+
+
+def test_new_day_when_halt_ended_then_entry_sized_from_current_equity():
+    r = _session()
+    out = r.funding(NEXT, "-600")  # equity 9500
+    for o in orders(out):
+        r.fill(o, NEXT + 10, "100")
+    assert _states(r.clock(NEXT + DAY_MS)) == ["ACTIVE"]
+    for i in range(5):
+        r.trade(NEXT + DAY_MS + i * 1000, "100")
+    out = r.signal(NEXT + DAY_MS + 6000, "long", "100")
+    entries = [o for o in orders(out) if o.intent == "entry"]
+    assert entries and sum(o.contracts for o in entries) <= 950, verdicts(out)

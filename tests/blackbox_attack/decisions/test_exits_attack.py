@@ -200,3 +200,52 @@ def test_one_split_stop_loss_when_three_of_its_orders_fill_then_no_loss_streak_p
     (verdict,) = verdicts(out)
     assert triggers == 1, f"{triggers} StopLossTriggered for one position"
     assert verdict.layer != "loss_streak", verdict
+
+
+_SHARED = (
+    "FINDING: docs/DECISIONS.md 'Refusals of orders sent together share one back-off and one "
+    "alert': a refusal of an order from the same batch that arrives after the first back-off "
+    "ran out raises a second CRITICAL exit_refused and doubles the back-off ('retrying in 2s')"
+)
+
+
+@pytest.mark.parametrize("gap", [500, 999])
+def test_refusals_of_one_batch_when_spread_within_backoff_then_one_alert(gap):
+    r, t, _ = _long_then_spec("7", "3")
+    first = orders(r.trade(t, "97"))
+    assert len(alerts(r.reject(first[0], t + 5, "price_limit"), "exit_refused")) == 1
+    out = r.reject(first[1], t + 5 + gap, "price_limit")
+    assert alerts(out, "exit_refused") == [] and orders(out) == []
+
+
+@pytest.mark.xfail(strict=True, reason=_SHARED)
+def test_refusals_of_one_batch_when_second_arrives_after_backoff_then_still_one_alert():
+    r, t, _ = _long_then_spec("7", "3")
+    first = orders(r.trade(t, "97"))
+    r.reject(first[0], t + 5, "price_limit")
+    out = r.reject(first[1], t + 2005, "price_limit")  # no input in between
+    assert alerts(out, "exit_refused") == []
+
+
+@pytest.mark.xfail(strict=True, reason=_SHARED + " (also when a retry went out in between)")
+def test_refusals_of_one_batch_when_retry_went_out_between_then_still_one_alert():
+    r, t, _ = _long_then_spec("7", "3")
+    first = orders(r.trade(t, "97"))
+    r.reject(first[0], t + 5, "price_limit")
+    assert orders(r.trade(t + 1006, "97")), "retried past the wait"
+    out = r.reject(first[1], t + 1010, "price_limit")
+    assert alerts(out, "exit_refused") == []
+
+
+def test_exit_when_partly_filled_then_rest_cancelled_then_alert_and_rest_retried_after_wait():
+    r = Risk()
+    t = warm(r, T0)
+    open_long(r, t + 1)
+    (ex,) = orders(r.trade(t + 3, "97"))
+    r.fill(ex, t + 4, "97", contracts="400")
+    out = r.cancel(ex, t + 5, remaining="600")
+    assert [(a.severity, a.code) for a in alerts(out)] == [("CRITICAL", "exit_refused")]
+    assert orders(out) == []
+    assert orders(r.trade(t + 1004, "97")) == []
+    again = orders(r.trade(t + 1006, "97"))
+    assert [(o.contracts, o.intent, o.reduce_only) for o in again] == [(D(600), "stop_loss", True)]

@@ -201,3 +201,67 @@ def test_position_size_when_trimmed_below_contract_minimum_then_refused():
     out = r.signal(t + 1, "long", "100")
     assert _entries(out) == []
     assert verdicts(out)[0].layer in ("position_size", "pre_trade")
+
+
+@pytest.mark.parametrize(("price", "triggers"), [("102", True), ("101.99", False)])
+def test_stop_loss_when_short_loses_exactly_the_limit_then_buy_back_reduce_only(price, triggers):
+    r = Risk()
+    t = warm(r, T0)
+    out = r.signal(t + 1, "short", "100")
+    for o in orders(out):
+        r.fill(o, t + 1, "100")
+    out = r.trade(t + 2, price)
+    exits = [o for o in orders(out) if o.intent == "stop_loss"]
+    assert bool(exits) is triggers
+    assert all(o.side == "buy" and o.reduce_only for o in exits)
+
+
+def _stop_out(r, at):
+    r.trade(at, "100")
+    open_long(r, at + 1)
+    out = r.trade(at + 2, "97")
+    assert of(out, ev.StopLossTriggered)
+    for o in orders(out):
+        r.fill(o, at + 3, "97")
+    r.trade(at + 4, "100")
+
+
+@pytest.mark.parametrize(("third_after_ms", "paused"), [(3_599_000, True), (3_601_000, False)])
+def test_loss_streak_when_third_stop_inside_or_outside_window_then_paused_or_not(
+    third_after_ms, paused
+):
+    r = Risk({"EXIT_COOLDOWN_SECONDS": "0", "DATA_SILENCE_SECONDS": "86400"})
+    t = warm(r, T0)
+    first = t + 10_000
+    _stop_out(r, first - 2)  # the stop-loss is at first
+    _stop_out(r, first + 60_000 - 2)
+    _stop_out(r, first + third_after_ms - 2)
+    out = r.signal(first + third_after_ms + 1000, "long", "100")
+    assert (verdicts(out)[0].layer == "loss_streak") is paused, verdicts(out)
+
+
+@pytest.mark.parametrize(("after_ms", "paused"), [(7_199_000, True), (7_201_000, False)])
+def test_loss_streak_pause_when_just_inside_or_past_its_length_then_refused_or_allowed(
+    after_ms, paused
+):
+    r = Risk({"EXIT_COOLDOWN_SECONDS": "0", "DATA_SILENCE_SECONDS": "86400"})
+    t = warm(r, T0)
+    at = t + 10_000
+    for k in range(3):
+        _stop_out(r, at + k * 10_000 - 2)
+    third = at + 20_000
+    r.trade(third + after_ms - 1, "100")
+    out = r.signal(third + after_ms, "long", "100")
+    assert (verdicts(out)[0].layer == "loss_streak") is paused, verdicts(out)
+
+
+def test_exposure_when_entry_reaches_cap_exactly_then_allowed_and_next_refused():
+    r = Risk({"MAX_EXPOSURE_PCT": "50", "MAX_POSITION_PCT": "10"})
+    t = warm(r, T0)
+    names = _many_symbols(r, 6, t)
+    for i, s in enumerate(names[:5]):
+        out = r.signal(t + 1 + i, "long", "100", s)
+        assert sum(o.contracts for o in _entries(out)) == 1000, verdicts(out)
+    # 5 x 1000 USDT pending = 50 % of 10000 exactly: nothing is left for a sixth
+    out = r.signal(t + 10, "long", "100", names[5])
+    assert _entries(out) == [] and verdicts(out)[0].layer == "exposure_limit", verdicts(out)

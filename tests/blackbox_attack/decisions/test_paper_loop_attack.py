@@ -46,7 +46,7 @@ def _episodes(seed: int, n: int):
     "continues the exit in progress': with the project's PaperExchange filling the exit over "
     "many trades, ONE position gets a StopLossTriggered per partial fill and the loss-streak "
     "pause is raised again and again (seed 3, 3000 trades: 30 triggers for one position, 10 "
-    "loss_streak_pause alerts from one position; 6000 trades: 540 triggers)",
+    "loss_streak_pause alerts from that one position)",
 )
 def test_paper_loop_when_stop_loss_exit_fills_in_parts_then_one_trigger_per_position():
     triggers, pauses = _episodes(3, 3000)

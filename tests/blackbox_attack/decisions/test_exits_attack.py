@@ -286,3 +286,27 @@ def test_exit_when_step_changed_and_position_not_multiple_then_every_order_on_th
     assert held == 15
     exits = orders(r.trade(t, "97"))
     assert all(o.contracts % 2 == 0 for o in exits), [o.contracts for o in exits]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: docs/DECISIONS.md 'at most 20 orders for one decision. The rest goes out as "
+    "fills come back': a funding loss that breaches the drawdown with 1000 contracts held and "
+    "max 9 yields, on that one input, a daily_drawdown_breached flatten of 20 orders AND a "
+    "second verdict halted_position_flattened of 20 more (40 orders, no fill in between)",
+)
+def test_drawdown_flatten_when_position_exceeds_max_then_split_within_limits():
+    r, t, _ = _long_then_spec("9", "1")
+    out = r.funding(t, "-600")
+    assert [s.state for s in of(out, ev.TradingStateChanged)] == ["HALTED"]
+    exits = _check_orders(out, "9", "1", "1")
+    assert len(exits) == 20 and all(o.intent == "flatten" for o in exits)
+
+
+def test_split_stop_loss_when_order_rate_limit_already_used_then_exit_not_throttled():
+    r = Risk({"MAX_ORDERS_PER_MINUTE": "1"})
+    t = warm(r, T0)
+    open_long(r, t + 1)  # uses the one order of this minute
+    r.feed(spec(t + 2, max_c="7", min_c="3"))
+    exits = _check_orders(r.trade(t + 3, "97"), "7", "3", "1")
+    assert len(exits) == 20

@@ -250,8 +250,8 @@ def test_random_session_when_venue_refuses_and_splits_then_invariants_hold(seed,
     assert venue.stats, "the session decided nothing"
 
 
-def _encoded(seed, n):
-    return [b"".join(ev.encode(e) for e in out) for _, _, out, _ in _session(seed, n)]
+def _encoded(seed, n, exits=False):
+    return [b"".join(ev.encode(e) for e in out) for _, _, out, _ in _session(seed, n, exits=exits)]
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -259,18 +259,40 @@ def test_random_session_when_run_twice_then_byte_identical(seed):
     assert _encoded(seed, 500) == _encoded(seed, 500)
 
 
-@pytest.mark.parametrize("seed", [1, 7])
-def test_random_session_when_resumed_from_copy_mid_session_then_same_tail(seed):
-    whole = _encoded(seed, 500)
-    gen = _session(seed, 500)
-    head = [next(gen) for _ in range(250)]
+@pytest.mark.parametrize(
+    ("seed", "exits", "cut"), [(1, False, 250), (7, False, 250), (2, True, 137), (9, True, 311)]
+)
+def test_random_session_when_resumed_from_copy_mid_session_then_same_tail(seed, exits, cut):
+    whole = _encoded(seed, 500, exits)
+    gen = _session(seed, 500, exits=exits)
+    head = [next(gen) for _ in range(cut)]
     risk = head[-1][0]
     copy_ = risk.snapshot()
     rest = [b"".join(ev.encode(e) for e in out) for _, _, out, _ in gen]
-    assert rest == whole[250:]
+    assert rest == whole[cut:]
     # the copy, fed the same remaining inputs, decides the same
     replayed = [
         b"".join(ev.encode(e) for e in copy_.feed(fact.event))
         for fact, _ in risk.steps[len(copy_.steps) :]
     ]
     assert replayed == rest
+
+
+def test_order_results_when_for_orders_never_sent_then_no_exception_and_no_order():
+    r = Risk()
+    t = T0
+    for i in range(5):
+        r.trade(t + i, "100")
+    ghost = ev.OrderRequested(
+        at_ms=t,
+        client_order_id="ghost-1",
+        symbol=SYM,
+        side="sell",
+        contracts=D(5),
+        order_type="market",
+        intent="stop_loss",
+        reduce_only=True,
+        reference_price=D(100),
+    )
+    said = [r.reject(ghost, t + 10), r.cancel(ghost, t + 11), r.fill(ghost, t + 12, "100")]
+    assert all(not [e for e in out if isinstance(e, ev.OrderRequested)] for out in said[:2])

@@ -74,6 +74,7 @@ class Risk:
     position: int = 0
     steps: list[tuple[RecordedEvent, tuple[ev.Event, ...]]] = field(default_factory=list)
     fills: int = 0
+    filled: dict[str, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.machine.initial()

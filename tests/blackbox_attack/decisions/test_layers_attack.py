@@ -265,3 +265,14 @@ def test_exposure_when_entry_reaches_cap_exactly_then_allowed_and_next_refused()
     # 5 x 1000 USDT pending = 50 % of 10000 exactly: nothing is left for a sixth
     out = r.signal(t + 10, "long", "100", names[5])
     assert _entries(out) == [] and verdicts(out)[0].layer == "exposure_limit", verdicts(out)
+
+
+@pytest.mark.parametrize(("price", "triggers"), [("98.98", True), ("98.99", False)])
+def test_stop_loss_when_entry_filled_at_two_prices_then_judged_on_average_entry(price, triggers):
+    r = Risk()
+    t = warm(r, T0)
+    (entry,) = orders(r.signal(t + 1, "long", "100"))
+    r.fill(entry, t + 1, "100", contracts=str(entry.contracts / 2))
+    r.fill(entry, t + 1, "102", contracts=str(entry.contracts / 2))  # average 101
+    out = r.trade(t + 2, price)
+    assert bool(of(out, ev.StopLossTriggered)) is triggers

@@ -276,3 +276,18 @@ def test_stop_loss_when_entry_filled_at_two_prices_then_judged_on_average_entry(
     r.fill(entry, t + 1, "102", contracts=str(entry.contracts / 2))  # average 101
     out = r.trade(t + 2, price)
     assert bool(of(out, ev.StopLossTriggered)) is triggers
+
+
+@pytest.mark.parametrize(("after", "paused"), [(299_999, True), (300_001, False)])
+def test_abnormal_pause_when_just_inside_or_past_its_length_then_refused_or_allowed(after, paused):
+    r = Risk()
+    t = warm(r, T0)
+    trip = t + 1000
+    out = r.trade(trip, "108")
+    assert [b.layer for b in of(out, ev.CircuitBreakerTripped)] == ["abnormal_market"]
+    k = 1
+    while trip + k * 20_000 < trip + after:
+        r.trade(trip + k * 20_000, "108")
+        k += 1
+    out = r.signal(trip + after, "long", "108")
+    assert (verdicts(out)[0].layer == "abnormal_market") is paused, verdicts(out)

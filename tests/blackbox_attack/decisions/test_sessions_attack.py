@@ -138,7 +138,9 @@ def _venue_act(r: Risk, venue: Venue, rnd: random.Random, at: int, price: dict):
         return r.cancel(o, at, remaining=rest, reason="cancelled")
     take = rest
     if o.reduce_only:
-        take = min(take, abs(venue.position[o.symbol]))
+        held = venue.position[o.symbol]
+        # a venue never lets a reduce-only order increase or flip a position
+        take = min(take, abs(held)) if _signed(o.side, D(1)) * held < 0 else D(0)
         if take == 0:
             venue.open.pop(cid)
             return r.reject(o, at, "reduce_only_rejected")

@@ -28,7 +28,7 @@ import yaml
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 #: Generous bounds for waiting, never assertions on speed: a 1 s scrape usually lands in ~2 s.
 WAIT_S = 60.0

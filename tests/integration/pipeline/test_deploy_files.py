@@ -22,7 +22,7 @@ import yaml
 
 from adapters.metrics import DEPENDENCIES, SPECS, TRADING_STATES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 PIPELINE_SERVICES = ("feed", "signal", "risk", "execution", "projector", "alerts", "relay")
 METRICS_PORT = "9108"

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import SPECS, Metrics
 
-ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
+ARCHITECTURE = Path(__file__).resolve().parents[3] / "docs" / "ARCHITECTURE.md"
 
 
 def documented_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:

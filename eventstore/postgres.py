@@ -455,12 +455,3 @@ class EventStore:
         """
         return await _verify(self._pool, expect, resume)
 
-
-async def audit(url: str) -> tuple[int, str] | None:
-    """Run the plain-SQL auditor query; the first bad position and problem, or None if intact."""
-    conn = await asyncpg.connect(url)
-    try:
-        row = await conn.fetchrow(sql.AUDIT_QUERY)
-    finally:
-        await conn.close()
-    return None if row is None else (row[0], row[1])

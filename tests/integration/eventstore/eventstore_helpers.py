@@ -10,7 +10,7 @@ import asyncpg
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
-from eventstore import EventStore
+from eventstore import EventStore, sql
 
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("0b5e7d3c-2a41-4f6e-9c7d-5b1e2f3a4c5d")
@@ -67,3 +67,14 @@ async def as_superuser_without_triggers(url: str, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def audit(url: str) -> tuple[int, str] | None:
+    """Run the plain-SQL auditor query (docs/LEDGER.md); the first bad position and problem, or
+    None if intact. The independent cross-check of ``claire verify``'s Python chain."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(sql.AUDIT_QUERY)
+    finally:
+        await conn.close()
+    return None if row is None else (row[0], row[1])

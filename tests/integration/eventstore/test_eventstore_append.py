@@ -21,8 +21,8 @@ from eventstore import (
     EventStore,
     InvalidEvent,
 )
-from eventstore.postgres import audit
 from eventstore.sql import COPY_MIN_EVENTS, STREAM_CHUNK_EVENTS
+from tests.integration.eventstore.eventstore_helpers import audit
 
 pytestmark = [pytest.mark.db]
 

@@ -29,11 +29,10 @@ from aggregates.snapshot import CODECS
 from eventstore import ConcurrencyConflict, EventStore
 from eventstore.archive import read_archived
 from eventstore.migrations import ROOT, upgrade
-from eventstore.postgres import audit
 from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.cli import main
 from pipeline.ingest import as_new_events
-from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, tick
+from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, audit, tick
 
 pytestmark = [pytest.mark.db]
 

@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 from eventstore import ConcurrencyConflict, EventStore, sql
 from eventstore.canonical import GENESIS, canonical_text, chain, render_jsonb
 from eventstore.migrations import upgrade
-from eventstore.postgres import audit
 from pipeline.cli import main
-from tests.integration.eventstore.eventstore_helpers import tick
+from tests.integration.eventstore.eventstore_helpers import audit, tick
 
 pytestmark = [pytest.mark.db]
 

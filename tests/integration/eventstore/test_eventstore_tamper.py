@@ -10,8 +10,8 @@ import pytest
 from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
 from eventstore import EventStore
-from eventstore.postgres import audit
 from pipeline.cli import main
+from tests.integration.eventstore.eventstore_helpers import audit
 
 pytestmark = [pytest.mark.db]
 

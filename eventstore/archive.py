@@ -39,7 +39,14 @@ import asyncpg
 import msgspec
 
 from aggregates.envelope import CLAIRE_NAMESPACE
-from eventstore.canonical import GENESIS, chain, jsonb_key_order, render_object
+from eventstore import sql
+from eventstore.canonical import (
+    GENESIS,
+    canonical_text,
+    chain,
+    jsonb_key_order,
+    render_object,
+)
 from eventstore.errors import EventStoreError
 
 FORMAT = 1
@@ -573,11 +580,32 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def manifests(directory: Path) -> list[Manifest]:
-    """Every manifest of an archive directory, in position order."""
+    """Every manifest of an archive directory, in position order.
+
+    A manifest must describe the file it is named after (``P.manifest.json``: partition ``P``,
+    file ``P.parquet``): a renamed or copied manifest is named, not read as another partition.
+    """
     if not directory.is_dir():
         raise ArchiveError(f"archive directory {directory} does not exist", file=str(directory))
-    found = [read_manifest(path) for path in sorted(directory.glob("*.manifest.json"))]
+    found = []
+    for path in sorted(directory.glob("*.manifest.json")):
+        manifest = read_manifest(path)
+        name = path.name.removesuffix(".manifest.json")
+        if manifest.partition != name or manifest.file != f"{name}.parquet":
+            raise ArchiveError(
+                f"manifest {path.name} describes {manifest.partition} ({manifest.file}), not "
+                f"{name}: a renamed or copied manifest",
+                file=path.name,
+            )
+        found.append(manifest)
     return sorted(found, key=lambda manifest: manifest.first_position)
+
+
+def uncovered_files(directory: Path, listed: list[Manifest]) -> list[str]:
+    """Parquet files in ``directory`` that no manifest describes (a query over
+    ``DIR/*.parquet`` would read their rows as archived events)."""
+    covered = {manifest.file for manifest in listed}
+    return sorted(p.name for p in directory.glob("*.parquet") if p.name not in covered)
 
 
 def check_file(directory: Path, manifest: Manifest, previous: bytes) -> tuple[bytes, int]:
@@ -966,9 +994,10 @@ async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
         return ArchiveVerifyResult(False, files, events, 0, problem, file, position)
 
     try:
-        found = {m.partition: m for m in await asyncio.to_thread(manifests, directory)}
+        listed = await asyncio.to_thread(manifests, directory)
     except ArchiveError as error:
         return bad(str(error), error.file)
+    found = {m.partition: m for m in listed}
     previous = GENESIS
     for entry in recorded:
         name = entry["partition"]
@@ -1006,6 +1035,13 @@ async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
             f"archive file {manifest.file}{other} is not one this ledger archived",
             manifest.file,
         )
+    strays = await asyncio.to_thread(uncovered_files, directory, listed)
+    if strays:
+        return bad(
+            f"archive directory {directory} holds files no manifest describes: "
+            f"{', '.join(strays)} (a query over *.parquet would read them as archived events)",
+            strays[0],
+        )
     store = await EventStore.connect(url, max_connections=1)
     try:
         live = await store.verify()
@@ -1020,31 +1056,13 @@ async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
 
 def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow, bytes]]:
     """The archived events with position > ``after`` and their chain hashes, in order, from
-    the files alone: each file is checked against its manifest (SHA-256, then the chain it
-    rebuilds) and the files must follow one another; :class:`ArchiveError` names a bad one."""
-    previous, expected = GENESIS, 1
-    for manifest in manifests(directory):
-        if manifest.first_position != expected:
-            raise ArchiveError(
-                f"archive in {directory} lacks positions {expected}..{manifest.first_position - 1}"
-                f" (before {manifest.file})",
-                file=manifest.file,
-                position=expected,
-            )
-        expected = manifest.last_position + 1
-        if manifest.last_position <= after:
-            previous = bytes.fromhex(manifest.last_hash)
-            continue
-        path = directory / manifest.file
-        if not path.is_file() or _sha256(path) != manifest.sha256:
-            raise ArchiveError(
-                f"archive file {manifest.file} is missing or corrupted", file=manifest.file
-            )
-        if bytes.fromhex(manifest.previous_hash) != previous:
-            raise ArchiveError(
-                f"archive file {manifest.file} does not continue the chain", file=manifest.file
-            )
-        for part in _batches(path):
+    the files alone, one Parquet batch at a time: first every file to be read is checked
+    against its manifest (SHA-256) and the files must follow one another; then each file's
+    rows must rebuild the chain to its manifest's last hash. :class:`ArchiveError` names a bad
+    file."""
+    needed = _files_after(directory, manifests(directory), after)
+    for manifest, previous in needed:
+        for part in _batches(directory / manifest.file):
             for row in rows_of(part):
                 previous = chain(previous, row.canonical())
                 if row.position > after:
@@ -1056,62 +1074,153 @@ def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow
             )
 
 
+def _files_after(
+    directory: Path, found: list[Manifest], after: int
+) -> list[tuple[Manifest, bytes]]:
+    """The manifests of the files holding positions after ``after``, each with the chain hash
+    before it; the files follow one another from position 1 and match their SHA-256."""
+    previous, expected = GENESIS, 1
+    needed: list[tuple[Manifest, bytes]] = []
+    for manifest in found:
+        if manifest.first_position != expected:
+            raise ArchiveError(
+                f"archive in {directory} lacks positions {expected}..{manifest.first_position - 1}"
+                f" (before {manifest.file})",
+                file=manifest.file,
+                position=expected,
+            )
+        expected = manifest.last_position + 1
+        if manifest.last_position > after:
+            if bytes.fromhex(manifest.previous_hash) != previous:
+                raise ArchiveError(
+                    f"archive file {manifest.file} does not continue the chain",
+                    file=manifest.file,
+                )
+            path = directory / manifest.file
+            if not path.is_file() or _sha256(path) != manifest.sha256:
+                raise ArchiveError(
+                    f"archive file {manifest.file} is missing or corrupted", file=manifest.file
+                )
+            needed.append((manifest, previous))
+        previous = bytes.fromhex(manifest.last_hash)
+    return needed
+
+
+_FIRST_LIVE = sql.READ_FOR_VERIFY
+
+
+def _live_text(row: Any) -> str:
+    names = (
+        "position", "stream", "stream_version", "event_id", "event_type", "schema_version",
+        "occurred_at", "recorded_at", "causation_id", "causation_position", "correlation_id",
+        "payload_text",
+    )  # fmt: skip
+    return canonical_text(**dict(zip(names, row[:12], strict=True)))
+
+
+def _archived_batches(directory: Path, after: int, size: int) -> Iterator[list[Any]]:
+    """:func:`read_archived` as lists of at most ``size`` recorded events."""
+    from aggregates.envelope import RecordedEvent
+    from eventstore.codec import decode_payload
+
+    batch: list[RecordedEvent] = []
+    for row, digest in read_archived(directory, after):
+        batch.append(
+            RecordedEvent(
+                position=row.position,
+                stream=row.stream,
+                stream_version=row.stream_version,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                schema_version=row.schema_version,
+                occurred_at=row.occurred_at,
+                recorded_at=row.recorded_at,
+                causation_id=row.causation_id,
+                causation_position=row.causation_position,
+                correlation_id=row.correlation_id,
+                event=decode_payload(
+                    row.position, row.event_type, row.schema_version, row.payload_text
+                ),
+                hash=digest,
+            )
+        )
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class ArchivedLog:
     """An :class:`eventstore.EventStore` whose reads start in the archive, then the table.
 
     For ``replay --archive DIR`` and projection rebuilds: ``read_all``/``read_all_batches``
-    serve archived positions from the files (checked as :func:`read_archived` does) and
-    continue from the table at the first live position; ``position_at`` searches both.
-    Everything else (appends, ``head``, ``verify``) is the store's.
+    serve archived positions from the files (checked as :func:`read_archived` does, streamed
+    one Parquet batch at a time) and continue from the table at the first live position;
+    ``position_at`` searches both. Before any read, the archive must join this ledger's table:
+    the table's first row follows the archive's last position and hashes from its last chain
+    hash (an archive of another ledger is refused). Everything else (appends, ``head``,
+    ``verify``) is the store's.
     """
 
     def __init__(self, store: Any, directory: Path) -> None:
         self._store = store
         self._directory = directory
+        self._joined = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def _archived_through(self) -> int:
-        found = manifests(self._directory)
-        return found[-1].last_position if found else 0
+    async def _check_join(self) -> list[Manifest]:
+        """The archive's manifests, once the archive is known to end where the table begins."""
+        found = await asyncio.to_thread(manifests, self._directory)
+        if self._joined:
+            return found
+        last = found[-1] if found else None
+        end = last.last_position if last is not None else 0
+        end_hash = bytes.fromhex(last.last_hash) if last is not None else GENESIS
+        named = last.file if last is not None else str(self._directory)
+        rows = await self._store._fetch(_FIRST_LIVE, 0, 1)
+        if rows:
+            first, stored = rows[0][0], rows[0][12]
+            try:
+                follows = chain(end_hash, _live_text(rows[0])) == stored
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                follows = False
+        else:
+            first, head_hash = await self._store.head()
+            first, follows = first + 1, head_hash == end_hash
+        if first != end + 1:
+            raise ArchiveError(
+                f"the archive in {self._directory} ends at position {end} ({named}) but this "
+                f"ledger's table continues from {first}: not this ledger's archive, or not all "
+                "of it",
+                file=named,
+                position=end + 1,
+            )
+        if not follows:
+            raise ArchiveError(
+                f"archive file {named} is not this ledger's: the table's position {first} does "
+                "not follow its last chain hash (an archive of another ledger?)",
+                file=named,
+                position=first,
+            )
+        self._joined = True
+        return found
 
     async def read_all_batches(
         self, after: int = 0, *, batch_size: int = 2000, chunks: Any = None
     ) -> Any:
-        from aggregates.envelope import RecordedEvent
-        from eventstore.codec import decode_payload
-
-        rows = await asyncio.to_thread(lambda: list(read_archived(self._directory, after)))
-        batch: list[RecordedEvent] = []
+        await self._check_join()
+        batches = _archived_batches(self._directory, after, batch_size)
         last = after
-        for row, digest in rows:
-            event = decode_payload(
-                row.position, row.event_type, row.schema_version, row.payload_text
-            )
-            batch.append(
-                RecordedEvent(
-                    position=row.position,
-                    stream=row.stream,
-                    stream_version=row.stream_version,
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    schema_version=row.schema_version,
-                    occurred_at=row.occurred_at,
-                    recorded_at=row.recorded_at,
-                    causation_id=row.causation_id,
-                    causation_position=row.causation_position,
-                    correlation_id=row.correlation_id,
-                    event=event,
-                    hash=digest,
-                )
-            )
-            last = row.position
-            if len(batch) >= batch_size:
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                last = batch[-1].position
                 yield batch
-                batch = []
-        if batch:
-            yield batch
+        finally:
+            with contextlib.suppress(ValueError):  # still running in its thread: cancelled
+                batches.close()
         async with contextlib.aclosing(
             self._store.read_all_batches(after=last, batch_size=batch_size, chunks=chunks)
         ) as live:
@@ -1134,6 +1243,7 @@ class ArchivedLog:
                     yield fact
 
     async def position_at(self, moment: datetime) -> int | None:
+        await self._check_join()
         found = await asyncio.to_thread(self._archived_position_at, moment)
         return found if found is not None else await self._store.position_at(moment)
 

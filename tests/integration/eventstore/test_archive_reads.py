@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-import eventstore.archive as archive_read
+import eventstore.archive_files as archive_files
+import eventstore.archive_read as archive_read
 from eventstore import EventStore
 from eventstore.archive import ArchivedLog, ArchiveError
 from tests.integration.eventstore.test_eventstore_archive import _archived_ledger
@@ -29,7 +30,7 @@ async def test_archived_log_when_first_batch_taken_then_later_archive_batches_no
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, archive = await _archived_ledger(fresh_database_url, tmp_path)
-    monkeypatch.setattr(archive_read, "_READ_CHUNK", 10)
+    monkeypatch.setattr(archive_files, "_READ_CHUNK", 10)
     read: list[int] = []
     batches = archive_read._batches
 

@@ -89,12 +89,17 @@ def _verify_all(args: argparse.Namespace, out_stream: TextIO) -> int:
         raise UsageError("--all needs --verify")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: expected at least 1")
+    if args.archive is not None and not Path(args.archive).is_dir():
+        raise UsageError(f"--archive {args.archive}: the folder does not exist")
     url = _database_url(args.database_url)
-    return asyncio.run(_run_all(url, args.jobs, args.json, out_stream))
+    archive = Path(args.archive) if args.archive else None
+    return asyncio.run(_run_all(url, args.jobs, args.json, out_stream, archive))
 
 
-async def _run_all(url: str, jobs: int | None, json: bool, out_stream: TextIO) -> int:
-    from eventstore import EventStore, StoreUnavailable
+async def _run_all(
+    url: str, jobs: int | None, json: bool, out_stream: TextIO, archive: Path | None = None
+) -> int:
+    from eventstore import EventStore, EventStoreError, StoreUnavailable
     from replay.segments import verify_all
     from replay.session import Output
     from replay.window import UsageError
@@ -104,7 +109,12 @@ async def _run_all(url: str, jobs: int | None, json: bool, out_stream: TextIO) -
     except StoreUnavailable as error:
         raise UsageError(str(error)) from error
     try:
-        result = await verify_all(url, store, jobs)
+        result = await verify_all(url, store, jobs, archive)
+    except StoreUnavailable as error:
+        raise UsageError(str(error)) from error
+    except EventStoreError as error:  # a bad archive file (named), an unreadable row
+        print(f"replay: the ledger could not be read: {error}", file=sys.stderr)
+        return CHECK_FAILED
     finally:
         await store.close()
     Output(out_stream, json=json).emit(result.to_json(), result.render())

@@ -19,6 +19,7 @@ import contextlib
 import multiprocessing
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aggregates.snapshot import CODECS, digest
@@ -83,12 +84,13 @@ async def plan(store: EventStore) -> list[Segment]:
     ]
 
 
-def verify_segment(url: str, segment: Segment) -> SegmentResult:
-    """A worker's job (a top-level function: it runs in another process)."""
-    return asyncio.run(_verify_segment(url, segment))
+def verify_segment(url: str, segment: Segment, archive: Path | None = None) -> SegmentResult:
+    """A worker's job (a top-level function: it runs in another process). With ``archive``,
+    archived positions are read from that directory (``eventstore.archive.ArchivedLog``)."""
+    return asyncio.run(_verify_segment(url, segment, archive))
 
 
-async def _verify_segment(url: str, segment: Segment) -> SegmentResult:
+async def _verify_segment(url: str, segment: Segment, archive: Path | None) -> SegmentResult:
     machines = [m for m in verification_machines() if m.name in segment.machines]
     verifier = Verifier(segment.after + 1, segment.until, machines)
     for check in verifier.checks:
@@ -96,7 +98,11 @@ async def _verify_segment(url: str, segment: Segment) -> SegmentResult:
         if data is not None:
             check.state = CODECS[check.name].decode(data)
     ends = dict(zip(segment.machines, segment.digests, strict=True))
-    store = await EventStore.connect(url, max_connections=2)
+    store: Any = await EventStore.connect(url, max_connections=2)
+    if archive is not None:
+        from eventstore.archive import ArchivedLog
+
+        store = ArchivedLog(store, archive)
     try:
         async with contextlib.aclosing(store.read_all_batches(after=segment.after)) as batches:
             async for batch in batches:
@@ -176,15 +182,21 @@ class AllResult:
         )
 
 
-async def verify_all(url: str, store: EventStore, jobs: int | None) -> AllResult:
-    """Verify every segment in ``jobs`` processes; the first divergence in log order."""
+async def verify_all(
+    url: str, store: EventStore, jobs: int | None, archive: Path | None = None
+) -> AllResult:
+    """Verify every segment in ``jobs`` processes; the first divergence in log order.
+    ``archive``: read archived positions from there (a bad file raises ``ArchiveError``)."""
     segments = await plan(store)
     workers = max(1, jobs or os.cpu_count() or 1)
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         results = await asyncio.gather(
-            *(loop.run_in_executor(pool, verify_segment, url, segment) for segment in segments)
+            *(
+                loop.run_in_executor(pool, verify_segment, url, segment, archive)
+                for segment in segments
+            )
         )
     divergences = [r.divergence for r in results if r.divergence is not None]
     return AllResult(

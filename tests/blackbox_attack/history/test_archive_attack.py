@@ -230,15 +230,10 @@ async def test_verify_archive_when_file_from_another_ledger_then_fails(make_ledg
     await _verify_fails(ours, tmp_path / "ours", target.name.split(".")[0])
 
 
-EXTRA_REASON = (
-    "FINDING: docs/ARCHIVE.md 'no file may be missing or extra' -- an extra archive file in the"
-    " directory is not reported; verify --archive says ok (and DuckDB's"
-    " read_parquet('DIR/*.parquet')"
-    " from the same page would count its rows twice)"
-)
+# Was a finding (docs/ARCHIVE.md 'no file may be missing or extra'): an extra or stray
+# Parquet file was not reported; now verify --archive names it, exit 1.
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_REASON)
 async def test_verify_archive_when_extra_partition_file_present_then_fails(make_ledger, tmp_path):
     ledger = await archived(make_ledger, tmp_path)
     last = parquets(tmp_path)[-1]
@@ -248,7 +243,6 @@ async def test_verify_archive_when_extra_partition_file_present_then_fails(make_
     await _verify_fails(ledger, tmp_path, extra)
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_REASON)
 async def test_verify_archive_when_stray_parquet_file_present_then_fails(make_ledger, tmp_path):
     ledger = await archived(make_ledger, tmp_path)
     (tmp_path / "stray.parquet").write_bytes(b"not parquet at all")
@@ -380,16 +374,10 @@ async def test_replay_when_manifest_lies_then_exit_1_no_traceback(make_ledger, t
         target.write_text(original)
 
 
-FOREIGN_REASON = (
-    "FINDING: docs/ARCHIVE.md promises reading the archive is checked against its manifest and"
-    " the chain and that verify rejects 'a file from another ledger'; replay --archive /"
-    " ArchivedLog accept a whole archive of ANOTHER ledger: the files' own chain is consistent"
-    " and the join into this table (position 31's previous hash) is not checked, so replay"
-    " exits 0 folding the other ledger's events"
-)
+# Was a finding: replay --archive / ArchivedLog accepted another ledger's whole archive;
+# now the archive must join this table's chain (ArchivedLog checks it before any read).
 
 
-@pytest.mark.xfail(strict=True, reason=FOREIGN_REASON)
 async def test_replay_when_archive_is_another_ledgers_then_exit_1(make_ledger, tmp_path):
     ours = await archived(make_ledger, tmp_path / "ours")
     await archived(make_ledger, tmp_path / "theirs", first=1000)
@@ -401,7 +389,6 @@ async def test_replay_when_archive_is_another_ledgers_then_exit_1(make_ledger, t
     assert foreign.code == 1, foreign.text
 
 
-@pytest.mark.xfail(strict=True, reason=FOREIGN_REASON)
 async def test_archived_log_when_archive_is_another_ledgers_then_raises_archive_error(
     make_ledger, tmp_path
 ):
@@ -606,14 +593,6 @@ async def test_archive_when_later_file_name_taken_then_earlier_stay_archived_and
     assert (await run(ledger.url, "verify", "--archive", str(tmp_path))).code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SNAPSHOTS.md '--verify --all verifies every segment ... every decision in"
-    " the segment is compared with the record' + docs/ARCHIVE.md 'replay --archive DIR replays"
-    " archived ranges transparently': `replay --verify --all --archive DIR` with a truncated"
-    " archive file prints 'verify ok ... (2 segments)' and exits 0: the segment 1..35, whose"
-    " positions 1..30 are only in the archive, is passed without reading them",
-)
 async def test_replay_verify_all_when_archive_corrupted_then_exit_1_no_traceback(
     make_ledger, tmp_path
 ):

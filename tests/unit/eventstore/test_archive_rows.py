@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates import events as ev
-from eventstore.archive import _PARQUET_OPTIONS, _schema, _table, canonical_texts, rows_of
+from eventstore.archive_columns import _PARQUET_OPTIONS, _schema, _table, canonical_texts, rows_of
 from eventstore.canonical import canonical_text, render_jsonb
 from pipeline.ingest import market_event_ids
 

@@ -1,0 +1,478 @@
+"""The archive's columns: ledger rows <-> Arrow tables, and the canonical text of each row.
+
+Part of :mod:`eventstore.archive` (see there). A market trade is stored as typed columns and
+its payload text and content-derived id are rebuilt from them; any row the typed form would not
+reproduce byte for byte keeps its payload text and id. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from aggregates.envelope import CLAIRE_NAMESPACE
+from eventstore.canonical import (
+    jsonb_key_order,
+    render_object,
+)
+
+_TRADE_KEYS = (
+    "type", "symbol", "price", "contracts", "taker_side", "position_effect", "self_trade",
+    "trade_id", "at_ms",
+)  # fmt: skip
+_TRADE_ORDER = jsonb_key_order(_TRADE_KEYS)
+_TRADE_KEY_SET = frozenset(_TRADE_KEYS)
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedRow:
+    """One archived event, every field of its canonical text (the payload as jsonb text).
+
+    Times are microseconds since the epoch, as the canonical text writes them (turning each
+    into a datetime cost more than the rest of a row's rebuild); the properties give datetimes.
+    """
+
+    position: int
+    stream: str
+    stream_version: int
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    occurred_us: int
+    recorded_us: int
+    causation_id: uuid.UUID | None
+    causation_position: int | None
+    correlation_id: uuid.UUID | None
+    payload_text: str
+
+    @property
+    def occurred_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.occurred_us)
+
+    @property
+    def recorded_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.recorded_us)
+
+    def canonical(self) -> str:
+        """:func:`eventstore.canonical.canonical_text` of this row."""
+        cause, corr, cause_position = (
+            self.causation_id,
+            self.correlation_id,
+            self.causation_position,
+        )
+        return "|".join(
+            (
+                str(self.position),
+                self.stream,
+                str(self.stream_version),
+                str(self.event_id),
+                self.event_type,
+                str(self.schema_version),
+                str(self.occurred_us),
+                str(self.recorded_us),
+                "" if cause is None else str(cause),
+                "" if cause_position is None else str(cause_position),
+                "" if corr is None else str(corr),
+                self.payload_text,
+            )
+        )
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    uid = pa.binary(16)
+    return pa.schema(
+        [
+            ("position", pa.int64()),
+            ("stream", pa.dictionary(pa.int32(), pa.string())),
+            ("stream_version", pa.int64()),
+            ("event_type", pa.dictionary(pa.int32(), pa.string())),
+            ("schema_version", pa.int32()),
+            ("occurred_at", pa.timestamp("us", tz="UTC")),
+            ("recorded_at", pa.timestamp("us", tz="UTC")),
+            ("causation_id", uid),
+            ("causation_position", pa.int64()),
+            ("correlation_id", uid),
+            ("event_id", uid),  # null: a market trade's content-derived id
+            ("payload", pa.string()),  # null: a market trade in the typed columns below
+            ("symbol", pa.dictionary(pa.int32(), pa.string())),
+            ("price_units", pa.int64()),
+            ("price_scale", pa.int8()),
+            ("contracts_units", pa.int64()),
+            ("contracts_scale", pa.int8()),
+            ("taker_side", pa.dictionary(pa.int32(), pa.string())),
+            ("position_effect", pa.dictionary(pa.int32(), pa.string())),
+            ("self_trade", pa.bool_()),
+            ("trade_id", pa.string()),
+            ("at_ms", pa.int64()),
+        ]
+    )
+
+
+def _split_decimal(text: object) -> tuple[int, int] | None:
+    if not isinstance(text, str):
+        return None
+    match = _DECIMAL.match(text)
+    if match is None:
+        return None
+    fraction = match.group(2) or ""
+    return int(match.group(1) + fraction), len(fraction)
+
+
+def _join_decimal(units: int, scale: int) -> str:
+    if scale == 0:
+        return str(units)
+    digits = str(units).rjust(scale + 1, "0")
+    return f"{digits[:-scale]}.{digits[-scale:]}"
+
+
+_SIMPLE = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')
+
+
+def _json_or_null(text: str | None) -> str:
+    return "null" if text is None else f'"{text}"'
+
+
+def _trade_payload(fields: dict[str, Any]) -> str:
+    """jsonb's text of a trade payload (keys in jsonb order), straight from the fields."""
+    symbol, trade_id = fields["symbol"], fields["trade_id"]
+    side, effect = fields["taker_side"], fields["position_effect"]
+    if not all(_SIMPLE.fullmatch(v) for v in (symbol, side, effect, trade_id or "")):
+        return render_object(fields, _TRADE_ORDER)
+    return (
+        f'{{"type": "market.trade", "at_ms": {fields["at_ms"]}, "price": "{fields["price"]}", '
+        f'"symbol": "{symbol}", "trade_id": {_json_or_null(trade_id)}, '
+        f'"contracts": "{fields["contracts"]}", '
+        f'"self_trade": {"true" if fields["self_trade"] else "false"}, '
+        f'"taker_side": "{side}", "position_effect": "{effect}"}}'
+    )
+
+
+_NAMESPACE = CLAIRE_NAMESPACE.bytes
+
+
+def _trade_id(fields: dict[str, Any]) -> uuid.UUID:
+    """The id ``pipeline.ingest.market_event_ids`` gives a trade (rank 0 in its batch):
+    uuid5 of the event's msgspec JSON, built here without the event object."""
+    symbol, trade_id = fields["symbol"], fields["trade_id"]
+    side, effect = fields["taker_side"], fields["position_effect"]
+    if all(_SIMPLE.fullmatch(v) for v in (symbol, side, effect, trade_id or "")):
+        body = (
+            f'{{"type":"market.trade","symbol":"{symbol}","price":"{fields["price"]}",'
+            f'"contracts":"{fields["contracts"]}","taker_side":"{side}",'
+            f'"position_effect":"{effect}",'
+            f'"self_trade":{"true" if fields["self_trade"] else "false"},'
+            f'"trade_id":{_json_or_null(trade_id)},'
+            f'"at_ms":{fields["at_ms"]}}}'
+        )
+    else:
+        body = msgspec.json.encode({key: fields[key] for key in _TRADE_KEYS}).decode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE + f"market/0/{body}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return uuid.UUID(bytes=bytes(digest))
+
+
+def _rebuilt_trade(columns: tuple[Any, ...]) -> dict[str, Any]:
+    symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = columns
+    return {
+        "type": "market.trade",
+        "symbol": symbol,
+        "price": _join_decimal(p_units, p_scale),
+        "contracts": _join_decimal(c_units, c_scale),
+        "taker_side": side,
+        "position_effect": effect,
+        "self_trade": self_trade,
+        "trade_id": trade_id,
+        "at_ms": at_ms,
+    }
+
+
+def _table(rows: list[asyncpg.Record]) -> Any:
+    """Rows of ``ledger.events`` (payload as text) -> an Arrow table in the archive's schema.
+
+    Column-wise: trade payloads are decoded in one call, their typed columns built, and the
+    payload text and content-derived id they imply compared with the stored ones in Arrow; a
+    row whose typed form would not rebuild its text (or id) keeps the text (or id).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = _schema()
+    n = len(rows)
+    columns = (list(column) for column in zip(*(row[:12] for row in rows), strict=True))
+    (position, stream, version, eids, etype, sversion, occurred, recorded, cause, cause_pos,
+     corr, payload) = columns  # fmt: skip
+    trades = [i for i, kind in enumerate(etype) if kind == "market.trade"]
+    typed: list[list[Any]] = [[None] * n for _ in range(10)]
+    if trades:
+        try:
+            decoded = msgspec.json.decode(
+                ("[" + ",".join(payload[i] for i in trades) + "]").encode()
+            )
+        except msgspec.DecodeError:
+            decoded = [None] * len(trades)
+        symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = (
+            typed
+        )
+        for i, fields in zip(trades, decoded, strict=True):
+            if not isinstance(fields, dict) or fields.keys() != _TRADE_KEY_SET:
+                continue
+            price, contracts = _split_decimal(fields["price"]), _split_decimal(fields["contracts"])
+            at, tid = fields["at_ms"], fields["trade_id"]
+            if (
+                price is None or contracts is None or max(price[1], contracts[1]) > 100
+                or not (price[0] < 2**63 and contracts[0] < 2**63)
+                or type(at) is not int or not -(2**63) <= at < 2**63
+                or not isinstance(fields["symbol"], str)
+                or not isinstance(fields["taker_side"], str)
+                or not isinstance(fields["position_effect"], str)
+                or type(fields["self_trade"]) is not bool
+                or not (tid is None or isinstance(tid, str))
+                or fields["type"] != "market.trade"
+            ):  # fmt: skip
+                continue
+            symbol[i], side[i] = fields["symbol"], fields["taker_side"]
+            effect[i] = fields["position_effect"]
+            p_units[i], p_scale[i] = price
+            c_units[i], c_scale[i] = contracts
+            self_trade[i], trade_id[i], at_ms[i] = fields["self_trade"], tid, at
+    ids = [eid.bytes for eid in eids]
+    base = [
+        pa.array(position, pa.int64()),
+        pa.array(stream, pa.string()).dictionary_encode(),
+        pa.array(version, pa.int64()),
+        pa.array(etype, pa.string()).dictionary_encode(),
+        pa.array(sversion, pa.int32()),
+        pa.array(occurred, pa.timestamp("us", tz="UTC")),
+        pa.array(recorded, pa.timestamp("us", tz="UTC")),
+        pa.array([None if c is None else c.bytes for c in cause], pa.binary(16)),
+        pa.array(cause_pos, pa.int64()),
+        pa.array([None if c is None else c.bytes for c in corr], pa.binary(16)),
+    ]
+    trade_arrays = [
+        pa.array(values, field.type)
+        if not pa.types.is_dictionary(field.type)
+        else pa.array(values, pa.string()).dictionary_encode()
+        for values, field in zip(typed, list(schema)[12:], strict=True)
+    ]
+    names = schema.names
+    candidate = pa.Table.from_arrays(
+        [*base, pa.array([None] * n, pa.binary(16)), pa.array([None] * n, pa.string()),
+         *trade_arrays],
+        names=names,
+    )  # fmt: skip
+    if trades and candidate.column("symbol").null_count < n:
+        built, bodies = _trade_texts(candidate)
+        stored = pa.array(payload, pa.string())
+        same = pc.fill_null(pc.equal(built, stored), False)
+        keep_text = pc.invert(same)
+        derived = [
+            same_row and body is not None and _derived_id_bytes(body) == raw
+            for same_row, body, raw in zip(same.to_pylist(), bodies, ids, strict=True)
+        ]
+    else:
+        keep_text = pa.array([True] * n)
+        derived = [False] * n
+    null_text = pa.scalar(None, pa.string())
+    columns = [
+        *base,
+        pa.array([None if d else raw for d, raw in zip(derived, ids, strict=True)], pa.binary(16)),
+        pc.if_else(keep_text, pa.array(payload, pa.string()), null_text),
+    ]
+    for array in trade_arrays:
+        empty = pa.scalar(None, array.type)
+        columns.append(pc.if_else(keep_text, empty, array) if array.null_count < n else array)
+    return pa.Table.from_arrays(
+        [pc.cast(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
+
+
+def _column(table: Any, name: str) -> list[Any]:
+    import pyarrow as pa
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    elif pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    return column.to_pylist()
+
+
+def rows_of(table: Any) -> Iterator[ArchivedRow]:
+    """The archived events of an Arrow table in the archive's schema, every field rebuilt."""
+    data = {name: _column(table, name) for name in table.column_names}
+    trade_names = _schema().names[12:]
+    trades = zip(*(data[name] for name in trade_names), strict=True)
+    for i, trade in enumerate(trades):
+        payload = data["payload"][i]
+        raw_id = data["event_id"][i]
+        if payload is None:
+            fields = _rebuilt_trade(trade)
+            payload = _trade_payload(fields)
+            event_id = uuid.UUID(bytes=raw_id) if raw_id is not None else _trade_id(fields)
+        else:
+            if raw_id is None:
+                raise ValueError(f"row {i} has neither an event id nor a typed trade")
+            event_id = uuid.UUID(bytes=raw_id)
+        cause, corr = data["causation_id"][i], data["correlation_id"][i]
+        yield ArchivedRow(
+            position=data["position"][i],
+            stream=data["stream"][i],
+            stream_version=data["stream_version"][i],
+            event_id=event_id,
+            event_type=data["event_type"][i],
+            schema_version=data["schema_version"][i],
+            occurred_us=data["occurred_at"][i],
+            recorded_us=data["recorded_at"][i],
+            causation_id=None if cause is None else uuid.UUID(bytes=cause),
+            causation_position=data["causation_position"][i],
+            correlation_id=None if corr is None else uuid.UUID(bytes=corr),
+            payload_text=payload,
+        )
+
+
+def _uuid_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _derived_id_bytes(body: str) -> bytes:
+    digest = bytearray(hashlib.sha1(_NAMESPACE + body.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return bytes(digest)
+
+
+#: A character a JSON string must escape (or that the fast path leaves to the slow one).
+_NOT_PLAIN = r"[^ !#-\[\]-~]"
+
+
+def _trade_texts(table: Any) -> tuple[Any, list[str | None]]:
+    """From the typed trade columns: each row's payload text (null where not a typed trade)
+    and the body its content-derived id hashes (``market/0/`` + the event's msgspec JSON)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(name: str) -> Any:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            return column.cast(pa.string())
+        return pc.cast(column, pa.string())
+
+    def decimal(units: str, scale: str) -> Any:
+        digits, scales = text(units), table.column(scale)
+        result = digits
+        for k in pc.unique(scales).to_pylist():
+            if not k:
+                continue
+            padded = pc.utf8_lpad(digits, width=k + 1, padding="0")
+            joined = pc.binary_join_element_wise(
+                pc.utf8_slice_codeunits(padded, start=0, stop=-k),
+                pc.utf8_slice_codeunits(padded, start=-k),
+                ".",
+            )
+            result = pc.if_else(pc.equal(scales, k), joined, result)
+        return result
+
+    join = pc.binary_join_element_wise
+    price = decimal("price_units", "price_scale")
+    contracts = decimal("contracts_units", "contracts_scale")
+    symbol, side, effect = text("symbol"), text("taker_side"), text("position_effect")
+    at_ms, trade_id = text("at_ms"), text("trade_id")
+    quoted_id = pc.if_else(pc.is_null(trade_id), "null", join('"', trade_id, '"', ""))
+    quoted_id = pc.if_else(pc.is_null(symbol), pa.scalar(None, pa.string()), quoted_id)
+    self_trade = pc.if_else(table.column("self_trade"), "true", "false")
+    payload = (
+        join(
+            '{"type": "market.trade", "at_ms": ', at_ms, ', "price": "', price,
+            '", "symbol": "', symbol, '", "trade_id": ', quoted_id, ', "contracts": "',
+            contracts, '", "self_trade": ', self_trade, ', "taker_side": "', side,
+            '", "position_effect": "', effect, '"}', "",
+        )
+    )  # fmt: skip
+    bodies = join(
+        'market/0/{"type":"market.trade","symbol":"', symbol, '","price":"', price,
+        '","contracts":"', contracts, '","taker_side":"', side, '","position_effect":"', effect,
+        '","self_trade":', self_trade, ',"trade_id":', quoted_id, ',"at_ms":', at_ms, "}", "",
+    ).to_pylist()  # fmt: skip
+    return payload, bodies
+
+
+def canonical_texts(table: Any) -> list[str]:
+    """The canonical text of every row of an archive table, built column-wise with Arrow.
+
+    The same text :meth:`ArchivedRow.canonical` gives (the tests hold both to the ledger's
+    hashes), several times faster: for verify and the export's read-back.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(name: str) -> Any:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            return column.cast(pa.string())
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        return pc.cast(column, pa.string())
+
+    strings = ("symbol", "taker_side", "position_effect", "trade_id")
+    if any(pc.any(pc.match_substring_regex(text(n), _NOT_PLAIN)).as_py() for n in strings):
+        return [row.canonical() for row in rows_of(table)]
+
+    join = pc.binary_join_element_wise
+    built, bodies = _trade_texts(table)
+    payload = pc.coalesce(table.column("payload"), built)
+    ids = [
+        _uuid_text(raw if raw is not None else _derived_id_bytes(body))
+        for raw, body in zip(table.column("event_id").to_pylist(), bodies, strict=True)
+    ]
+    causes = [_uuid_text(raw) for raw in table.column("causation_id").to_pylist()]
+    correlations = [_uuid_text(raw) for raw in table.column("correlation_id").to_pylist()]
+    texts = join(
+        text("position"), text("stream"), text("stream_version"), pa.array(ids, pa.string()),
+        text("event_type"), text("schema_version"), text("occurred_at"), text("recorded_at"),
+        pa.array(causes, pa.string()), text("causation_position"),
+        pa.array(correlations, pa.string()), payload, "|",
+        null_handling="replace", null_replacement="",
+    )  # fmt: skip
+    return texts.to_pylist()
+
+
+def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
+    """Every row's chain hash, from the hash before the table's first row."""
+    out = []
+    sha256 = hashlib.sha256
+    for text in canonical_texts(table):
+        previous = sha256(previous + text.encode()).digest()
+        out.append(previous)
+    return out
+
+
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 9,
+    "use_dictionary": ["stream", "event_type", "symbol", "taker_side", "position_effect"],
+    "column_encoding": {
+        "position": "DELTA_BINARY_PACKED",
+        "stream_version": "DELTA_BINARY_PACKED",
+        "occurred_at": "DELTA_BINARY_PACKED",
+        "recorded_at": "DELTA_BINARY_PACKED",
+        "at_ms": "DELTA_BINARY_PACKED",
+        "price_units": "DELTA_BINARY_PACKED",
+        "contracts_units": "DELTA_BINARY_PACKED",
+    },
+}

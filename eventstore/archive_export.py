@@ -1,0 +1,319 @@
+"""``claire archive``: the retention floor, and each old partition exported, read back and dropped.
+
+Part of :mod:`eventstore.archive` (see there for the whole design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from eventstore.archive_columns import _PARQUET_OPTIONS, _schema, _table
+from eventstore.archive_files import (
+    FORMAT,
+    ArchiveError,
+    Manifest,
+    _fsync_dir,
+    _sha256,
+    check_file,
+)
+from eventstore.canonical import (
+    GENESIS,
+)
+
+_ARCHIVED = (
+    "SELECT partition, first_position, last_position, first_hash, last_hash, row_count, file,"
+    " file_sha256 FROM ledger.archived ORDER BY first_position"
+)
+_PARTITIONS = """
+SELECT c.relname, (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                'FROM \\(''?(\\d+)''?\\) TO \\(''?(\\d+)''?\\)'))[1:2]::bigint[]
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'ledger.events'::regclass
+"""
+_HAS = "SELECT to_regclass($1) IS NOT NULL"
+
+
+async def retention_floor(conn: asyncpg.Connection, url: str) -> tuple[int, str]:
+    """The highest position that may be archived, and what holds it there.
+
+    The minimum of: every projection's checkpoint (a projection still to read a position needs
+    it in the table), and every decision service's newest *usable* snapshot (the one its restore
+    would take: :meth:`eventstore.snapshots.Snapshots.latest_usable`). A service with no usable
+    snapshot restores by folding the log from position 1, so then nothing may go.
+    """
+    floor, reason = await conn.fetchval("SELECT position FROM ledger.head"), "the head"
+    if await conn.fetchval(_HAS, "readmodel.checkpoints"):
+        row = await conn.fetchrow(
+            "SELECT projection, position FROM readmodel.checkpoints ORDER BY position LIMIT 1"
+        )
+        if row is not None and row[1] < floor:
+            floor, reason = row[1], f"projection {row[0]}'s checkpoint"
+    if not await conn.fetchval(_HAS, "ledger.snapshots"):
+        return 0, "no snapshots: a service restore folds the log from position 1"
+    restore, why = await _restore_floor(url)
+    if restore < floor:
+        floor, reason = restore, why
+    return floor, reason
+
+
+async def _restore_floor(url: str) -> tuple[int, str]:
+    """The oldest of the decision services' newest usable snapshots (0 if one has none)."""
+    from aggregates.snapshot import CODECS
+    from eventstore.postgres import EventStore
+    from eventstore.snapshots import Snapshots
+
+    store = await EventStore.connect(url, max_connections=1)
+    try:
+        snapshots = Snapshots(store)
+        floor: tuple[int, str] | None = None
+        for machine in CODECS:
+            found = await snapshots.latest_usable(machine)
+            if found is None:
+                return 0, f"no usable snapshot of {machine}: its restore folds from position 1"
+            if floor is None or found.snapshot.position < floor[0]:
+                floor = (found.snapshot.position, f"the newest usable snapshot of {machine}")
+        assert floor is not None
+        return floor
+    finally:
+        await store.close()
+
+
+async def _ledger_identity(conn: asyncpg.Connection) -> str:
+    first = await conn.fetchval(
+        "SELECT first_hash FROM ledger.archived WHERE first_position = 1"
+    ) or await conn.fetchval("SELECT hash FROM ledger.events WHERE position = 1")
+    return (first or GENESIS).hex()
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    """What one ``claire archive`` run did."""
+
+    archived: list[Manifest]
+    floor: int
+    floor_reason: str
+    stopped: str  # why no further partition was archived
+
+
+def _check_writable(directory: Path) -> None:
+    if not directory.is_dir():
+        raise ArchiveError(f"archive directory {directory} does not exist", file=str(directory))
+    try:  # a real probe: permissions, read-only mounts and ACLs all answer it
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ArchiveError(
+            f"archive directory {directory} is not writable: {error.strerror}",
+            file=str(directory),
+        ) from None
+
+
+async def archive(url: str, before: datetime, directory: Path) -> ArchiveReport:
+    """Archive, oldest first, every whole partition recorded before ``before`` and under the
+    retention floor; see the module docstring. Raises :class:`ArchiveError` (nothing dropped
+    for the partition at fault; partitions archived before it stay archived and consistent)."""
+    await asyncio.to_thread(_check_writable, directory)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET TimeZone = 'UTC'")
+        floor, reason = await retention_floor(conn, url)
+        identity = await _ledger_identity(conn)
+        done: list[Manifest] = []
+        while True:
+            stopped = await _archive_next(conn, before, directory, floor, identity, done)
+            if stopped is not None:
+                return ArchiveReport(done, floor, reason, stopped)
+    finally:
+        await conn.close()
+
+
+async def _archive_next(
+    conn: asyncpg.Connection,
+    before: datetime,
+    directory: Path,
+    floor: int,
+    identity: str,
+    done: list[Manifest],
+) -> str | None:
+    head = await conn.fetchval("SELECT position FROM ledger.head")
+    partitions = sorted((row[1][0], row[1][1], row[0]) for row in await conn.fetch(_PARTITIONS))
+    if not partitions:
+        return "no partition left"
+    low, high, name = partitions[0]
+    archived = await conn.fetch(_ARCHIVED)
+    previous_last = archived[-1]["last_position"] if archived else 0
+    previous = archived[-1]["last_hash"] if archived else GENESIS
+    first = await conn.fetchval(f"SELECT min(position) FROM ledger.{name}")
+    last = high - 1
+    if last > head:
+        return f"the oldest partition {name} is not full yet (ends at {last}, head {head})"
+    if last > floor:
+        return f"partition {name} ends at {last}, after the retention floor {floor}"
+    recorded = await conn.fetchval(
+        f"SELECT recorded_at FROM ledger.{name} ORDER BY position DESC LIMIT 1"
+    )
+    if recorded is None or first != previous_last + 1 or first != max(low, 1):
+        raise ArchiveError(
+            f"partition {name} does not continue the archive at {previous_last + 1}",
+            position=previous_last + 1,
+        )
+    if recorded >= before:
+        return f"partition {name} holds events recorded at or after {before.isoformat()}"
+    export = _FileExport(name, directory, previous, identity)
+    try:
+        await asyncio.to_thread(export.start)
+        async with conn.transaction():
+            chunk: list[asyncpg.Record] = []
+            async for record in conn.cursor(
+                f"SELECT position, stream, stream_version, event_id, event_type, schema_version,"
+                f" occurred_at, recorded_at, causation_id, causation_position, correlation_id,"
+                f" payload::text, hash FROM ledger.{name} ORDER BY position",
+                prefetch=10_000,
+            ):
+                chunk.append(record)
+                if len(chunk) >= _EXPORT_CHUNK:
+                    await asyncio.to_thread(export.write, chunk)
+                    chunk = []
+            if chunk:
+                await asyncio.to_thread(export.write, chunk)
+        manifest = await asyncio.to_thread(export.finish)
+    except OSError as error:
+        await asyncio.to_thread(export.abort)
+        raise ArchiveError(
+            f"cannot write archive file {export.file} in {directory}: {error}; nothing was dropped",
+            file=export.file,
+        ) from None
+    except BaseException:
+        await asyncio.to_thread(export.abort)
+        raise
+    await _drop(conn, name, manifest)
+    done.append(manifest)
+    return None
+
+
+#: Rows per Parquet write during an export (memory stays bounded whatever the partition size).
+_EXPORT_CHUNK = 100_000
+
+
+class _FileExport:
+    """One partition's archive file in the making; each step runs in a worker thread.
+
+    Read-back needs no copy of the rows: the file's rows are re-hashed from the hash before
+    the partition, and the chain ending at the ledger's own last hash (with the same first
+    hash, positions and count) proves every row rebuilt exactly (SHA-256 chain).
+    """
+
+    def __init__(self, name: str, directory: Path, previous: bytes, identity: str) -> None:
+        self.name, self.directory, self.previous, self.identity = (
+            name,
+            directory,
+            previous,
+            identity,
+        )
+        self.file = f"{name}.parquet"
+        self.path = directory / self.file
+        self.manifest_path = directory / f"{name}.manifest.json"
+        self.temporary = directory / f".{self.file}.partial"
+        self.temporary_manifest = directory / f".{name}.manifest.json.partial"
+        self.writer: Any = None
+        self.first: tuple[int, bytes] | None = None
+        self.last: tuple[int, bytes] | None = None
+        self.count = 0
+
+    def start(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.path.exists() or self.manifest_path.exists():
+            raise ArchiveError(
+                f"archive file {self.file} already exists: the archive is append-only",
+                file=self.file,
+            )
+        self.writer = pq.ParquetWriter(self.temporary, _schema(), **_PARQUET_OPTIONS)
+
+    def write(self, rows: list[asyncpg.Record]) -> None:
+        self.writer.write_table(_table(rows))
+        self.first = self.first or (rows[0][0], rows[0][12])
+        self.last = (rows[-1][0], rows[-1][12])
+        self.count += len(rows)
+
+    def finish(self) -> Manifest:
+        self.writer.close()
+        self.writer = None
+        with self.temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        if self.first is None or self.last is None:
+            raise ArchiveError(f"partition {self.name} is empty", file=self.file)
+        manifest = Manifest(
+            format=FORMAT,
+            ledger=self.identity if self.first[0] != 1 else self.first[1].hex(),
+            partition=self.name,
+            file=self.file,
+            first_position=self.first[0],
+            last_position=self.last[0],
+            previous_hash=self.previous.hex(),
+            first_hash=self.first[1].hex(),
+            last_hash=self.last[1].hex(),
+            row_count=self.count,
+            sha256=_sha256(self.temporary),
+        )
+        staged = Manifest(**{**msgspec.structs.asdict(manifest), "file": self.temporary.name})
+        try:
+            check_file(self.directory, staged, self.previous)
+        except ArchiveError as error:
+            raise ArchiveError(
+                f"archive file {self.file} does not read back to the ledger's chain "
+                f"({error}); nothing was dropped",
+                file=self.file,
+                position=error.position,
+            ) from None
+        self.temporary_manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+        with self.temporary_manifest.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        self.temporary.rename(self.path)
+        self.temporary_manifest.rename(self.manifest_path)
+        _fsync_dir(self.directory)
+        return manifest
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.writer is not None:
+                self.writer.close()
+        for path in (self.temporary, self.temporary_manifest):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+
+async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> None:
+    """Record the file, prune the side tables, detach and drop the partition: one transaction."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO ledger.archived (partition, first_position, last_position, first_hash,"
+            " last_hash, row_count, file, file_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            name, manifest.first_position, manifest.last_position,
+            bytes.fromhex(manifest.first_hash), bytes.fromhex(manifest.last_hash),
+            manifest.row_count, manifest.file, manifest.sha256,
+        )  # fmt: skip
+        await conn.execute(
+            f"DELETE FROM ledger.event_ids i USING ledger.{name} e WHERE i.event_id = e.event_id"
+        )
+        # Each stream keeps its last version: a stream never starts again at version 1.
+        await conn.execute(
+            f"""
+            DELETE FROM ledger.stream_versions v USING ledger.{name} e
+            WHERE v.stream = e.stream AND v.stream_version = e.stream_version
+              AND v.stream_version < (SELECT max(m.stream_version) FROM ledger.stream_versions m
+                                      WHERE m.stream = v.stream)
+            """
+        )
+        await conn.execute(f"ALTER TABLE ledger.events DETACH PARTITION ledger.{name}")
+        await conn.execute(f"DROP TABLE ledger.{name}")

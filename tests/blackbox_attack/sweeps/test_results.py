@@ -166,3 +166,10 @@ def test_sweep_when_the_window_starts_at_position_1_then_pnl_is_end_equity_minus
         assert figures["orders"] >= 1 and figures["fills"] >= figures["orders"]
         verdicts = sum(v for k, v in figures.items() if k.startswith("verdicts "))
         assert verdicts >= figures["orders"]
+
+
+def test_sweep_when_list_values_are_spelt_unusually_then_they_are_reported_as_written(
+    ledger: str,
+) -> None:
+    lines = sweep(ledger, "--sweep", "STOP_LOSS_PCT=1.50,02", "--jobs", "1", "--sort-by", "halts")
+    assert [r["parameters"]["STOP_LOSS_PCT"] for r in of(lines, "sweep_result")] == ["1.50", "02"]

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "replay"))
 
-from replay_helpers import append_log, market, session
+from replay_helpers import append_log, config_event, market, session
 
 from aggregates import events as ev
 from eventstore.admin import create_database, drop_database
@@ -110,3 +110,22 @@ def head_of() -> Callable[[str], int]:
             await conn.close()
 
     return lambda url: asyncio.run(head(url))
+
+
+#: a second configuration mid-session (00:05Z): smaller exposure, tighter stop
+RECONFIGURED_MS = 1_748_820_600_000 + 35 * 60_000
+
+
+def reconfigured(events: list[ev.Event]) -> list[ev.Event]:
+    out: list[ev.Event] = []
+    for event in events:
+        at_ms = getattr(event, "at_ms", 0)
+        if at_ms >= RECONFIGURED_MS and not any(isinstance(e, ev.ConfigActivated) for e in out[1:]):
+            out.append(config_event(at_ms, MAX_EXPOSURE_PCT="50", STOP_LOSS_PCT="3"))
+        out.append(event)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reconfigured_ledger(postgres_server_url: str) -> Iterator[str]:
+    yield from _build(postgres_server_url, reconfigured(market(seed=11, minutes=70)))

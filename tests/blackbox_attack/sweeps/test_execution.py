@@ -135,3 +135,38 @@ def test_sweep_when_the_retry_worker_is_killed_too_then_lost_combinations_are_re
     names = {json.dumps(line["parameters"], sort_keys=True) for line in done + failed}
     assert len(names) == len(done) + len(failed) == 8
     assert summary["combinations"] == 8
+
+
+def test_sweep_when_a_dask_worker_dies_mid_sweep_then_every_combination_is_still_reported(
+    ledger: str,
+) -> None:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        Client(local.scheduler_address) as client,
+    ):
+        pids = sorted(client.run(os.getpid).values())
+        proc = subprocess.Popen(
+            [
+                str(BIN / "replay"), "--from", FROM, "--to", TO, "--database-url", ledger,
+                "--json", "--cluster", local.scheduler_address, "--sweep", *BIG_GRID,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )  # fmt: skip
+        time.sleep(2.5)  # usually mid-sweep; the outcome must hold whenever the worker dies
+        os.kill(pids[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    assert "Traceback" not in err
+    lines = [json.loads(x) for x in out.splitlines() if x.strip()]
+    undisturbed = replay(
+        "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", "1",
+        "--sweep", *BIG_GRID,
+    )  # fmt: skip
+    assert proc.returncode == 0, err[-800:]
+    assert ranked(lines) == ranked(undisturbed.lines())

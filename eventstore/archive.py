@@ -34,7 +34,6 @@ from eventstore.archive_columns import ArchivedRow, canonical_texts, chain_hashe
 from eventstore.archive_export import ArchiveReport, archive, retention_floor
 from eventstore.archive_files import (
     FORMAT,
-    ArchiveError,
     Manifest,
     check_file,
     manifests,
@@ -43,6 +42,7 @@ from eventstore.archive_files import (
 )
 from eventstore.archive_read import ArchivedLog, read_archived
 from eventstore.archive_verify import ArchiveVerifyResult, verify_archive
+from eventstore.errors import ArchiveError
 
 __all__ = [
     "FORMAT",

@@ -23,6 +23,7 @@ from eventstore.canonical import (
     jsonb_key_order,
     render_object,
 )
+from eventstore.errors import ArchiveError
 
 _TRADE_KEYS = (
     "type", "symbol", "price", "contracts", "taker_side", "position_effect", "self_trade",
@@ -286,16 +287,16 @@ def _table(rows: list[asyncpg.Record]) -> Any:
         keep_text = pa.array([True] * n)
         derived = [False] * n
     null_text = pa.scalar(None, pa.string())
-    columns = [
+    arrays = [
         *base,
         pa.array([None if d else raw for d, raw in zip(derived, ids, strict=True)], pa.binary(16)),
         pc.if_else(keep_text, pa.array(payload, pa.string()), null_text),
     ]
     for array in trade_arrays:
         empty = pa.scalar(None, array.type)
-        columns.append(pc.if_else(keep_text, empty, array) if array.null_count < n else array)
+        arrays.append(pc.if_else(keep_text, empty, array) if array.null_count < n else array)
     return pa.Table.from_arrays(
-        [pc.cast(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+        [pc.cast(c, f.type) for c, f in zip(arrays, schema, strict=True)], schema=schema
     )
 
 
@@ -307,7 +308,8 @@ def _column(table: Any, name: str) -> list[Any]:
         column = column.cast(pa.string())
     elif pa.types.is_timestamp(column.type):
         column = column.cast(pa.int64())
-    return column.to_pylist()
+    values: list[Any] = column.to_pylist()
+    return values
 
 
 def rows_of(table: Any) -> Iterator[ArchivedRow]:
@@ -437,7 +439,7 @@ def canonical_texts(table: Any) -> list[str]:
     built, bodies = _trade_texts(table)
     payload = pc.coalesce(table.column("payload"), built)
     ids = [
-        _uuid_text(raw if raw is not None else _derived_id_bytes(body))
+        _uuid_text(raw if raw is not None else _derived_id_bytes(_text(body)))
         for raw, body in zip(table.column("event_id").to_pylist(), bodies, strict=True)
     ]
     causes = [_uuid_text(raw) for raw in table.column("causation_id").to_pylist()]
@@ -449,7 +451,8 @@ def canonical_texts(table: Any) -> list[str]:
         pa.array(correlations, pa.string()), payload, "|",
         null_handling="replace", null_replacement="",
     )  # fmt: skip
-    return texts.to_pylist()
+    canonical: list[str] = texts.to_pylist()
+    return canonical
 
 
 def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
@@ -476,3 +479,10 @@ _PARQUET_OPTIONS: dict[str, Any] = {
         "contracts_units": "DELTA_BINARY_PACKED",
     },
 }
+
+
+def _text(body: str | None) -> str:
+    """A derived id's payload text; an archived row with no stored id always has one."""
+    if body is None:
+        raise ArchiveError("an archived row has neither an event id nor a payload to derive it")
+    return body

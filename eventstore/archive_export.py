@@ -20,7 +20,6 @@ import msgspec
 from eventstore.archive_columns import _PARQUET_OPTIONS, _schema, _table
 from eventstore.archive_files import (
     FORMAT,
-    ArchiveError,
     Manifest,
     _fsync_dir,
     _sha256,
@@ -29,6 +28,7 @@ from eventstore.archive_files import (
 from eventstore.canonical import (
     GENESIS,
 )
+from eventstore.errors import ArchiveError
 
 _ARCHIVED = (
     "SELECT partition, first_position, last_position, first_hash, last_hash, row_count, file,"

@@ -15,19 +15,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from eventstore.archive_columns import chain_hashes
-from eventstore.errors import EventStoreError
+from eventstore.errors import ArchiveError
 
-FORMAT = 1
+FORMAT: Literal[1] = 1
 _READ_CHUNK = 20_000
-
-
-class ArchiveError(EventStoreError):
-    """An archive that cannot be written or trusted; names the file (and position) at fault."""
-
-    def __init__(self, problem: str, *, file: str | None = None, position: int | None = None):
-        super().__init__(problem)
-        self.file = file
-        self.position = position
 
 
 #: A SHA-256 digest as a manifest writes it: checked on read, so a bad field is named, not a crash.

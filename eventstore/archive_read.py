@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from eventstore import sql
 from eventstore.archive_columns import ArchivedRow, rows_of
-from eventstore.archive_files import ArchiveError, Manifest, _batches, _sha256, manifests
+from eventstore.archive_files import Manifest, _batches, _sha256, manifests
 from eventstore.canonical import (
     GENESIS,
     canonical_text,
     chain,
 )
+from eventstore.errors import ArchiveError
 
 
 def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow, bytes]]:
@@ -87,7 +88,7 @@ def _live_text(row: Any) -> str:
     return canonical_text(**dict(zip(names, row[:12], strict=True)))
 
 
-def _archived_batches(directory: Path, after: int, size: int) -> Iterator[list[Any]]:
+def _archived_batches(directory: Path, after: int, size: int) -> Generator[list[Any]]:
     """:func:`read_archived` as lists of at most ``size`` recorded events."""
     from aggregates.envelope import RecordedEvent
     from eventstore.codec import decode_payload

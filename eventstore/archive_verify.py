@@ -12,10 +12,11 @@ from pathlib import Path
 import asyncpg
 
 from eventstore.archive_export import _ARCHIVED, _ledger_identity
-from eventstore.archive_files import ArchiveError, check_file, manifests, uncovered_files
+from eventstore.archive_files import check_file, manifests, uncovered_files
 from eventstore.canonical import (
     GENESIS,
 )
+from eventstore.errors import ArchiveError
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ async def verify_archive(url: str, directory: Path) -> ArchiveVerifyResult:
         await conn.close()
     files = events = 0
 
-    def bad(problem: str, file: str | None = None, position: int | None = None):  # type: ignore[no-untyped-def]
+    def bad(
+        problem: str, file: str | None = None, position: int | None = None
+    ) -> ArchiveVerifyResult:
         return ArchiveVerifyResult(False, files, events, 0, problem, file, position)
 
     try:

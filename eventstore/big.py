@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -38,7 +38,7 @@ from eventstore.errors import EventIdConflict
 from eventstore.plan import Plan, Request, fresh_events, id_conflict, id_keys, validate
 
 #: Sends one chunk of rows to the server (a COPY); awaited before the next one is sent.
-Send = Callable[[int, list[Prepared]], Awaitable[None]]
+Send = Callable[[int, list[Prepared]], Coroutine[Any, Any, None]]
 
 
 class _Refused(Exception):

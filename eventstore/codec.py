@@ -333,8 +333,9 @@ def _payload(kind: type, tag: str, event: ev.Event) -> str:
     checks every code point), and the decoder ignores key order, so this is the same validation.
     NUL (which jsonb refuses) and nested classes go the general way through :func:`render_object`.
     """
-    plan = _FLAT.get(kind, False)
-    if plan is False:
+    try:
+        plan = _FLAT[kind]
+    except KeyError:
         plan = _FLAT[kind] = _flat_plan(kind)
     if plan is not None:
         values = list(plan.values(event))
@@ -403,7 +404,7 @@ def prepare_checked(stream: str, new: NewEvent) -> Prepared:
     )
 
 
-_current_decoder = msgspec.json.Decoder(ev.AnyEvent)  # type: ignore[arg-type]
+_current_decoder = msgspec.json.Decoder(ev.AnyEvent)
 
 
 def decode_payload(

@@ -37,7 +37,8 @@ async def connect(url: str) -> asyncpg.Connection:
 async def fetch(pool: asyncpg.Pool, query: str, *args: object) -> list[asyncpg.Record]:
     """Run a read on a pooled connection; driver errors become ours."""
     try:
-        return await pool.fetch(query, *args)
+        rows: list[asyncpg.Record] = await pool.fetch(query, *args)
+        return rows
     except CONNECTION_ERRORS as error:
         raise StoreUnavailable(f"lost the ledger connection during a read: {error}") from error
     except asyncpg.PostgresError as error:

@@ -53,3 +53,12 @@ class CorruptEvent(EventStoreError):
 
 class StoreUnavailable(EventStoreError):
     """The database could not be reached or the connection broke."""
+
+
+class ArchiveError(EventStoreError):
+    """An archive that cannot be written or trusted; names the file (and position) at fault."""
+
+    def __init__(self, problem: str, *, file: str | None = None, position: int | None = None):
+        super().__init__(problem)
+        self.file = file
+        self.position = position

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -99,7 +99,7 @@ async def follow(
 
 async def _read(
     store: EventStore, after: int, until: int | None, batch_size: int
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncGenerator[RecordedEvent]:
     """The log after ``after`` and before ``until`` (or up to its head)."""
     if until is not None and until <= after + 1:
         return

@@ -391,7 +391,7 @@ class EventStore:
 
     def read_all(
         self, after: int = 0, *, batch_size: int = 2000, chunks: ChunkSink | None = None
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent]:
         """Every event with position > ``after``, in order, at most ``batch_size`` per round trip.
 
         Also at most :data:`eventstore.reader.CHUNK` per round trip; the next one is fetched
@@ -454,4 +454,3 @@ class EventStore:
         a row that cannot be read is reported by its position (:mod:`eventstore.verify`).
         """
         return await _verify(self._pool, expect, resume)
-

@@ -73,7 +73,7 @@ class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 class _Row(_Envelope, frozen=True, gc=False):
     current: Literal[True]  # a row the server did not vouch for fails the fast decode
-    event: ev.AnyEvent  # type: ignore[valid-type]
+    event: ev.AnyEvent
 
 
 class _RawRow(_Envelope, frozen=True, gc=False):
@@ -171,7 +171,7 @@ async def _batches(
 
 async def _each(
     batches: AsyncGenerator[list[RecordedEvent], None],
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncGenerator[RecordedEvent]:
     """A batch read's events one by one."""
     async with contextlib.aclosing(batches):
         async for batch in batches:
@@ -201,7 +201,7 @@ class Reader:
 
     def read_all(
         self, after: int, batch_size: int, chunks: ChunkSink | None = None
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent]:
         """Every event with position > ``after``, in order, ``batch_size`` per round trip."""
         return _each(self.read_all_batches(after, batch_size, chunks))
 
@@ -271,7 +271,8 @@ class Reader:
         if moment.tzinfo is None:
             raise InvalidEvent(f"position_at needs a timezone-aware datetime, got {moment!r}")
         rows = await driver.fetch(self._pool, sql.POSITION_AT, moment)
-        return rows[0][0]
+        position: int | None = rows[0][0]
+        return position
 
     async def head(self) -> tuple[int, bytes]:
         """The last position and its chain hash (0 and 32 zero bytes for an empty ledger)."""

@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from alembic import command
+from eventstore.driver import connect
 from eventstore.errors import StoreUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +47,7 @@ async def schema_state(url: str) -> tuple[str | None, bool]:
 
     Read-only; raises :class:`StoreUnavailable` when the database cannot be reached at all.
     """
-    try:
-        conn = await asyncpg.connect(url)
-    except (OSError, asyncpg.PostgresError) as error:
-        raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
+    conn = await connect(url)
     try:
         current = None
         if await conn.fetchval(_HAS_VERSION_TABLE):

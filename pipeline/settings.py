@@ -2,7 +2,7 @@
 
 Decision parameters live in :mod:`aggregates.config` and are recorded in the ledger; the values
 here (URLs, keys, ports, mode flags) are not, because some are secrets. This is, with
-:mod:`pipeline.environment`, the only place that reads the process environment.
+:mod:`adapters.process`, the only place that reads the process environment.
 """
 
 from __future__ import annotations

@@ -13,15 +13,13 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from adapters.process import CHECK_FAILED, OK, USAGE
-
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
+from aggregates.events import SYMBOL
 
 
 def build_parser(*, add_help: bool = True, subcommand: bool = False) -> argparse.ArgumentParser:
@@ -142,7 +140,7 @@ def run(args: argparse.Namespace, out_stream: TextIO) -> int:
             raise UsageError("the following argument is required: --from")
         start = parse_moment(args.start, option="--from")
         end = parse_moment(args.end, option="--to", end=True) if args.end else None
-        if args.symbol is not None and not _SYMBOL.match(args.symbol):
+        if args.symbol is not None and not SYMBOL.match(args.symbol):
             raise UsageError(f"--symbol {args.symbol!r}: expected a symbol like BTC_USDT")
         overrides = None
         if args.what_if is not None:

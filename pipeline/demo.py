@@ -22,7 +22,7 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import DEMO_TAPE, demo_contract_specs, read_tape
-from adapters.process import DEMO_DATA_DIR, DEMO_DATABASE
+from adapters.process import DEMO_DATA_DIR, DEMO_DATABASE, OK
 from aggregates import events as ev
 from aggregates.config import TradingConfig, parse_config
 from aggregates.envelope import utc_from_ms
@@ -162,7 +162,7 @@ def run_demo(data_dir: Path = DEMO_DATA_DIR, speed: float = 40.0) -> int:
     try:
         summary, database_url = asyncio.run(_play(postgres.url(), redis.url, speed))
         print(summary.render(database_url, data_dir), flush=True)
-        return 0
+        return OK
     finally:
         redis.stop()
         postgres.stop()

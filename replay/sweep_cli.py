@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from html import escape
 from typing import Any
 
+from adapters.process import CHECK_FAILED, OK
 from replay.sweep import (
     MAX_COMBINATIONS,
     METRICS,
@@ -393,7 +394,7 @@ async def run_sweep(
         section = walk_section(walk)
     if args.report:
         await _write_report(args, store, window, url, section, out)
-    return 1 if failed else 0
+    return CHECK_FAILED if failed else OK
 
 
 async def walk_forward(

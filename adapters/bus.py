@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Literal, TypeVar, get_args
+from typing import Generic, TypeVar, get_args
 
 import msgspec
 import redis.asyncio as aioredis
@@ -32,11 +32,10 @@ from redis.exceptions import RedisError
 
 from aggregates.envelope import RecordedEvent
 from aggregates.events import AnyEvent, event_type
-from aggregates.streams import topic_for
+from aggregates.streams import Topic, topic_for
 
 _log = logging.getLogger(__name__)
 
-Topic = Literal["market_data", "signals", "orders", "order_results", "alerts", "health"]
 TOPICS: tuple[Topic, ...] = get_args(Topic)
 #: Topics that carry committed events; ``health`` carries heartbeats.
 EVENT_TOPICS: tuple[Topic, ...] = tuple(t for t in TOPICS if t != "health")
@@ -344,7 +343,8 @@ class Subscription(Generic[T]):
                 continue
             data = message["data"]
             try:
-                return self._decode(data if isinstance(data, bytes) else bytes(data), topic)
+                raw = data if isinstance(data, bytes) else _text(data).encode()
+                return self._decode(raw, topic)
             except MalformedMessage as error:
                 self.malformed += 1
                 _log.warning("skipped a malformed message on %s: %s", channel, error)

@@ -34,7 +34,7 @@ class MetricSpec:
     help: str
 
 
-#: The contract; ``tests/unit/test_metrics_http.py`` checks it against docs/ARCHITECTURE.md.
+#: The contract; ``tests/integration/test_metrics_http.py`` checks it against docs/ARCHITECTURE.md.
 SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("claire_events_appended_total", "counter", ("event_type",), "Events committed"),
     MetricSpec("claire_append_batch_size", "histogram", (), "Events per append transaction"),

@@ -288,11 +288,12 @@ def _cross_checks(parsed: dict[str, object], problems: list[Problem]) -> None:
     """Relations between variables that each look fine alone."""
     position = parsed["max_position_pct"]
     exposure = parsed["max_exposure_pct"]
-    if position > exposure:  # type: ignore[operator]
+    assert isinstance(position, Decimal) and isinstance(exposure, Decimal)  # parsed as percents
+    if position > exposure:
         problems.append(
             (
                 "MAX_POSITION_PCT",
-                _canonical(position),  # type: ignore[arg-type]
-                f"must not exceed MAX_EXPOSURE_PCT ({_canonical(exposure)})",  # type: ignore[arg-type]
+                _canonical(position),
+                f"must not exceed MAX_EXPOSURE_PCT ({_canonical(exposure)})",
             )
         )

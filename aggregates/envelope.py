@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from aggregates.events import Event
+from aggregates.events import Event, event_type
 
 #: Namespace for ids derived from causing events (uuid5), so replay re-derives identical ids.
 CLAIRE_NAMESPACE = uuid.UUID("6f1d7a52-9b0e-5c1e-8d4a-c1a12ede0b1a")
@@ -96,7 +96,7 @@ def committed(new: NewEvent, position: int, stream: str) -> RecordedEvent:
         stream=stream,
         stream_version=0,
         event_id=new.event_id,
-        event_type=new.event.__struct_config__.tag,  # type: ignore[arg-type]
+        event_type=event_type(new.event),
         schema_version=type(new.event).schema_version,
         occurred_at=new.occurred_at,
         recorded_at=new.occurred_at,

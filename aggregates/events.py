@@ -3,8 +3,8 @@
 Rules (STYLE.md principles 4 and 5):
 
 * Every event is a frozen, keyword-only, tagged ``msgspec.Struct`` subclassing :class:`Event`.
-* A tag string is permanent. ``tests/unit/test_event_catalogue.py`` pins the list so a rename
-  cannot slip through. Events are named in the past tense.
+* A tag string is permanent. ``tests/unit/aggregates/test_event_catalogue.py`` pins the list so
+  a rename cannot slip through. Events are named in the past tense.
 * Money, prices and quantities are :class:`~decimal.Decimal` (strings on the wire); binary floats
   never appear in an event. Domain time is ``at_ms``: UTC milliseconds since the epoch, taken
   from the source (trade time, clock tick), never from the reader's clock.
@@ -97,7 +97,7 @@ class Event(
 # --------------------------------------------------------------------------- market data
 
 
-class TradeTicked(Event, tag="market.trade"):
+class TradeTicked(Event, frozen=True, tag="market.trade"):
     """One public trade from MEXC ``push.deal``; ``contracts`` is MEXC's ``v`` (contracts).
 
     ``symbol`` is a :data:`Symbol`, checked in ``__post_init__`` (remembered per symbol) rather
@@ -123,7 +123,7 @@ class TradeTicked(Event, tag="market.trade"):
             _positive("contracts", contracts)
 
 
-class CandleClosed(Event, tag="market.candle_closed"):
+class CandleClosed(Event, frozen=True, tag="market.candle_closed"):
     """A final kline bar (MEXC ``push.kline``); ``at_ms`` is the bar's open time."""
 
     symbol: Symbol
@@ -161,13 +161,13 @@ class TickerQuote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         _not_negative("volume_24h", self.volume_24h)
 
 
-class TickersSnapshotted(Event, tag="market.tickers"):
+class TickersSnapshotted(Event, frozen=True, tag="market.tickers"):
     """A screener-relevant snapshot of ``push.tickers``."""
 
     quotes: tuple[TickerQuote, ...]
 
 
-class MoversSelected(Event, tag="market.movers_selected"):
+class MoversSelected(Event, frozen=True, tag="market.movers_selected"):
     """The screener's choice of symbols to follow, best first, with the figures that ranked them."""
 
     symbols: tuple[Symbol, ...]
@@ -175,7 +175,7 @@ class MoversSelected(Event, tag="market.movers_selected"):
     previous: tuple[Symbol, ...] = ()
 
 
-class ContractSpecified(Event, tag="market.contract_spec"):
+class ContractSpecified(Event, frozen=True, tag="market.contract_spec"):
     """Contract specification in force for a symbol (from ``contract/detail`` or configuration)."""
 
     symbol: Symbol
@@ -198,7 +198,7 @@ class ContractSpecified(Event, tag="market.contract_spec"):
         _finite("maker_fee_rate", self.maker_fee_rate)
 
 
-class FundingSettled(Event, tag="market.funding_settled"):
+class FundingSettled(Event, frozen=True, tag="market.funding_settled"):
     """Funding paid (negative) or received (positive) on a position, in USDT."""
 
     symbol: Symbol
@@ -210,14 +210,14 @@ class FundingSettled(Event, tag="market.funding_settled"):
         _finite("amount", self.amount)
 
 
-class ClockTicked(Event, tag="clock.tick"):
+class ClockTicked(Event, frozen=True, tag="clock.tick"):
     """Time is an event: appended on a fixed cadence so silence and day ends are replayable."""
 
 
 # --------------------------------------------------------------------------- configuration
 
 
-class ConfigActivated(Event, tag="config.activated"):
+class ConfigActivated(Event, frozen=True, tag="config.activated"):
     """The validated parameters in force from here on, as canonical strings, and their hash."""
 
     parameters: dict[str, str]
@@ -225,7 +225,7 @@ class ConfigActivated(Event, tag="config.activated"):
     source: Text = "environment"
 
 
-class OperatorCommandIssued(Event, tag="operator.command"):
+class OperatorCommandIssued(Event, frozen=True, tag="operator.command"):
     """An explicit, recorded operator action (stop entries, halt, resume, flatten, reset)."""
 
     command: Literal["reduce", "halt", "resume", "flatten", "reset_drawdown"]
@@ -236,7 +236,7 @@ class OperatorCommandIssued(Event, tag="operator.command"):
 # --------------------------------------------------------------------------- decisions
 
 
-class SignalGenerated(Event, tag="signal.generated"):
+class SignalGenerated(Event, frozen=True, tag="signal.generated"):
     """The momentum engine's view of a symbol, from trades strictly before ``at_ms``."""
 
     symbol: Symbol
@@ -254,7 +254,7 @@ class SignalGenerated(Event, tag="signal.generated"):
         _positive("reference_price", self.reference_price)
 
 
-class RiskVerdictIssued(Event, tag="risk.verdict"):
+class RiskVerdictIssued(Event, frozen=True, tag="risk.verdict"):
     """The risk manager's answer, naming the deciding layer, a stable reason and its numbers."""
 
     symbol: Symbol | None
@@ -269,7 +269,7 @@ class RiskVerdictIssued(Event, tag="risk.verdict"):
     detail: Text = ""
 
 
-class StopLossTriggered(Event, tag="risk.stop_loss_triggered"):
+class StopLossTriggered(Event, frozen=True, tag="risk.stop_loss_triggered"):
     """A position's loss reached ``STOP_LOSS_PCT``; an exit order follows."""
 
     symbol: Symbol
@@ -279,7 +279,7 @@ class StopLossTriggered(Event, tag="risk.stop_loss_triggered"):
     contracts: Decimal
 
 
-class CircuitBreakerTripped(Event, tag="risk.circuit_breaker_tripped"):
+class CircuitBreakerTripped(Event, frozen=True, tag="risk.circuit_breaker_tripped"):
     """Entries paused by the abnormal-market or data-silence layer."""
 
     layer: Literal["abnormal_market", "data_silence"]
@@ -288,7 +288,7 @@ class CircuitBreakerTripped(Event, tag="risk.circuit_breaker_tripped"):
     numbers: dict[str, str] = {}
 
 
-class CircuitBreakerCleared(Event, tag="risk.circuit_breaker_cleared"):
+class CircuitBreakerCleared(Event, frozen=True, tag="risk.circuit_breaker_cleared"):
     """A pause lifted because the condition no longer holds."""
 
     layer: Literal["abnormal_market", "data_silence"]
@@ -296,7 +296,7 @@ class CircuitBreakerCleared(Event, tag="risk.circuit_breaker_cleared"):
     reason: Code
 
 
-class TradingStateChanged(Event, tag="risk.trading_state_changed"):
+class TradingStateChanged(Event, frozen=True, tag="risk.trading_state_changed"):
     """ACTIVE / REDUCING / HALTED, with who or what changed it and why."""
 
     previous: TradingState
@@ -305,7 +305,7 @@ class TradingStateChanged(Event, tag="risk.trading_state_changed"):
     reason: Code
 
 
-class AlertRaised(Event, tag="alert.raised"):
+class AlertRaised(Event, frozen=True, tag="alert.raised"):
     """Something a human should know about."""
 
     severity: Severity
@@ -319,7 +319,7 @@ class AlertRaised(Event, tag="alert.raised"):
 ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
-class OrderRequested(Event, tag="order.requested"):
+class OrderRequested(Event, frozen=True, tag="order.requested"):
     """An order the risk manager approved; persisted before it is sent (persist before acting)."""
 
     client_order_id: ClientOrderId
@@ -341,7 +341,7 @@ class OrderRequested(Event, tag="order.requested"):
             raise ValueError("a limit order needs limit_price; a market order must not have one")
 
 
-class OrderAccepted(Event, tag="order.accepted"):
+class OrderAccepted(Event, frozen=True, tag="order.accepted"):
     """The exchange (or the paper book) acknowledged the order."""
 
     client_order_id: ClientOrderId
@@ -349,7 +349,7 @@ class OrderAccepted(Event, tag="order.accepted"):
     symbol: Symbol
 
 
-class _Fill(Event):
+class _Fill(Event, frozen=True):
     """Fields shared by partial and final fills."""
 
     client_order_id: ClientOrderId
@@ -369,7 +369,7 @@ class _Fill(Event):
         _finite("fee", self.fee)
 
 
-class OrderPartiallyFilled(_Fill, tag="order.partially_filled", kw_only=True):
+class OrderPartiallyFilled(_Fill, frozen=True, tag="order.partially_filled", kw_only=True):
     """Part of the order traded; more may follow."""
 
     remaining_contracts: Decimal
@@ -379,11 +379,11 @@ class OrderPartiallyFilled(_Fill, tag="order.partially_filled", kw_only=True):
         _positive("remaining_contracts", self.remaining_contracts)
 
 
-class OrderFilled(_Fill, tag="order.filled"):
+class OrderFilled(_Fill, frozen=True, tag="order.filled"):
     """The last part of the order traded; nothing remains."""
 
 
-class OrderRejected(Event, tag="order.rejected"):
+class OrderRejected(Event, frozen=True, tag="order.rejected"):
     """The exchange or a pre-send check refused the order; nothing traded."""
 
     client_order_id: ClientOrderId
@@ -392,7 +392,7 @@ class OrderRejected(Event, tag="order.rejected"):
     message: Text
 
 
-class OrderCancelled(Event, tag="order.cancelled"):
+class OrderCancelled(Event, frozen=True, tag="order.cancelled"):
     """The rest of the order will not trade."""
 
     client_order_id: ClientOrderId
@@ -401,7 +401,7 @@ class OrderCancelled(Event, tag="order.cancelled"):
     remaining_contracts: Decimal = Decimal(0)
 
 
-class ExecutionReconciled(Event, tag="execution.reconciled"):
+class ExecutionReconciled(Event, frozen=True, tag="execution.reconciled"):
     """After a (re)start: what the exchange reported and what was corrected, before any entry."""
 
     venue: Literal["paper", "mexc"]
@@ -409,7 +409,7 @@ class ExecutionReconciled(Event, tag="execution.reconciled"):
     corrections: tuple[Text, ...] = ()
 
 
-class PreflightPassed(Event, tag="preflight.passed"):
+class PreflightPassed(Event, frozen=True, tag="preflight.passed"):
     """``claire preflight`` ran the bundled tape through every service and the outcome held.
 
     Live trading starts only when the ledger holds one for the running ``code_version`` (a digest
@@ -423,7 +423,7 @@ class PreflightPassed(Event, tag="preflight.passed"):
     checks: tuple[Text, ...] = ()
 
 
-class ExecutionVenueInputRejected(Event, tag="execution.venue_input_rejected"):
+class ExecutionVenueInputRejected(Event, frozen=True, tag="execution.venue_input_rejected"):
     """The venue said something that cannot be taken as it is; recorded, alerted, not acted on.
 
     ``kind``: ``unparseable_answer`` (a reply that does not decode), ``unknown_order_state``,
@@ -440,7 +440,7 @@ class ExecutionVenueInputRejected(Event, tag="execution.venue_input_rejected"):
     symbol: Symbol | None = None
 
 
-class ExecutionVenueEquity(Event, tag="execution.venue_equity"):
+class ExecutionVenueEquity(Event, frozen=True, tag="execution.venue_equity"):
     """The futures equity the venue reports, at live start and periodically, against the capital
     the bot is configured to trade (``INITIAL_EQUITY_USDT``): the hot wallet kept apart."""
 
@@ -453,7 +453,7 @@ class ExecutionVenueEquity(Event, tag="execution.venue_equity"):
     within_tolerance: bool
 
 
-class ExecutionStopRequested(Event, tag="execution.stop_requested"):
+class ExecutionStopRequested(Event, frozen=True, tag="execution.stop_requested"):
     """A reduce-only stop to be placed at the exchange for a live position (recorded before it
     is sent): it closes ``contracts`` of the ``direction`` position at ``trigger_price``."""
 
@@ -464,7 +464,7 @@ class ExecutionStopRequested(Event, tag="execution.stop_requested"):
     trigger_price: Decimal
 
 
-class ExecutionStopPlaced(Event, tag="execution.stop_placed"):
+class ExecutionStopPlaced(Event, frozen=True, tag="execution.stop_placed"):
     """The exchange holds the stop (its plan order id)."""
 
     stop_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -472,7 +472,7 @@ class ExecutionStopPlaced(Event, tag="execution.stop_placed"):
     exchange_stop_id: Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class ExecutionStopEnded(Event, tag="execution.stop_ended"):
+class ExecutionStopEnded(Event, frozen=True, tag="execution.stop_ended"):
     """The stop no longer protects anything: cancelled (position changed or flat), refused, or
     gone from the exchange (triggered or cancelled there while the bot was away)."""
 
@@ -481,7 +481,7 @@ class ExecutionStopEnded(Event, tag="execution.stop_ended"):
     reason: Code
 
 
-class ServiceAlertRaised(Event, tag="service.alert_raised"):
+class ServiceAlertRaised(Event, frozen=True, tag="service.alert_raised"):
     """A service's heartbeats on ``health`` stopped (WARNING) or came back (INFO).
 
     Recorded by the alerts service from wall-clock observations, like the clock's ticks: a fact
@@ -528,13 +528,10 @@ AnyEvent = (
     | ServiceAlertRaised
 )
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
-}
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 
 
 def event_type(event: Event) -> str:
@@ -554,4 +551,5 @@ def decode(data: bytes | str) -> Event:
 
 def from_builtins(data: dict[str, object]) -> Event:
     """Validate an already-parsed payload (e.g. after upcasting) into its typed event."""
-    return msgspec.convert(data, AnyEvent)  # type: ignore[arg-type,return-value]
+    event: Event = msgspec.convert(data, AnyEvent)
+    return event

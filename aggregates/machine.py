@@ -56,7 +56,7 @@ def step_for(machine: Machine[S], kind: type) -> StepFunction[S]:
 
     A machine may declare ``steps``, a mapping from event types to functions each equal to
     ``step`` for its type, so that a fold skips the type dispatch on its hot types (trades);
-    ``tests/unit/test_machine_steps.py`` pins the equality. Otherwise ``step`` itself.
+    ``tests/unit/aggregates/test_machine_steps.py`` pins the equality. Otherwise ``step`` itself.
     """
     declared: Mapping[type, StepFunction[S]] | None = getattr(machine, "steps", None)
     found = declared.get(kind) if declared is not None else None

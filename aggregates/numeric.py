@@ -6,7 +6,7 @@ rounding, traps), which any library or a user's code may change; a decision comp
 or with a silent NaN would replay differently. So the context is fixed here and installed when
 :mod:`aggregates` is imported: for the importing thread and, through ``DefaultContext``, for every
 thread started afterwards. :func:`pin` re-installs it (e.g. in a thread started before the
-import); ``tests/unit/test_numeric.py`` checks the values and that decisions follow them.
+import); ``tests/unit/aggregates/test_numeric.py`` checks the values and that decisions follow them.
 
 The values are Python's own defaults, written out so that they are a decision of this project:
 28 significant digits, banker's rounding, and an exception (never a NaN or an infinity) for an

@@ -28,7 +28,7 @@ import msgspec
 
 from aggregates import events as ev
 
-ORDER_EVENTS: tuple[type[ev.Event], ...] = (
+ORDER_EVENTS = (  # a tuple of the exact classes, so isinstance narrows to their union
     ev.OrderRequested,
     ev.OrderAccepted,
     ev.OrderPartiallyFilled,

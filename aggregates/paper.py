@@ -220,18 +220,17 @@ class PaperExchange:
     def step(
         self, state: PaperState, fact: RecordedEvent
     ) -> tuple[PaperState, tuple[ev.Event, ...]]:
-        event = fact.event
-        kind = type(event)
-        if kind is ev.TradeTicked:
-            return _on_trade(state, fact)
-        if kind is ev.OrderRequested:
-            return _on_request(state, event)  # type: ignore[arg-type]
-        if kind is ev.ContractSpecified:
-            specs = {**state.specs, event.symbol: event}  # type: ignore[attr-defined]
-            return msgspec.structs.replace(state, specs=specs), _NOTHING
-        if kind is ev.ConfigActivated:
-            config = parse_config(event.parameters)  # type: ignore[attr-defined]
-            return msgspec.structs.replace(state, config=config), _NOTHING
+        match fact.event:
+            case ev.TradeTicked():
+                return _on_trade(state, fact)
+            case ev.OrderRequested() as request:
+                return _on_request(state, request)
+            case ev.ContractSpecified() as spec:
+                specs = {**state.specs, spec.symbol: spec}
+                return msgspec.structs.replace(state, specs=specs), _NOTHING
+            case ev.ConfigActivated() as activated:
+                config = parse_config(activated.parameters)
+                return msgspec.structs.replace(state, config=config), _NOTHING
         return state, _NOTHING
 
 

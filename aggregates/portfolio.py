@@ -132,19 +132,19 @@ def evolve(portfolio: Portfolio, event: Event) -> Portfolio:
     if day > portfolio.day:
         equity = portfolio.cash + portfolio.unrealised
         portfolio = _replace(portfolio, day=day, day_start_equity=equity, day_peak_equity=equity)
-    kind = type(event)
-    if kind is TradeTicked:
-        return _mark(portfolio, event)  # type: ignore[arg-type]
-    if kind is OrderFilled or kind is OrderPartiallyFilled:
-        return _fill(portfolio, event)  # type: ignore[arg-type]
-    if kind is FundingSettled:
-        return _funding(portfolio, event)  # type: ignore[arg-type]
-    if kind is ContractSpecified:
-        sizes = dict(portfolio.contract_sizes)
-        sizes[event.symbol] = event.contract_size  # type: ignore[attr-defined]
-        return _replace(portfolio, contract_sizes=sizes)
-    if kind is ConfigActivated:
-        return _configure(portfolio, event)  # type: ignore[arg-type]
+    match event:
+        case TradeTicked():
+            return _mark(portfolio, event)
+        case OrderFilled() | OrderPartiallyFilled():
+            return _fill(portfolio, event)
+        case FundingSettled():
+            return _funding(portfolio, event)
+        case ContractSpecified():
+            sizes = dict(portfolio.contract_sizes)
+            sizes[event.symbol] = event.contract_size
+            return _replace(portfolio, contract_sizes=sizes)
+        case ConfigActivated():
+            return _configure(portfolio, event)
     return portfolio
 
 

@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
-from aggregates.events import ConfigActivated, Event, SignalGenerated, TradeTicked
+from aggregates.events import ConfigActivated, Direction, Event, SignalGenerated, TradeTicked
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -41,7 +41,7 @@ class SymbolWindow:
     first_seen_ms: int
     trades: deque[tuple[int, Decimal, Decimal]] = field(default_factory=deque)
     contracts: Decimal = ZERO
-    direction: str = "flat"
+    direction: Direction = "flat"
 
 
 @dataclass(slots=True)
@@ -84,6 +84,7 @@ def _step_trade(state: SignalState, fact: RecordedEvent) -> tuple[SignalState, t
     if window.first_seen_ms > horizon:
         return state, ()  # warm-up: the history does not yet cover a whole look-back
     first = trades[0][1]
+    direction: Direction
     if len(trades) < params.min_trades or contracts < params.min_contracts:
         direction = "flat"
     else:  # (last - first) * 100 against threshold * first: no division per tick
@@ -101,7 +102,7 @@ def _step_trade(state: SignalState, fact: RecordedEvent) -> tuple[SignalState, t
     signal = SignalGenerated(
         at_ms=now,
         symbol=tick.symbol,
-        direction=direction,  # type: ignore[arg-type]
+        direction=direction,
         strength=strength,
         momentum=momentum.quantize(_MOMENTUM_PLACES),
         reference_price=tick.price,
@@ -117,7 +118,7 @@ class SignalMachine:
 
     name = "signal"
     #: The only event types ``step`` reacts to; on any other it returns its state and no output,
-    #: so a fold may skip those (``tests/unit/test_machine_consumes.py`` pins this).
+    #: so a fold may skip those (``tests/unit/aggregates/test_machine_consumes.py`` pins this).
     consumes = frozenset({TradeTicked, ConfigActivated})
     #: ``step`` for its hot type without the dispatch (see :func:`aggregates.machine.step_for`).
     steps = MappingProxyType({TradeTicked: _step_trade})
@@ -131,16 +132,15 @@ class SignalMachine:
     def step(
         self, state: SignalState, fact: RecordedEvent
     ) -> tuple[SignalState, tuple[Event, ...]]:
-        event = fact.event
-        kind = type(event)
-        if kind is TradeTicked:
-            return _step_trade(state, fact)
-        if kind is ConfigActivated:
-            config = parse_config(event.parameters)  # type: ignore[attr-defined]
-            state.params = SignalParameters(
-                lookback_ms=config.lookback_minutes * 60_000,
-                threshold_pct=config.signal_threshold_pct,
-                min_trades=config.signal_min_trades,
-                min_contracts=config.signal_min_contracts,
-            )
+        match fact.event:
+            case TradeTicked():
+                return _step_trade(state, fact)
+            case ConfigActivated() as activated:
+                config = parse_config(activated.parameters)
+                state.params = SignalParameters(
+                    lookback_ms=config.lookback_minutes * 60_000,
+                    threshold_pct=config.signal_threshold_pct,
+                    min_trades=config.signal_min_trades,
+                    min_contracts=config.signal_min_contracts,
+                )
         return state, ()

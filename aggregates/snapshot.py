@@ -60,7 +60,7 @@ _ENCODER = msgspec.msgpack.Encoder(enc_hook=_encode_hook)
 def _sorted_priced(state: PaperState) -> object:
     # msgspec writes a frozenset natively, in hash order: give it a sorted tuple instead
     # (read back into the declared frozenset).
-    return msgspec.structs.replace(state, priced=tuple(sorted(state.priced)))  # type: ignore[arg-type]
+    return msgspec.structs.replace(state, priced=tuple(sorted(state.priced)))
 
 
 @dataclass(frozen=True)

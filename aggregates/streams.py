@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aggregates import events as ev
 
 _FIXED: dict[type[ev.Event], str] = {
@@ -56,7 +58,10 @@ def stream_for(event: ev.Event) -> str:
     raise ValueError(f"no stream is defined for event type {kind.__name__}")
 
 
-TOPIC_BY_STREAM_PREFIX: dict[str, str] = {
+#: The bus's topics (the design's six): committed events on five, heartbeats on ``health``.
+Topic = Literal["market_data", "signals", "orders", "order_results", "alerts", "health"]
+
+TOPIC_BY_STREAM_PREFIX: dict[str, Topic] = {
     "market": "market_data",
     "screener": "market_data",
     "clock": "market_data",
@@ -71,7 +76,7 @@ TOPIC_BY_STREAM_PREFIX: dict[str, str] = {
 }
 
 
-def topic_for(event: ev.Event) -> str:
+def topic_for(event: ev.Event) -> Topic:
     """The Redis topic an event is fanned out on after commit."""
     if isinstance(event, ev.AlertRaised):
         return "alerts"

@@ -329,9 +329,9 @@ def _payload(kind: type, tag: str, event: ev.Event) -> str:
 
     Flat classes (all of today's hot ones) take one encode of their fields already in jsonb key
     order, and ``msgspec.json.format(indent=0)`` supplies jsonb's ``", "`` / ``": "``: msgspec
-    escapes strings exactly like PostgreSQL's ``escape_json`` (tests/unit/test_codec.py checks
-    every code point), and the decoder ignores key order, so this is the same validation. NUL
-    (which jsonb refuses) and nested classes go the general way through :func:`render_object`.
+    escapes strings exactly like PostgreSQL's ``escape_json`` (tests/unit/eventstore/test_codec.py
+    checks every code point), and the decoder ignores key order, so this is the same validation.
+    NUL (which jsonb refuses) and nested classes go the general way through :func:`render_object`.
     """
     plan = _FLAT.get(kind, False)
     if plan is False:

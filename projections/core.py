@@ -74,9 +74,13 @@ class Table:
 class Projection(Protocol[S]):
     """One read model. ``handles`` lets the runner skip facts the projection ignores."""
 
-    name: str
-    tables: tuple[Table, ...]
-    handles: frozenset[type[Event]]
+    # Read-only members (properties), so a class attribute such as ``tables = (A, B)`` fits.
+    @property
+    def name(self) -> str: ...
+    @property
+    def tables(self) -> tuple[Table, ...]: ...
+    @property
+    def handles(self) -> frozenset[type[Event]]: ...
 
     def initial(self) -> S: ...
 

@@ -147,10 +147,12 @@ class PortfolioProjection:
         if position is not None:
             args = (position, fact.position, at_ms)
             found.append(("positions", _lazy(Lazy, ((symbol,), position_row, args))))
-        args = (state, fact.position, at_ms)
-        found.append(("exposure", _lazy(Lazy, (_ACCOUNT, exposure_row, args))))
+        account = (state, fact.position, at_ms)
+        found.append(("exposure", _lazy(Lazy, (_ACCOUNT, exposure_row, account))))
         if portfolio.day >= 0:
-            found.append(("equity_daily", _lazy(Lazy, (_day_key(portfolio.day), equity_row, args))))
+            found.append(
+                ("equity_daily", _lazy(Lazy, (_day_key(portfolio.day), equity_row, account)))
+            )
         return found
 
 

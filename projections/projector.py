@@ -17,7 +17,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -432,7 +432,7 @@ _READ_BATCH = 5_000
 
 async def read_ahead(
     store: EventLog, after: int, size: int, *, depth: int = 2
-) -> AsyncIterator[list[RecordedEvent]]:
+) -> AsyncGenerator[list[RecordedEvent]]:
     """``store.read_all(after)`` in lists of ``size`` facts, read ahead by up to ``depth`` lists.
 
     A task reads while the caller folds: PostgreSQL serves the next rows (on the other core)

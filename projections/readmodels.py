@@ -58,7 +58,7 @@ class TradesProjection:
 
     name = "trades"
     tables = (FILLS,)
-    handles = frozenset({ev.OrderPartiallyFilled, ev.OrderFilled})
+    handles: frozenset[type[ev.Event]] = frozenset({ev.OrderPartiallyFilled, ev.OrderFilled})
 
     def initial(self) -> None:
         return None
@@ -161,7 +161,7 @@ class OrdersProjection:
 
     name = "orders"
     tables = (ORDERS, ORDER_EVENTS_TABLE)
-    handles = frozenset(ORDER_EVENTS)
+    handles: frozenset[type[ev.Event]] = frozenset(ORDER_EVENTS)
 
     def initial(self) -> OrdersState:
         return OrdersState()
@@ -299,7 +299,7 @@ class RiskProjection:
 
     name = "risk"
     tables = (RISK_VERDICTS, TRADING_STATE_HISTORY, CIRCUIT_BREAKERS, STOP_LOSSES)
-    handles = frozenset(
+    handles: frozenset[type[ev.Event]] = frozenset(
         {
             ev.RiskVerdictIssued,
             ev.TradingStateChanged,
@@ -412,7 +412,7 @@ class AlertsProjection:
 
     name = "alerts"
     tables = (ALERTS,)
-    handles = frozenset({ev.AlertRaised})
+    handles: frozenset[type[ev.Event]] = frozenset({ev.AlertRaised})
 
     def initial(self) -> None:
         return None

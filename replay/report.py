@@ -16,11 +16,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from html import escape
 from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
 
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
+from replay.render import render
 from replay.walk import Series, money, pct, stamp
 
 if TYPE_CHECKING:
@@ -45,13 +47,6 @@ class Link:
     def of(cls, fact: RecordedEvent, kind: str) -> Link:
         return cls(
             kind, fact.position, str(fact.event_id), fact.hash.hex()[:12], fact.causation_position
-        )
-
-    def html(self) -> str:
-        return (
-            f'<span class="link" title="event id {escape(self.event_id)}">{escape(self.kind)} '
-            f"#{self.position} <code>{escape(self.event_id[:8])}</code> "
-            f"<code>{escape(self.hash)}</code></span>"
         )
 
 
@@ -181,56 +176,19 @@ class ReportBuilder:
             line_chart("exposure", "Gross exposure (% of equity)", tally.exposure, True),
             bar_chart("verdicts", "Verdicts per layer / decision", dict(summary.verdicts)),
         ]
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            "<title>Claire de Binaire replay report</title>",
-            f"<style>{_CSS}</style></head><body>",
-            "<h1>Claire de Binaire: replay report</h1>",
-            f"<p>{escape(window.describe())}</p>",
-            _summary_table(summary.figures()),
-        ]
-        if result.verify is not None:
-            verify = result.verify
-            status = "ok" if verify.ok else "FAILED"
-            parts.append(
-                f'<h2>Verification: <span class="{status.lower()}">{status}</span></h2>'
-                f"<pre>{escape(verify.render())}</pre>"
-            )
-        if comparison is not None:
-            parts.append(f"<h2>What-if</h2><pre>{escape(comparison.render())}</pre>")
-        parts += sections
-        parts += charts
-        parts.append(self._table())
-        parts.append("</body></html>")
-        return "\n".join(parts)
-
-    def _table(self) -> str:
-        rows = []
-        for trade in self.trades:
-            chain = " &larr; ".join(link.html() for link in trade.chain)
-            positions = ", ".join(str(link.position) for link in trade.chain)
-            rows.append(
-                "<tr>"
-                f"<td>{escape(trade.at)}</td><td>{escape(trade.symbol)}</td>"
-                f"<td>{escape(trade.side)}</td><td>{escape(trade.intent)}</td>"
-                f"<td>{trade.contracts}</td><td>{trade.price}</td><td>{trade.fee}</td>"
-                f"<td>{escape(trade.liquidity)}{'' if trade.final else ' (partial)'}</td>"
-                f'<td class="chain">{chain}<br><code>WHERE position IN ({positions})</code></td>'
-                "</tr>"
-            )
-        more = (
-            f"<p>{self.more_trades} more fills not shown (limit {self.max_trades}).</p>"
-            if self.more_trades
-            else ""
-        )
-        return (
-            '<h2 id="trades">Trades</h2>'
-            '<table class="trades"><thead><tr><th>time (UTC)</th><th>symbol</th><th>side</th>'
-            "<th>intent</th><th>contracts</th><th>price</th><th>fee</th><th>liquidity</th>"
-            "<th>causation: fill &larr; order &larr; verdict &larr; signal &larr; tick</th>"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
-            + ("" if rows else "<p>No fills in the window.</p>")
+        verify = result.verify
+        return render(
+            "report.html.j2",
+            css=Markup(_CSS),
+            window=window.describe(),
+            figures=[(str(k), str(v)) for k, v in summary.figures().items()],
+            verify=None if verify is None else {"ok": verify.ok, "text": verify.render()},
+            comparison=None if comparison is None else comparison.render(),
+            sections=[Markup(section) for section in sections],
+            charts=charts,
+            trades=self.trades,
+            more_trades=self.more_trades,
+            max_trades=self.max_trades,
         )
 
 
@@ -238,19 +196,12 @@ def _rest(link: Link) -> tuple[int, str, str, int | None]:
     return link.position, link.event_id, link.hash, link.cause
 
 
-def _summary_table(figures: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in figures.items()
-    )
-    return f'<table class="summary">{rows}</table>'
-
-
 # --------------------------------------------------------------------------- SVG
 
 _W, _H, _PAD = 900, 260, 72
 
 
-def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> str:
+def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> Markup:
     """A chart of a sampled series as a step line, inline SVG with time ticks and gridlines.
 
     Every series of the walk holds its value until the next sample (exposure and equity move at
@@ -258,9 +209,8 @@ def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> str:
     would show exposure ramping up through a period when it was flat, or zero.
     """
     points = series.points
-    head = f'<h2>{escape(title)}</h2><figure id="chart-{chart_id}" class="chart">'
     if not points:
-        return head + "<p>No data in the window.</p></figure>"
+        return render("line_chart.svg.j2", chart_id=chart_id, title=title, path="")
     scale = Decimal(100) if percent else Decimal(1)
     values = [float(v * scale) for _, v in points]
     times = [t for t, _ in points]
@@ -280,32 +230,31 @@ def line_chart(chart_id: str, title: str, series: Series, percent: bool) -> str:
     for t, v in zip(times[1:], values[1:], strict=True):
         path.append(f"H{x(t):.1f}V{y(v):.1f}")  # hold the value, then move at the new sample
     unit = " %" if percent else ""
-    grid = []
+    value_ticks, time_ticks = [], []
     for i in range(_TICKS + 1):
         value = low + (high - low) * i / _TICKS
         gy = y(value)
-        grid.append(
-            f'<line x1="{left}" y1="{gy:.1f}" x2="{right}" y2="{gy:.1f}" class="grid"/>'
-            f'<text x="{left - 4}" y="{gy + 4:.1f}" class="axis" text-anchor="end">'
-            f"{value:.2f}{unit}</text>"
+        value_ticks.append(
+            {"y": f"{gy:.1f}", "label_y": f"{gy + 4:.1f}", "label": f"{value:.2f}{unit}"}
         )
         at = t0 + (t1 - t0) * i // _TICKS
-        gx = x(at)
         anchor = "start" if i == 0 else "end" if i == _TICKS else "middle"
-        grid.append(
-            f'<line x1="{gx:.1f}" y1="{top}" x2="{gx:.1f}" y2="{bottom}" class="grid"/>'
-            f'<text x="{gx:.1f}" y="{_H - 4}" class="axis" text-anchor="{anchor}">'
-            f"{escape(_tick_label(at, t1 - t0))}</text>"
+        time_ticks.append(
+            {"x": f"{x(at):.1f}", "anchor": anchor, "label": _tick_label(at, t1 - t0)}
         )
-    return (
-        head + f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
-        f'aria-label="{escape(title)}">'
-        f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#fff"/>'
-        + "".join(grid)
-        + f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>'
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#999"/>'
-        f'<path d="{"".join(path)}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>'
-        "</svg></figure>"
+    return render(
+        "line_chart.svg.j2",
+        chart_id=chart_id,
+        title=title,
+        path="".join(path),
+        width=_W,
+        height=_H,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        value_ticks=value_ticks,
+        time_ticks=time_ticks,
     )
 
 
@@ -319,30 +268,31 @@ def _tick_label(at_ms: int, span_ms: int) -> str:
     return text[:16].replace("T", " ") if span_ms > _DAY_MS else text[11:19]
 
 
-def bar_chart(chart_id: str, title: str, counts: dict[str, int]) -> str:
+def bar_chart(chart_id: str, title: str, counts: dict[str, int]) -> Markup:
     """Horizontal bars, one per label, inline SVG."""
-    head = f'<h2>{escape(title)}</h2><figure id="chart-{chart_id}" class="chart">'
-    if not counts:
-        return head + "<p>No verdicts in the window.</p></figure>"
-    items = sorted(counts.items())
-    top = max(counts.values())
-    row = 24
-    height = row * len(items) + 10
-    label_w = 260
+    top = max(counts.values(), default=0)
+    row, label_width = 24, 260
     bars = []
-    for i, (label, count) in enumerate(items):
-        width = (count / top) * (_W - label_w - 80)
-        y = 5 + i * row
+    for i, (label, count) in enumerate(sorted(counts.items())):
+        width = (count / top) * (_W - label_width - 80)
         bars.append(
-            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" class="axis">'
-            f"{escape(label)}</text>"
-            f'<rect x="{label_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" '
-            'fill="#c0504d"/>'
-            f'<text x="{label_w + width + 6:.1f}" y="{y + 16}" class="axis">{count}</text>'
+            {
+                "label": label,
+                "count": count,
+                "y": 5 + i * row,
+                "width": f"{width:.1f}",
+                "count_x": f"{label_width + width + 6:.1f}",
+            }
         )
-    return (
-        head + f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {height}" role="img" '
-        f'aria-label="{escape(title)}">{"".join(bars)}</svg></figure>'
+    return render(
+        "bar_chart.svg.j2",
+        chart_id=chart_id,
+        title=title,
+        bars=bars,
+        width=_W,
+        height=row * len(bars) + 10,
+        row=row,
+        label_width=label_width,
     )
 
 

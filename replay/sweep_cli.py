@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from html import escape
 from typing import Any
 
+from markupsafe import Markup
+
 from adapters.process import CHECK_FAILED, OK
+from replay.render import render
 from replay.sweep import (
     MAX_COMBINATIONS,
     METRICS,
@@ -435,17 +437,15 @@ async def walk_forward(
 
 def sweep_section(result: SweepResult) -> str:
     """The report's sweep section: the table, and a heatmap when exactly two parameters vary."""
-    parts = [f"<h2>Parameter sweep</h2><pre>{escape(result.render())}</pre>"]
-    if len(result.grid.varying) == 2:
-        parts.append(heatmap(result))
-    return "\n".join(parts)
+    maps = heatmap(result) if len(result.grid.varying) == 2 else None
+    return render("section.html.j2", title="Parameter sweep", text=result.render(), heatmap=maps)
 
 
 def walk_section(walk: WalkForward) -> str:
-    return f"<h2>Walk-forward</h2><pre>{escape(walk.render())}</pre>"
+    return render("section.html.j2", title="Walk-forward", text=walk.render(), heatmap=None)
 
 
-def heatmap(result: SweepResult) -> str:
+def heatmap(result: SweepResult) -> Markup:
     """A table coloured from worst (red) to best (green) by the sort metric."""
     metric = result.sort_by
     row_key, col_key = result.grid.varying
@@ -470,20 +470,18 @@ def heatmap(result: SweepResult) -> str:
         red, green = int(220 * (1 - share)) + 35, int(180 * share) + 60
         return f"rgb({red},{green},80)"
 
-    head = "".join(f"<th>{escape(c)}</th>" for c in values[col_key])
-    rows = []
-    for r in values[row_key]:
-        tds = "".join(
-            f'<td style="background:{colour(cells.get((r, c)))}">'
-            f"{escape(str(cells.get((r, c), '')) if cells.get((r, c)) is not None else 'failed')}"
-            "</td>"
-            for c in values[col_key]
-        )
-        rows.append(f"<tr><th>{escape(r)}</th>{tds}</tr>")
-    return (
-        f"<h3>Heatmap: {escape(metric)} by {escape(row_key)} (rows) and {escape(col_key)} "
-        f'(columns)</h3><table class="heatmap"><tr><th>{escape(row_key)} \\ '
-        f"{escape(col_key)}</th>{head}</tr>{''.join(rows)}</table>"
+    def cell(r: str, c: str) -> dict[str, str]:
+        value = cells.get((r, c))
+        return {"colour": colour(value), "text": "failed" if value is None else str(value)}
+
+    rows = [{"label": r, "cells": [cell(r, c) for c in values[col_key]]} for r in values[row_key]]
+    return render(
+        "heatmap.html.j2",
+        metric=metric,
+        row_key=row_key,
+        col_key=col_key,
+        columns=values[col_key],
+        rows=rows,
     )
 
 

@@ -3,7 +3,8 @@
 Callers branch on the class, not on numbers: refuse live mode on :class:`MexcAuthError`, back off
 on :class:`MexcRateLimited`, resync the clock on :class:`MexcTimeWindowError`, record a rejection
 on :class:`MexcOrderRefused`, stop sending orders on :class:`MexcApiTradingDisabled`.
-``tests/unit/test_mexc_errors.py`` checks that every documented code lands on a specific class.
+``tests/unit/adapters/mexc/test_mexc_errors.py`` checks that every documented code lands on a
+specific class.
 Messages carry the code, MEXC's documented meaning and the server's text, never a secret: the
 REST client scrubs its key and secret out of anything it puts in an exception.
 """

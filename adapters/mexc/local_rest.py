@@ -544,7 +544,7 @@ class LocalMexcRest:
 
     def _place_plan(self, payload: Any) -> Any:
         try:
-            plan = {
+            plan: dict[str, Any] = {
                 "symbol": str(payload["symbol"]),
                 "vol": Decimal(str(payload["vol"])),
                 "side": int(payload["side"]),

@@ -368,7 +368,7 @@ class LocalMexcServer:
             use_gzip = self.compression == "gzip" or (self.compression == "request" and not plain)
             symbol = param.get("symbol") if topic != "tickers" else None
             client.subs[(topic, symbol)] = use_gzip
-            if topic == "kline":
+            if topic == "kline" and symbol is not None:
                 client.kline_interval[symbol] = param.get("interval", "Min1")
             await self._reply(client, {"channel": f"rs.{method}", "data": "success", "ts": _ts()})
             if (

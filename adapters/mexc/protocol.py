@@ -354,7 +354,7 @@ class MexcParser:
         events.sort(key=lambda event: event.at_ms)
         return Pushed("push.deal", tuple(events), symbol=symbol)
 
-    def _tickers(self, envelope: _Envelope) -> Pushed:
+    def _tickers(self, envelope: _Envelope) -> Pushed | Rejected:
         frame_ts = self._frame_ts(envelope)
         quotes: list[TickerQuote] = []
         skipped: list[Rejected] = []

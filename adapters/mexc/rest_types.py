@@ -19,7 +19,7 @@ class _Tolerant(msgspec.Struct, rename="camel", kw_only=True, frozen=True):
     """MEXC adds fields over time: ignore the unknown ones, type the ones we use."""
 
 
-class ContractDetail(_Tolerant):
+class ContractDetail(_Tolerant, frozen=True):
     """One contract of ``contract/detail``; a missing ``apiAllowed`` counts as *not* allowed."""
 
     symbol: str
@@ -35,7 +35,7 @@ class ContractDetail(_Tolerant):
     max_leverage: int | None = None
 
 
-class Asset(_Tolerant):
+class Asset(_Tolerant, frozen=True):
     """One currency of ``account/assets``."""
 
     currency: str
@@ -46,7 +46,7 @@ class Asset(_Tolerant):
     unrealized: Decimal = Decimal(0)
 
 
-class Position(_Tolerant):
+class Position(_Tolerant, frozen=True):
     """One open position (``positionType`` 1 long, 2 short; ``holdVol`` in contracts)."""
 
     position_id: int | str
@@ -60,7 +60,7 @@ class Position(_Tolerant):
     liquidate_price: Decimal | None = None
 
 
-class Order(_Tolerant):
+class Order(_Tolerant, frozen=True):
     """One order (``state`` 1 uninformed, 2 uncompleted, 3 completed, 4 cancelled, 5 invalid)."""
 
     order_id: int | str
@@ -82,7 +82,7 @@ class Order(_Tolerant):
     fee_currency: str | None = None
 
 
-class PlanOrder(_Tolerant):
+class PlanOrder(_Tolerant, frozen=True):
     """A trigger (plan) order: ``state`` 1 untriggered, 2 cancelled, 3 executed, 4 invalid,
     5 failed; ``triggerType`` 1 when the price rises to ``triggerPrice``, 2 when it falls to it."""
 
@@ -95,16 +95,16 @@ class PlanOrder(_Tolerant):
     state: int = 1
 
 
-class OrderPage(_Tolerant):
+class OrderPage(_Tolerant, frozen=True):
     result_list: list[Order] = []
 
 
-class CreatedOrderReply(_Tolerant):
+class CreatedOrderReply(_Tolerant, frozen=True):
     order_id: int | str
     ts: int | None = None
 
 
-class CancelResult(_Tolerant):
+class CancelResult(_Tolerant, frozen=True):
     """One line of ``order/cancel``: ``error_code`` 0 means cancelled."""
 
     order_id: int | str

@@ -21,6 +21,7 @@ class Secret:
     """A string value that never shows itself; compare in constant time."""
 
     __slots__ = ("_value",)
+    _value: str
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):

@@ -125,7 +125,7 @@ def generate_tape(
             count = _poisson(rng, intensity)
             if count == 0:
                 continue
-            deals = []
+            deals: list[dict[str, Any]] = []
             for offset in sorted(rng.randrange(1000) for _ in range(count)):
                 price = _round(
                     math.exp(log_price[m.symbol] + rng.gauss(0.0, m.sigma / 3)), m.price_unit
@@ -294,7 +294,7 @@ def contract_specs_document() -> dict[str, Any]:
                 "contractSize": str(m.contract_size),
                 "minLeverage": 1,
                 "maxLeverage": 125 if m.symbol == "BTC_USDT" else 100,
-                "priceScale": -m.price_unit.as_tuple().exponent,
+                "priceScale": -int(m.price_unit.as_tuple().exponent),
                 "volScale": 0,
                 "priceUnit": str(m.price_unit),
                 "volUnit": "1",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-from aggregates.events import SignalGenerated
+from aggregates.events import RiskLayer, Side, SignalGenerated, VerdictDecision
 from aggregates.risk.state import ZERO, RiskState, floor_to_step, numbers
 
 MINUTE_MS = 60_000
@@ -20,10 +20,10 @@ MINUTE_MS = 60_000
 class EntryDecision(NamedTuple):
     """What to say about an entry: a verdict's fields and, if approved, the order's size."""
 
-    decision: str  # approved | trimmed | rejected
-    layer: str
+    decision: VerdictDecision  # approved | trimmed | rejected
+    layer: RiskLayer
     reason: str
-    side: str
+    side: Side
     requested: Decimal
     approved: Decimal
     price: Decimal
@@ -31,7 +31,12 @@ class EntryDecision(NamedTuple):
 
 
 def _refuse(
-    layer: str, reason: str, side: str, price: Decimal, requested: Decimal = ZERO, **values: object
+    layer: RiskLayer,
+    reason: str,
+    side: Side,
+    price: Decimal,
+    requested: Decimal = ZERO,
+    **values: object,
 ) -> EntryDecision:
     return EntryDecision("rejected", layer, reason, side, requested, ZERO, price, numbers(**values))
 
@@ -42,7 +47,7 @@ def decide_entry(state: RiskState, signal: SignalGenerated) -> EntryDecision:
     assert limits is not None
     symbol = signal.symbol
     now = state.now_ms
-    side = "buy" if signal.direction == "long" else "sell"
+    side: Side = "buy" if signal.direction == "long" else "sell"
     price = state.last_price.get(symbol, signal.reference_price)
     portfolio = state.portfolio
 
@@ -107,7 +112,8 @@ def decide_entry(state: RiskState, signal: SignalGenerated) -> EntryDecision:
     target = equity * limits.max_position_fraction * signal.strength
     requested = floor_to_step(target / unit, step)
     qty = requested
-    layer, reason = "none", "approved"
+    layer: RiskLayer = "none"
+    reason = "approved"
     base = {"equity": equity, "mark_price": price, "contract_size": spec.contract_size}
 
     # 4. exposure limit: positions at mark plus pending entries, checked before adding this one
@@ -184,7 +190,7 @@ def decide_entry(state: RiskState, signal: SignalGenerated) -> EntryDecision:
             max_order_notional=limits.max_order_notional,
             **base,
         )
-    decision = "approved" if layer == "none" else "trimmed"
+    decision: VerdictDecision = "approved" if layer == "none" else "trimmed"
     return EntryDecision(
         decision,
         layer,

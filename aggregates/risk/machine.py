@@ -174,10 +174,11 @@ class RiskMachine:
             return state, ()
         if event.at_ms > state.now_ms:  # every input that carries a time moves the clock
             state.now_ms = event.at_ms
-        if kind is ConfigActivated:
-            return state, _on_config(state, event)  # type: ignore[arg-type]
-        if kind is ContractSpecified:
-            return state, _on_spec(state, event)  # type: ignore[arg-type]
+        match event:
+            case ConfigActivated():
+                return state, _on_config(state, event)
+            case ContractSpecified():
+                return state, _on_spec(state, event)
         if state.limits is None:
             handler(state, None, event)
             return state, ()
@@ -264,11 +265,11 @@ def _on_signal(state: RiskState, d: Decision | None, signal: SignalGenerated) ->
         RiskVerdictIssued(
             at_ms=state.now_ms,
             symbol=symbol,
-            decision=entry.decision,  # type: ignore[arg-type]
-            layer=entry.layer,  # type: ignore[arg-type]
+            decision=entry.decision,
+            layer=entry.layer,
             reason=entry.reason,
             intent="entry",
-            side=entry.side,  # type: ignore[arg-type]
+            side=entry.side,
             requested_contracts=entry.requested,
             approved_contracts=entry.approved,
             numbers=entry.numbers,
@@ -285,10 +286,10 @@ def _on_fill(
     state.portfolio = evolve(state.portfolio, fill)
     order = state.pending.get(fill.client_order_id)
     if order is not None:
-        if type(fill) is OrderFilled:
-            del state.pending[fill.client_order_id]
+        if isinstance(fill, OrderPartiallyFilled):
+            order.remaining = fill.remaining_contracts
         else:
-            order.remaining = fill.remaining_contracts  # type: ignore[union-attr]
+            del state.pending[fill.client_order_id]
     if d is None:
         return
     limits = state.limits

@@ -16,11 +16,16 @@ from aggregates.events import (
     CircuitBreakerTripped,
     Event,
     OrderCancelled,
+    OrderIntent,
     OrderRejected,
     OrderRequested,
+    RiskLayer,
     RiskVerdictIssued,
+    Side,
     StopLossTriggered,
+    TradingState,
     TradingStateChanged,
+    VerdictDecision,
 )
 from aggregates.portfolio import DAY_MS, Position
 from aggregates.risk.state import (
@@ -60,9 +65,9 @@ class Decision:
     def order(
         self,
         symbol: str,
-        side: str,
+        side: Side,
         contracts: Decimal,
-        intent: str,
+        intent: OrderIntent,
         reduce_only: bool,
         price: Decimal,
     ) -> None:
@@ -73,10 +78,10 @@ class Decision:
                 at_ms=state.now_ms,
                 client_order_id=client_order_id,
                 symbol=symbol,
-                side=side,  # type: ignore[arg-type]
+                side=side,
                 contracts=contracts,
                 order_type="market",
-                intent=intent,  # type: ignore[arg-type]
+                intent=intent,
                 reduce_only=reduce_only,
                 reference_price=price,
             )
@@ -86,14 +91,14 @@ class Decision:
         )
         state.order_times.append(state.now_ms)
 
-    def set_state(self, changed_by: str, reason: str, before: str) -> None:
+    def set_state(self, changed_by: str, reason: str, before: TradingState) -> None:
         after = self.state.trading_state
         if after != before:
             self.emit(
                 TradingStateChanged(
                     at_ms=self.state.now_ms,
-                    previous=before,  # type: ignore[arg-type]
-                    state=after,  # type: ignore[arg-type]
+                    previous=before,
+                    state=after,
                     changed_by=changed_by,
                     reason=reason,
                 )
@@ -261,7 +266,7 @@ def halt_on_drawdown(d: Decision) -> None:
     flatten_all(d, "daily_drawdown", "daily_drawdown_breached")
 
 
-def flatten_all(d: Decision, layer: str, reason: str) -> None:
+def flatten_all(d: Decision, layer: RiskLayer, reason: str) -> None:
     for symbol in sorted(d.state.portfolio.positions):
         exit_position(d, symbol, "flatten", layer, reason, "flatten")
 
@@ -341,10 +346,10 @@ def loss_streak(d: Decision, limits: Limits) -> None:
 def exit_position(
     d: Decision,
     symbol: str,
-    intent: str,
-    layer: str,
+    intent: OrderIntent,
+    layer: RiskLayer,
     reason: str,
-    decision: str,
+    decision: VerdictDecision,
     *,
     cooldown: bool = True,
 ) -> None:
@@ -363,7 +368,7 @@ def exit_position(
     contracts = held - covered
     if contracts <= 0:
         return
-    side = "sell" if position.contracts > 0 else "buy"
+    side: Side = "sell" if position.contracts > 0 else "buy"
     price = state.last_price.get(symbol, position.mark)
     sizes = split_exit(contracts, state.spec(symbol))
     approved = sum(sizes, start=ZERO)
@@ -371,11 +376,11 @@ def exit_position(
         RiskVerdictIssued(
             at_ms=state.now_ms,
             symbol=symbol,
-            decision=decision,  # type: ignore[arg-type]
-            layer=layer,  # type: ignore[arg-type]
+            decision=decision,
+            layer=layer,
             reason=reason,
-            intent=intent,  # type: ignore[arg-type]
-            side=side,  # type: ignore[arg-type]
+            intent=intent,
+            side=side,
             requested_contracts=contracts,
             approved_contracts=approved,
             numbers=numbers(

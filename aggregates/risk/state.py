@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from aggregates.config import ContractSpec, TradingConfig
+from aggregates.events import OrderIntent, RiskLayer, Side, TradingState, VerdictDecision
 from aggregates.portfolio import EMPTY, Portfolio
 
 ZERO = Decimal(0)
@@ -82,10 +83,10 @@ class PendingOrder:
     """An order requested and not yet finished; ``remaining`` shrinks with partial fills."""
 
     symbol: str
-    side: str
+    side: Side
     remaining: Decimal
     reduce_only: bool
-    intent: str
+    intent: OrderIntent
     reference_price: Decimal
 
 
@@ -104,10 +105,10 @@ class ExitGoal:
     """What the exit in progress for a symbol is for, so that later inputs (fills, a back-off
     that elapsed) can finish it with the same verdict fields."""
 
-    intent: str
-    layer: str
+    intent: OrderIntent
+    layer: RiskLayer
     reason: str
-    decision: str
+    decision: VerdictDecision
     cooldown: bool
 
 
@@ -148,7 +149,7 @@ class RiskState:
     day: int = -1
     last_market_ms: int | None = None
     pending: dict[str, PendingOrder] = field(default_factory=dict)
-    operator_state: str = "ACTIVE"
+    operator_state: TradingState = "ACTIVE"
     drawdown_halted: bool = False
     peak_equity: Decimal = ZERO
     moves: dict[str, MoveWindow] = field(default_factory=dict)
@@ -162,7 +163,7 @@ class RiskState:
     exit_backoff: dict[str, ExitBackoff] = field(default_factory=dict)
 
     @property
-    def trading_state(self) -> str:
+    def trading_state(self) -> TradingState:
         """The published state: a drawdown halt overrides the operator's choice."""
         return "HALTED" if self.drawdown_halted else self.operator_state
 

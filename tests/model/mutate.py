@@ -24,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = (
-    "tests/unit/test_risk_layers.py",
-    "tests/unit/test_risk_exits_and_clock.py",
+    "tests/unit/aggregates/test_risk_layers.py",
+    "tests/unit/aggregates/test_risk_exits_and_clock.py",
     "tests/model/test_model.py",
 )
 

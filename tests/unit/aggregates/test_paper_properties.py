@@ -13,7 +13,7 @@ from aggregates import events as ev
 from aggregates.machine import record_all, run
 from aggregates.orders import fold_orders
 from aggregates.paper import PaperExchange
-from tests.unit.test_paper import config_event
+from tests.unit.aggregates.test_paper import config_event
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
 CONTRACT_SIZE = {"BTC_USDT": Decimal("0.0001"), "ETH_USDT": Decimal("0.01")}

@@ -19,8 +19,8 @@ from aggregates.paper import PaperExchange
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 from aggregates.snapshot import CODECS, SnapshotDecodeError, digest
+from tests.unit.aggregates.test_paper_properties import flows, paper_log, to_events
 from tests.unit.strategies import drive, market_sequences
-from tests.unit.test_paper_properties import flows, paper_log, to_events
 
 MACHINES: dict[str, Machine] = {
     "signal": SignalMachine(),

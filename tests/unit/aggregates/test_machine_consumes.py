@@ -14,8 +14,8 @@ from aggregates.machine import Machine, reacts_to, record
 from aggregates.paper import PaperExchange
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
-from tests.unit.test_event_catalogue import SAMPLES
-from tests.unit.test_replay_verify import recorded
+from tests.unit.aggregates.test_event_catalogue import SAMPLES
+from tests.unit.replay.test_replay_verify import recorded
 
 MACHINES: list[Machine[Any]] = [SignalMachine(), RiskMachine(), PaperExchange()]
 

@@ -35,8 +35,8 @@ from aggregates.paper import PaperExchange
 from aggregates.portfolio import DAY_MS
 from aggregates.risk import RiskMachine
 from aggregates.simulation import Simulation
+from tests.unit.aggregates.test_risk_layers import Desk, orders, verdict
 from tests.unit.strategies import START_MS, trading_config
-from tests.unit.test_risk_layers import Desk, orders, verdict
 
 D = Decimal
 #: No single input may cause more events than this (a loop shows up as a blown bound).

@@ -17,7 +17,7 @@ from aggregates.machine import record, record_all
 from aggregates.orders import OrderStatus, fold_orders
 from aggregates.paper import PaperExchange
 from aggregates.simulation import Simulation, simulate, with_parameters
-from tests.unit.test_paper import config_event
+from tests.unit.aggregates.test_paper import config_event
 
 D = Decimal
 

@@ -11,7 +11,7 @@ from aggregates.machine import Machine, step_for
 from aggregates.paper import PaperExchange
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
-from tests.unit.test_replay_verify import recorded
+from tests.unit.replay.test_replay_verify import recorded
 
 MACHINES: list[Machine[Any]] = [SignalMachine(), RiskMachine(), PaperExchange()]
 

@@ -14,7 +14,7 @@ from aggregates.config import VARIABLES, ConfigError, ContractSpec, parse_config
 from aggregates.events import decode, encode
 from tests.unit.strategies import BASE_VALUES, config_mappings, config_values
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_parse_when_every_variable_is_valid_then_returns_frozen_config() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from eventstore import codec, sql
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _normalised(query: str) -> str:

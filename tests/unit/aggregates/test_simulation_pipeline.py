@@ -17,7 +17,7 @@ from aggregates.paper import PaperExchange
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
 from aggregates.simulation import Simulation, simulate, with_parameters
-from tests.unit.test_paper import config_event
+from tests.unit.aggregates.test_paper import config_event
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -20,11 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 
-from aggregates.events import ConfigActivated
+from aggregates.events import SYMBOL, ConfigActivated
 
 _DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 _INTEGER = re.compile(r"^-?\d+$")
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
 
 Problem = tuple[str, str | None, str]
 
@@ -189,7 +188,7 @@ def _specs(text: str) -> dict[str, ContractSpec]:
                 "contracts_step:price_step"
             )
         symbol = parts[0].strip()
-        if not _SYMBOL.match(symbol):
+        if not SYMBOL.match(symbol):
             raise ValueError(f"entry {entry!r}: symbol must look like BTC_USDT")
         if symbol in specs:
             raise ValueError(f"symbol {symbol} is listed twice")

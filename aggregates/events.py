@@ -53,7 +53,9 @@ def _finite(name: str, value: Decimal) -> None:
         raise ValueError(f"{name} must be a finite decimal, got {value}")
 
 
-_SYMBOL = re.compile(SYMBOL_PATTERN)
+#: The one compiled symbol pattern: settings, options, the venue's frames and the events check
+#: symbols with it (``SYMBOL.match(text)``).
+SYMBOL = re.compile(SYMBOL_PATTERN)
 #: Symbols already found to match :data:`SYMBOL_PATTERN`. A log holds a handful, so trades (most
 #: of any log) run the pattern once per symbol instead of once per trade; bounded all the same.
 _VALID_SYMBOLS: set[str] = set()
@@ -61,7 +63,7 @@ _VALID_SYMBOLS: set[str] = set()
 
 def _check_symbol(value: str) -> None:
     """:data:`Symbol`'s check (``search``, as msgspec applies a pattern), remembered if it holds."""
-    if not _SYMBOL.search(value):
+    if not SYMBOL.search(value):
         raise ValueError(f"symbol {value!r} does not match {SYMBOL_PATTERN!r}")
     if len(_VALID_SYMBOLS) < 10_000:
         _VALID_SYMBOLS.add(value)

@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from alembic import command
+from eventstore.driver import connect
 from eventstore.errors import StoreUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,7 @@ _LOCK_KEY = 0x0C1A1E_0001  # pg_advisory_xact_lock key for migrations
 
 _HAS_VERSION_TABLE = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
 _CURRENT_REVISION = "SELECT version_num FROM public.alembic_version LIMIT 1"
+_HAS_LEDGER = "SELECT to_regclass('ledger.events') IS NOT NULL"
 
 
 def alembic_config() -> Config:
@@ -38,6 +40,21 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "alembic/versions holds no migration"
     return head
+
+
+async def schema_state(url: str) -> tuple[str | None, bool]:
+    """The database's Alembic revision (None: never migrated) and whether ``ledger.events`` exists.
+
+    Read-only; raises :class:`StoreUnavailable` when the database cannot be reached at all.
+    """
+    conn = await connect(url)
+    try:
+        current = None
+        if await conn.fetchval(_HAS_VERSION_TABLE):
+            current = await conn.fetchval(_CURRENT_REVISION)
+        return current, bool(await conn.fetchval(_HAS_LEDGER))
+    finally:
+        await conn.close()
 
 
 def render_sql(current: str | None, target: str = "head") -> str:

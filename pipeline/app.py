@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.backoff import Backoff
 from adapters.bus import BusUnavailable, RedisBus
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
@@ -47,6 +48,8 @@ from pipeline.source import LedgerFeed, LogFollower, SharedFeed
 from projections.projector import Projector
 
 _log = logging.getLogger(__name__)
+#: A service that lost the ledger starts again after 0.5 s, doubling to 10 s.
+_RESTART_BACKOFF = Backoff(0.5, 10.0)
 
 SERVICES = ("feed", "signal", "risk", "execution", "projector", "relay", "alerts")
 DECIDERS = ("signal", "risk", "execution")
@@ -250,7 +253,7 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]], health: Hea
     the ledger, and every service resumes from the log (a decision service re-folds it, so a
     restart is always safe). Any other error is a bug and ends the run loudly.
     """
-    delay = 0.5
+    waits = 0
     while True:
         try:
             await run()
@@ -260,11 +263,12 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]], health: Hea
             if not connection_lost(error) or (task is not None and task.cancelling()):
                 raise
             health.set_dependency("postgres", False, type(error).__name__)
+            delay = _RESTART_BACKOFF.delay(waits)
             _log.error(
                 "%s paused, the ledger is unreachable (%s); retry in %.1fs", name, error, delay
             )
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+        waits += 1
 
 
 def _live_execution(

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-OK, CHECK_FAILED, USAGE = 0, 1, 2
+from adapters.process import CHECK_FAILED, OK
 
 DatabaseUrl = Callable[[argparse.Namespace], str]
 

@@ -1,7 +1,9 @@
 """The ``claire`` command line: parse, build config, call one function, map errors to exit codes.
 
-Exit codes: 0 fine, 1 a check found a problem, 2 bad usage or configuration (or the database is
-unreachable). Connections come from ``DATABASE_URL`` or ``--database-url``.
+Exit codes (:mod:`adapters.process`): 0 fine, 1 a check found a problem, 2 bad usage or
+configuration (or the database is unreachable). The ledger is the one
+:func:`adapters.process.database_url` names: ``--database-url`` (before the command, or after
+``replay``), then ``DATABASE_URL`` from the environment, then from ``.env``, then the demo's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from eventstore.logins import Login
 
-OK, CHECK_FAILED, USAGE = 0, 1, 2
+from adapters.process import CHECK_FAILED, OK, USAGE
+
 _ANCHOR = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
 
 
@@ -26,11 +29,10 @@ class UsageError(Exception):
 
 
 def _database_url(args: argparse.Namespace) -> str:
-    from pipeline.database import NoDatabase, resolve_database_url
-    from pipeline.environment import load_environment
+    from adapters.process import NoDatabase, database_url
 
     try:
-        return resolve_database_url(args.database_url, load_environment())
+        return database_url(args.database_url)
     except NoDatabase as error:
         raise UsageError(str(error)) from error
 
@@ -64,8 +66,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 def _configured_logins() -> list[Login]:
     """The service logins from the environment, checked before anything is changed."""
+    from adapters.process import load_environment
     from eventstore.logins import LoginSettingsError, logins_from
-    from pipeline.environment import load_environment
 
     try:
         return logins_from(load_environment())
@@ -183,10 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["replay"]:  # `claire replay ...` is `replay ...`, options and all
-        from replay.cli import main as replay_main
-
-        return replay_main(arguments[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-OK, CHECK_FAILED, USAGE = 0, 1, 2
+from adapters.process import CHECK_FAILED, OK
 
 DatabaseUrl = Callable[[argparse.Namespace], str]
 
@@ -29,8 +29,8 @@ def _configure_logging(verbose: bool) -> None:
 
 def _load(usage_error: type[Exception]):  # type: ignore[no-untyped-def]
     """Environment -> (runtime settings, trading config), every problem reported at once."""
+    from adapters.process import load_environment
     from aggregates.config import ConfigError, parse_config
-    from pipeline.environment import load_environment
     from pipeline.settings import SettingsError, parse_settings
 
     values = load_environment()
@@ -64,8 +64,8 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
 
     _configure_logging(True)
     settings, config = _load(usage_error)
-    if settings.database_url is None:
-        settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
+    # The one precedence of every command (adapters.process.database_url): the option first.
+    settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
     services = tuple(args.service) if args.service else SERVICES
     _refuse_early(settings, services, usage_error)
     logging.getLogger("claire").info("starting %s with %s", services, settings.describe())
@@ -157,7 +157,7 @@ def _listen(seconds: float, usage_error: type[Exception]) -> str:
     from datetime import UTC, datetime
 
     from adapters.bus import BusUnavailable, RedisBus
-    from pipeline.environment import load_environment
+    from adapters.process import load_environment
     from pipeline.heartbeats import listen, render_heard
     from pipeline.settings import SettingsError, parse_settings
 
@@ -237,12 +237,6 @@ def _operator(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     return OK
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from replay.cli import main as replay_main
-
-    return replay_main(args.replay_args)
-
-
 def register(
     commands: argparse._SubParsersAction,  # type: ignore[type-arg]
     database_url: DatabaseUrl,
@@ -283,11 +277,16 @@ def register(
     )
     rebuild.set_defaults(handler=lambda args: _rebuild(args, usage_error, database_url))
 
+    from replay.cli import build_parser as replay_parser
+    from replay.cli import run as run_replay
+
     replay = commands.add_parser(
-        "replay", help="forensic replay, --verify, --what-if, --report (same as `replay`)"
+        "replay",
+        parents=[replay_parser(add_help=False, subcommand=True)],
+        description=replay_parser().description,
+        help="forensic replay, --verify, --what-if, --report (same as `replay`)",
     )
-    replay.add_argument("replay_args", nargs=argparse.REMAINDER, help="see `replay --help`")
-    replay.set_defaults(handler=_replay)
+    replay.set_defaults(handler=lambda args: run_replay(args, sys.stdout))
 
     operator = commands.add_parser("operator", help="record an operator command in the ledger")
     operator.add_argument(

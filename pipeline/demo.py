@@ -22,6 +22,7 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import DEMO_TAPE, demo_contract_specs, read_tape
+from adapters.process import DEMO_DATA_DIR, DEMO_DATABASE, OK
 from aggregates import events as ev
 from aggregates.config import TradingConfig, parse_config
 from aggregates.envelope import utc_from_ms
@@ -35,8 +36,6 @@ from pipeline.settings import RuntimeSettings
 _log = logging.getLogger(__name__)
 
 DEMO_ENV = Path(__file__).with_name("demo.env")
-DEMO_DATABASE = "claire_demo"
-DEFAULT_DATA_DIR = Path(".data")
 
 
 def demo_config() -> TradingConfig:
@@ -154,7 +153,7 @@ async def summarise(store: EventStore, malformed: int) -> DemoSummary:
     return summary
 
 
-def run_demo(data_dir: Path = DEFAULT_DATA_DIR, speed: float = 40.0) -> int:
+def run_demo(data_dir: Path = DEMO_DATA_DIR, speed: float = 40.0) -> int:
     """Start the embedded servers, play the tape through the real services, print a summary."""
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"claire demo: starting embedded PostgreSQL and Redis in {data_dir}/ ...", flush=True)
@@ -163,7 +162,7 @@ def run_demo(data_dir: Path = DEFAULT_DATA_DIR, speed: float = 40.0) -> int:
     try:
         summary, database_url = asyncio.run(_play(postgres.url(), redis.url, speed))
         print(summary.render(database_url, data_dir), flush=True)
-        return 0
+        return OK
     finally:
         redis.stop()
         postgres.stop()

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
+from adapters.backoff import Backoff
 from aggregates import events as ev
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, committed, derived, utc_from_ms
 from aggregates.screener import ScreenerConfig, ScreenerState, decide
@@ -22,6 +23,8 @@ from eventstore import EventStore, StoreUnavailable
 from pipeline.decider import append_grouped
 
 _log = logging.getLogger(__name__)
+#: While the ledger is down the feed holds market events and tries again: 0.2 s doubling to 5 s.
+_HOLD_BACKOFF = Backoff(0.2, 5.0)
 
 #: Milliseconds since the epoch, from whatever clock this deployment trusts.
 TimeSource = Callable[[], int]
@@ -139,7 +142,7 @@ class MarketIngest:
         self._on_symbols(self._screener_state.selected)
 
     async def _append_patiently(self, news: list[NewEvent]) -> None:
-        delay = 0.2
+        waits = 0
         while True:
             try:
                 await append_grouped(self._store, news)
@@ -147,8 +150,8 @@ class MarketIngest:
                 if not self._retrying:
                     raise
                 _log.error("ledger unavailable, holding %d market events: %s", len(news), error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(_HOLD_BACKOFF.delay(waits))
+                waits += 1
                 continue
             self.appended += len(news)
             self._on_appended(len(news))

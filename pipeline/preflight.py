@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import asyncpg
-
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent, utc_from_ms
 from eventstore import EventStore
@@ -129,6 +127,7 @@ async def _run(server_url: str, redis_url: str, speed: float) -> PreflightOutcom
 
 async def check_ledger(database_url: str) -> PreflightOutcome:
     """The end-to-end test's checks, on the ledger a tape run left behind."""
+    from projections.postgres import readmodel_rows
     from projections.projector import rebuild
     from replay.verify import Verifier
 
@@ -156,10 +155,10 @@ async def check_ledger(database_url: str) -> PreflightOutcome:
     outcome.check(fills > 0, f"{fills} fills")
     outcome.check(*_orders_answered(recorded))
     outcome.check(*_fills_traced(recorded))
-    before = await _readmodel_rows(database_url)
+    before = await readmodel_rows(database_url)
     await rebuild(database_url)
     outcome.check(
-        before == await _readmodel_rows(database_url) and any(before.values()),
+        before == await readmodel_rows(database_url) and any(before.values()),
         "the read models equal a rebuild from scratch",
     )
     return outcome
@@ -193,22 +192,6 @@ def _fills_traced(recorded: list[RecordedEvent]) -> tuple[bool, str]:
         if link is None or not isinstance(link.event, ev.TradeTicked | ev.ClockTicked):
             return False, f"fill at position {fill.position} does not trace back to the market"
     return True, "every fill traces back through its order to the market event that caused it"
-
-
-async def _readmodel_rows(url: str) -> dict[str, list[tuple[str, ...]]]:
-    conn = await asyncpg.connect(url)
-    try:
-        views = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'readmodel' AND table_type = 'VIEW' ORDER BY table_name"
-        )
-        rows = {}
-        for (view,) in views:
-            records = await conn.fetch(f'SELECT * FROM readmodel."{view}"')
-            rows[view] = sorted(tuple(str(v) for v in record.values()) for record in records)
-        return rows
-    finally:
-        await conn.close()
 
 
 async def _record(database_url: str, outcome: PreflightOutcome) -> int:

@@ -2,7 +2,7 @@
 
 Decision parameters live in :mod:`aggregates.config` and are recorded in the ledger; the values
 here (URLs, keys, ports, mode flags) are not, because some are secrets. This is, with
-:mod:`pipeline.environment`, the only place that reads the process environment.
+:mod:`adapters.process`, the only place that reads the process environment.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Literal
 
 from adapters.mexc.secrets import Secret, redact_url
+from aggregates.events import SYMBOL
 
 DEFAULT_MEXC_WS_URL = "wss://contract.mexc.com/edge"
 DEFAULT_MEXC_REST_URL = "https://api.mexc.com"
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
 
 
 class SettingsError(ValueError):
@@ -110,7 +110,7 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
     confirmed = confirmed_raw in ("yes", "true", "1")
     symbols = tuple(s.strip() for s in (text("SYMBOLS") or "").split(",") if s.strip())
     for symbol in symbols:
-        if not _SYMBOL.match(symbol):
+        if not SYMBOL.match(symbol):
             problems.append(f"SYMBOLS contains {symbol!r}: expected e.g. BTC_USDT")
     for name in ("DATABASE_URL", "REDIS_URL"):
         raw = text(name)

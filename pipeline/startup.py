@@ -14,14 +14,7 @@ mapped to the same exit code by the command.
 
 from __future__ import annotations
 
-import asyncpg
-
-from eventstore.errors import StoreUnavailable
-from eventstore.migrations import head_revision
-
-_HAS_VERSION_TABLE = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-_CURRENT_REVISION = "SELECT version_num FROM public.alembic_version LIMIT 1"
-_HAS_LEDGER = "SELECT to_regclass('ledger.events') IS NOT NULL"
+from eventstore.migrations import head_revision, schema_state
 
 
 class StartRefused(Exception):
@@ -33,17 +26,7 @@ async def check_schema(url: str) -> str:
 
     Raises :class:`StoreUnavailable` when the database cannot be reached at all.
     """
-    try:
-        conn = await asyncpg.connect(url)
-    except (OSError, asyncpg.PostgresError) as error:
-        raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
-    try:
-        current = None
-        if await conn.fetchval(_HAS_VERSION_TABLE):
-            current = await conn.fetchval(_CURRENT_REVISION)
-        has_ledger = await conn.fetchval(_HAS_LEDGER)
-    finally:
-        await conn.close()
+    current, has_ledger = await schema_state(url)
     wanted = head_revision()
     if current is None or not has_ledger:
         raise StartRefused(

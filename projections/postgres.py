@@ -20,6 +20,7 @@ from datetime import datetime
 
 import asyncpg
 
+from eventstore.driver import connect
 from projections.core import Row, Table
 
 SCHEMA = "readmodel"
@@ -111,7 +112,7 @@ class PostgresSink:
 
     @classmethod
     async def connect(cls, url: str, *, as_projector: bool = True) -> PostgresSink:
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)  # unreachable: StoreUnavailable, a sentence, not a traceback
         # Least privilege: the projector role may read the ledger and write read models only.
         if as_projector and await conn.fetchval(IS_PROJECTOR_MEMBER):
             await conn.execute(SET_PROJECTOR_ROLE)
@@ -240,3 +241,23 @@ class PostgresSink:
             "checkpoints": STATUS_CHECKPOINTS,
         }
         return {key: await self.conn.fetch(sql) for key, sql in queries.items()}
+
+
+async def readmodel_rows(url: str) -> dict[str, list[tuple[str, ...]]]:
+    """Every read-model view's rows as sorted text tuples: two snapshots compare with ``==``.
+
+    What the end-to-end checks compare before and after a rebuild (``claire preflight``, tests).
+    """
+    conn = await connect(url)
+    try:
+        views = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'readmodel' AND table_type = 'VIEW' ORDER BY table_name"
+        )
+        rows = {}
+        for (view,) in views:
+            records = await conn.fetch(f'SELECT * FROM readmodel."{view}"')
+            rows[view] = sorted(tuple(str(v) for v in record.values()) for record in records)
+        return rows
+    finally:
+        await conn.close()

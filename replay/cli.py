@@ -1,8 +1,10 @@
 """``replay --from <date>`` (also ``claire replay``): parse, run, map results to exit codes.
 
-Exit codes (DESIGN.md): 0 fine, 1 ``--verify`` found a divergence or a broken hash chain,
-2 bad usage — bad dates or options, an empty window, a window past the end, an invalid
-``--what-if`` parameter, no reachable ledger.
+Exit codes (DESIGN.md, :mod:`adapters.process`): 0 fine, 1 ``--verify`` found a divergence or a
+broken hash chain, 2 bad usage — bad dates or options, an empty window, a window past the end, an
+invalid ``--what-if`` parameter, no reachable ledger. ``claire replay`` is this same parser,
+registered as a subcommand of ``claire`` (:func:`build_parser` with ``add_help=False`` as a
+parent), so ``claire --database-url URL replay --from DATE`` takes the global option.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-OK, CHECK_FAILED, USAGE = 0, 1, 2
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
+from adapters.process import CHECK_FAILED, OK, USAGE
+from aggregates.events import SYMBOL
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, add_help: bool = True, subcommand: bool = False) -> argparse.ArgumentParser:
+    """``replay``'s options; ``subcommand``: for ``claire replay``, where ``--database-url`` may
+    also stand before the command (left unset here, so the global value is not overwritten)."""
     parser = argparse.ArgumentParser(
         prog="replay",
+        add_help=add_help,
         description="Rebuild state from the ledger, walk a window, re-decide and compare "
         "(--verify), try other parameters (--what-if), write an audit report (--report).",
     )
@@ -49,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="no per-event lines, only days and totals"
     )
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS if subcommand else None,
+        help="PostgreSQL URL (default: $DATABASE_URL)",
+    )
     from replay.sweep_cli import add_arguments as add_sweep_arguments
 
     add_sweep_arguments(parser)  # --sweep, walk-forward, --jobs, --cluster (docs/SWEEPS.md)
@@ -91,7 +99,7 @@ def _verify_all(args: argparse.Namespace, out_stream: TextIO) -> int:
         raise UsageError(f"--jobs {args.jobs}: expected at least 1")
     if args.archive is not None and not Path(args.archive).is_dir():
         raise UsageError(f"--archive {args.archive}: the folder does not exist")
-    url = _database_url(args.database_url)
+    url = _database_url(getattr(args, "database_url", None))
     archive = Path(args.archive) if args.archive else None
     return asyncio.run(_run_all(url, args.jobs, args.json, out_stream, archive))
 
@@ -123,14 +131,18 @@ async def _run_all(
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run ``replay``; returns the exit code."""
-    from replay.window import UsageError, parse_moment
-
-    out_stream = stdout if stdout is not None else sys.stdout
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return OK if exit_.code == 0 else USAGE
+    return run(args, stdout if stdout is not None else sys.stdout)
+
+
+def run(args: argparse.Namespace, out_stream: TextIO) -> int:
+    """Run parsed ``replay`` options (from ``replay`` or ``claire replay``); the exit code."""
+    from replay.window import UsageError, parse_moment
+
     try:
         if args.verify_all:
             return _verify_all(args, out_stream)
@@ -138,7 +150,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             raise UsageError("the following argument is required: --from")
         start = parse_moment(args.start, option="--from")
         end = parse_moment(args.end, option="--to", end=True) if args.end else None
-        if args.symbol is not None and not _SYMBOL.match(args.symbol):
+        if args.symbol is not None and not SYMBOL.match(args.symbol):
             raise UsageError(f"--symbol {args.symbol!r}: expected a symbol like BTC_USDT")
         overrides = None
         if args.what_if is not None:
@@ -152,7 +164,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             raise UsageError(f"--report {args.report}: the folder does not exist")
         if args.archive is not None and not Path(args.archive).is_dir():
             raise UsageError(f"--archive {args.archive}: the folder does not exist")
-        url = _database_url(args.database_url)
+        url = _database_url(getattr(args, "database_url", None))
         return asyncio.run(_run(args, url, start, end, overrides, out_stream))
     except UsageError as error:
         print(f"replay: {error}", file=sys.stderr)
@@ -165,13 +177,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         return CHECK_FAILED
 
 
-def _database_url(explicit: str | None) -> str:
-    from pipeline.database import NoDatabase, resolve_database_url
-    from pipeline.environment import load_environment
+def _database_url(option: str | None) -> str:
+    from adapters.process import NoDatabase, database_url
     from replay.window import UsageError
 
     try:
-        return resolve_database_url(explicit, load_environment())
+        return database_url(option)
     except NoDatabase as error:
         raise UsageError(str(error)) from error
 

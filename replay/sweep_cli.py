@@ -21,6 +21,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from adapters.process import CHECK_FAILED, OK
 from replay.render import render
 from replay.sweep import (
     MAX_COMBINATIONS,
@@ -395,7 +396,7 @@ async def run_sweep(
         section = walk_section(walk)
     if args.report:
         await _write_report(args, store, window, url, section, out)
-    return 1 if failed else 0
+    return CHECK_FAILED if failed else OK
 
 
 async def walk_forward(

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from adapters.backoff import Backoff
 from adapters.mexc import protocol
 from adapters.mexc.protocol import Acked, MexcParser, Pong, ProtocolLimits, Pushed, Rejected
 from aggregates.events import Event
@@ -224,8 +225,8 @@ class MexcFeed:
     def _backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential step fixed, half random, capped."""
         cfg = self.config
-        step = min(cfg.backoff_max, cfg.backoff_initial * cfg.backoff_factor ** min(attempt, 30))
-        return step / 2 + self._rng.uniform(0, step / 2)
+        schedule = Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.backoff_factor)
+        return schedule.delay(attempt, self._rng)
 
     async def _session(self, ws: ClientConnection) -> None:
         self.stats.connects += 1

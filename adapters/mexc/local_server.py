@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import gzip
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from adapters.mexc.tape import TapeEntry, read_tape
+from aggregates.events import SYMBOL
 
 log = logging.getLogger("claire.mexc.local_server")
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
 _INTERVALS = {
     "Min1",
     "Min5",
@@ -392,7 +391,7 @@ class LocalMexcServer:
         if topic not in ("deal", "kline", "ticker", "depth", "funding.rate"):
             return "Method not found"
         symbol = param.get("symbol")
-        if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
+        if not isinstance(symbol, str) or not SYMBOL.match(symbol):
             return "Contract doesn't exist!"
         if symbol in self.faults.refuse_symbols:
             return "Contract doesn't exist!"
@@ -435,7 +434,7 @@ def _symbols_of(tape: Iterable[TapeEntry]) -> set[str]:
         if route.channel == "push.tickers":
             lines = msgspec.json.decode(route.data)
             symbols.update(line["symbol"] for line in lines if isinstance(line, dict))
-    return {symbol for symbol in symbols if _SYMBOL_RE.match(symbol)}
+    return {symbol for symbol in symbols if SYMBOL.match(symbol)}
 
 
 def _now_ms() -> int:

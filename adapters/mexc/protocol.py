@@ -11,7 +11,6 @@ the digits, never a binary float), so ``115309.8`` stays exactly ``Decimal("1153
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +18,14 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from aggregates.events import CandleClosed, Event, TickerQuote, TickersSnapshotted, TradeTicked
+from aggregates.events import (
+    SYMBOL,
+    CandleClosed,
+    Event,
+    TickerQuote,
+    TickersSnapshotted,
+    TradeTicked,
+)
 
 # --------------------------------------------------------------------------- reason codes
 
@@ -70,7 +76,6 @@ _INTERVAL_MS: Final[dict[str, int]] = {
     "Week1": 604_800_000,
     "Month1": 31 * 86_400_000,
 }
-_SYMBOL_RE: Final = re.compile(r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$")
 _MAX_MILLIS: Final = 32503680000000  # year 3000, as aggregates.events.Millis
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
@@ -447,7 +452,7 @@ class MexcParser:
 def _symbol(value: str | None, path: str) -> str:
     if value is None:
         raise _Reject(BAD_SHAPE, f"Object missing required field `symbol` - at `{path}`")
-    if not _SYMBOL_RE.match(value):
+    if not SYMBOL.match(value):
         raise _Reject(BAD_SYMBOL, f"{path} {value[:40]!r}")
     return value
 

@@ -26,6 +26,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from adapters.backoff import Backoff
 from adapters.mexc import signing
 from adapters.mexc.errors import (
     MexcError,
@@ -128,7 +129,7 @@ class MexcRestClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._recv_window_s = recv_window_s
         self._retries = retries
-        self._backoff_s = retry_backoff_s
+        self._backoff = Backoff(retry_backoff_s)
         self._now_ms = now_ms
         self._session = session
         self._owns_session = session is None
@@ -251,7 +252,7 @@ class MexcRestClient:
                 if number >= self._retries:
                     raise
                 log.warning("mexc %s failed (%s), retrying", label, exc.reason)
-                await asyncio.sleep(self._backoff_s * 2**number)
+                await asyncio.sleep(self._backoff.delay(number))
         return await attempt()
 
     async def _get(
@@ -344,7 +345,7 @@ class MexcRestClient:
         last: MexcError | None = None
         for number in range(attempts):
             if number:
-                await asyncio.sleep(self._backoff_s * 2 ** (number - 1))
+                await asyncio.sleep(self._backoff.delay(number - 1))
             try:
                 return await self.create_order(order)
             except MexcRateLimited as exc:

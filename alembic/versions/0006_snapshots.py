@@ -52,7 +52,8 @@ UPGRADE = [
 
 
 #: ``claire run`` refuses to start on a schema other than the one its code needs
-#: (pipeline/startup.py): the least-privileged service logins must be able to read which it is.
+#: (``eventstore.migrations.schema_state``): the least-privileged service logins must be able
+#: to read which it is.
 READ_REVISION = (
     "GRANT SELECT ON public.alembic_version TO claire_app, claire_projector, claire_auditor"
 )

@@ -33,6 +33,7 @@ from aggregates.paper import PaperExchange
 from aggregates.risk.machine import RiskMachine
 from aggregates.signal import SignalMachine
 from eventstore import EventStore
+from projections.postgres import readmodel_rows as readmodel_rows  # the product's own
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -332,22 +333,6 @@ def check_ledger(recorded: Sequence[RecordedEvent]) -> Counter[str]:
         problems = replay_mismatches(recorded, machine)
         assert not problems, f"{len(problems)} divergences: {problems[:8]}"
     return Counter(r.event_type for r in recorded)
-
-
-async def readmodel_rows(url: str) -> dict[str, list[tuple[str, ...]]]:
-    conn = await asyncpg.connect(url)
-    try:
-        views = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'readmodel' AND table_type = 'VIEW' ORDER BY table_name"
-        )
-        rows = {}
-        for (view,) in views:
-            records = await conn.fetch(f'SELECT * FROM readmodel."{view}"')
-            rows[view] = sorted(tuple(str(v) for v in record.values()) for record in records)
-        return rows
-    finally:
-        await conn.close()
 
 
 async def wait_for(probe, patience: float, what: str, interval: float = 0.1) -> Any:  # type: ignore[no-untyped-def]

@@ -8,11 +8,15 @@ projector, relay, alerts). Then the ledger is checked as an auditor would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
+from itertools import pairwise
 
 import asyncpg
+import msgspec
 import pytest
 
 from adapters.mexc.feed import FeedConfig
@@ -23,8 +27,9 @@ from aggregates import events as ev
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.portfolio import EMPTY, evolve
+from aggregates.risk import RiskMachine
 from eventstore import EventStore
-from pipeline.app import RunOptions, run_pipeline
+from pipeline.app import SERVICES, Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
 from pipeline.settings import RuntimeSettings
 from projections.projector import rebuild
@@ -70,41 +75,85 @@ MALFORMED = [
 ]
 
 
-def _price(second: float) -> Decimal:
-    """Flat, rally, (silence), then a gap-down crash."""
-    base = Decimal(100_000)
-    if second < 40:
-        return base
-    if second < 150:
-        return base * (1 + Decimal("0.0004") * Decimal(str(round(second - 40, 1))))
-    top = base * (1 + Decimal("0.0004") * 110)
-    return top * Decimal("0.92")  # after the silence: 8 % below the top, in one gap
+RALLY = Decimal("0.0004")  # +0.04 % a second: the momentum rule goes long after 7.5 s
+CRASH = Decimal("0.85")  # after the second rally: 15 % below its top, in one gap
+
+
+def _rally(base: Decimal, second: float) -> Decimal:
+    return base * (1 + RALLY * Decimal(str(round(second, 1))))
+
+
+def _deal(at: int, price: Decimal) -> dict[str, object]:
+    deal = {"p": float(price.quantize(Decimal("0.1"))), "v": 20, "T": 1, "O": 3, "M": 2, "t": at}
+    return {"channel": "push.deal", "symbol": SYMBOL, "data": [deal], "ts": at}
 
 
 def scripted_tape() -> tuple[list[TapeEntry], int]:
-    """The market, and how many valid trades it holds."""
+    """The market up to the data silence (a flat start, then a rally), and its valid trades."""
     entries, trades = [], 0
     second = 0.0
-    while second < 230:
-        if 150 <= second < 185:  # data silence
-            second += 0.5
-            continue
+    base = Decimal(100_000)
+    while second < 150:
         at = START_MS + int(second * 1000)
-        deal = {
-            "p": float(_price(second).quantize(Decimal("0.1"))),
-            "v": 20,
-            "T": 1,
-            "O": 3,
-            "M": 2,
-            "t": at,
-        }
-        msg = {"channel": "push.deal", "symbol": SYMBOL, "data": [deal], "ts": at}
-        entries.append(TapeEntry(at_ms=at, msg=json.dumps(msg).encode()))  # type: ignore[arg-type]
+        price = base if second < 40 else _rally(base, second - 40)
+        entries.append(TapeEntry(at_ms=at, msg=json.dumps(_deal(at, price)).encode()))  # type: ignore[arg-type]
         trades += 1
-        if int(second * 2) in (50, 200, 400):
+        if int(second * 2) in (50, 200, 280):
             entries.append(TapeEntry(at_ms=at, raw=MALFORMED[len(entries) % 3]))
         second += 0.5
     return entries, trades
+
+
+async def after_the_silence(server: LocalMexcServer, clock: TapeClock) -> int:
+    """The market once the silence is over: flat (the momentum rule goes flat), a second rally
+    (it goes long), then a gap-down crash; each trade stamped with the clock's time when it is
+    sent. Returns how many trades were sent."""
+    top = _rally(Decimal(100_000), 110)
+    sent = 0
+    for step in range(340):  # 170 s of market time, a trade every 0.5 s
+        second = step / 2
+        if second < 70:
+            price = top
+        elif second < 130:
+            price = _rally(top, second - 70)
+        else:
+            price = _rally(top, 60) * CRASH
+        await server.push(_deal(clock(), price))
+        sent += 1
+        await asyncio.sleep(0.5 / SPEED)
+    return sent
+
+
+async def _ledger(url: str) -> list[RecordedEvent]:
+    async with await EventStore.connect(url, max_connections=1) as store:
+        return [r async for r in store.read_all()]
+
+
+async def _until(url: str, what: str, probe: Callable[[list[RecordedEvent]], bool]) -> None:
+    """Poll the ledger until ``probe`` holds (a bound on waiting, never a timing assertion)."""
+    for _ in range(600):
+        if probe(await _ledger(url)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _silence_tripped(recorded: list[RecordedEvent]) -> bool:
+    return any(
+        isinstance(r.event, ev.CircuitBreakerTripped) and r.event.layer == "data_silence"
+        for r in recorded
+    )
+
+
+def _signals_judged(recorded: list[RecordedEvent]) -> bool:
+    """Every entry signal recorded so far has its risk verdict."""
+    longs = {
+        r.event_id
+        for r in recorded
+        if isinstance(r.event, ev.SignalGenerated) and r.event.direction != "flat"
+    }
+    judged = {r.causation_id for r in recorded if isinstance(r.event, ev.RiskVerdictIssued)}
+    return bool(longs) and longs <= judged
 
 
 def _specs() -> list[ev.ContractSpecified]:
@@ -141,12 +190,39 @@ async def _readmodel_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
         await conn.close()
 
 
+def _entries_without_the_silence_breaker(
+    recorded: list[RecordedEvent], held: range
+) -> list[ev.RiskVerdictIssued]:
+    """Risk's entry verdicts on the inputs recorded while the breaker held, had the silence limit
+    been out of reach (a day): what the breaker alone refused."""
+    machine, lenient = RiskMachine(), parse_config({**CONFIG, "DATA_SILENCE_SECONDS": "86400"})
+    state = machine.initial()
+    verdicts = []
+    for fact in recorded:
+        if fact.position >= held.stop:
+            break
+        if machine.owns(fact.event):
+            continue
+        if isinstance(fact.event, ev.ConfigActivated):
+            fact = msgspec.structs.replace(fact, event=lenient.activated(fact.event.at_ms))
+        state, outputs = machine.step(state, fact)
+        if fact.position in held:
+            verdicts += [
+                out
+                for out in outputs
+                if isinstance(out, ev.RiskVerdictIssued) and out.intent == "entry"
+            ]
+    return verdicts
+
+
 async def test_scripted_market_when_run_through_every_service_then_ledger_tells_the_whole_story(
     fresh_database_url, redis_url: str, redis_namespace: str
 ) -> None:
     database_url = await fresh_database_url()
     tape, valid_trades = scripted_tape()
+    done = asyncio.Event()
     async with LocalMexcServer(tape=tape, speed=SPEED) as server:
+        clock = TapeClock(server, START_MS, SPEED)
         settings = RuntimeSettings(
             database_url=Secret(database_url),
             redis_url=Secret(redis_url),
@@ -157,17 +233,38 @@ async def test_scripted_market_when_run_through_every_service_then_ledger_tells_
             symbols=(SYMBOL,),
             bus_namespace=redis_namespace,
         )
-        pipeline = await run_pipeline(
-            settings,
-            parse_config(CONFIG),
-            RunOptions(
-                until=server.played,
-                duration=60,
-                now_ms=TapeClock(server, START_MS, SPEED),
+
+        def options(services: tuple[str, ...]) -> RunOptions:
+            return RunOptions(
+                services=services,
+                until=done,
+                duration=90,
+                now_ms=clock,
                 contract_specs=_specs(),
                 feed_config=FeedConfig(url=server.url, ping_interval=2.0, tickers=False),
-            ),
-        )
+            )
+
+        # Every service but signal. The signal service starts late, once the silence has
+        # tripped the breaker: it catches up on the rally and records its entry signal while the
+        # breaker holds, an entry that would otherwise be approved.
+        others = tuple(s for s in SERVICES if s != "signal")
+        main = asyncio.create_task(run_pipeline(settings, parse_config(CONFIG), options(others)))
+        late: asyncio.Task[Pipeline] | None = None
+        try:
+            await server.played.wait()
+            await _until(database_url, "the data-silence breaker", _silence_tripped)
+            late = asyncio.create_task(
+                run_pipeline(settings, parse_config(CONFIG), options(("signal",)))
+            )
+            await _until(database_url, "verdicts on the late signals", _signals_judged)
+            valid_trades += await after_the_silence(server, clock)
+            done.set()
+            pipeline = await main
+            await late
+        finally:
+            for task in (main, late):
+                if task is not None and not task.done():
+                    task.cancel()
     assert pipeline.feed is not None
     assert pipeline.feed.stats.malformed == 3  # counted and skipped ...
 
@@ -185,31 +282,58 @@ async def test_scripted_market_when_run_through_every_service_then_ledger_tells_
     assert by_type["order.requested"] >= 2  # the rally's entry and the halt's flatten
     assert by_type["order.filled"] + by_type["order.partially_filled"] >= 2
 
-    # the silence paused entries, the crash halted trading with one CRITICAL alert
-    breakers = [r.event for r in recorded if isinstance(r.event, ev.CircuitBreakerTripped)]
-    assert any(b.layer == "data_silence" for b in breakers)
-    # ... the silence breaker cleared again when data returned, and while it held, no entry was
-    # approved (nor trimmed) and no entry order requested
+    # The silence, judged by our own oracle from the market trades: the input holds exactly one
+    # gap longer than DATA_SILENCE_SECONDS. The breaker trips inside it, once, and clears on the
+    # first trade after it.
+    limit_ms = int(CONFIG["DATA_SILENCE_SECONDS"]) * 1000
+    trades = [r for r in recorded if isinstance(r.event, ev.TradeTicked)]
+    gaps = [(a, b) for a, b in pairwise(trades) if b.event.at_ms - a.event.at_ms > limit_ms]
+    assert len(gaps) == 1, gaps
+    last_before, first_after = gaps[0]
     silence = [
         r
         for r in recorded
         if isinstance(r.event, ev.CircuitBreakerTripped | ev.CircuitBreakerCleared)
         and r.event.layer == "data_silence"
     ]
-    assert [type(r.event) for r in silence[:2]] == [
-        ev.CircuitBreakerTripped,
-        ev.CircuitBreakerCleared,
-    ]
-    held = range(silence[0].position, silence[1].position)
-    during = [r.event for r in recorded if r.position in held]
+    assert [type(r.event) for r in silence] == [ev.CircuitBreakerTripped, ev.CircuitBreakerCleared]
+    tripped, cleared = silence
+    assert last_before.position < tripped.position < first_after.position < cleared.position
+    assert last_before.event.at_ms + limit_ms < tripped.event.at_ms <= first_after.event.at_ms
+    assert cleared.causation_id == first_after.event_id  # lifted by the data's return
+    # While it held, an entry came before risk (the late signal service's) and was refused by
+    # the data-silence layer; no entry was approved or trimmed, no entry order requested ...
+    held = range(tripped.position, cleared.position)
+    verdicts = [r for r in recorded if isinstance(r.event, ev.RiskVerdictIssued)]
+    entries = [r for r in verdicts if r.event.intent == "entry"]  # type: ignore[attr-defined]
+    refused = [r for r in entries if r.position in held]
+    assert refused, "no entry reached risk while the breaker held: the test could not fail"
+    assert {
+        (r.event.decision, r.event.layer, r.event.reason)  # type: ignore[attr-defined]
+        for r in refused
+    } == {("rejected", "data_silence", "circuit_breaker_data_silence")}
     assert not [
-        v
-        for v in during
-        if isinstance(v, ev.RiskVerdictIssued)
-        and v.intent == "entry"
-        and v.decision in ("approved", "trimmed")
+        r
+        for r in recorded
+        if r.position in held
+        and isinstance(r.event, ev.OrderRequested)
+        and r.event.intent == "entry"
     ]
-    assert not [o for o in during if isinstance(o, ev.OrderRequested) and o.intent == "entry"]
+    # ... nor any entry approved whose time lies in the silent window ...
+    window = range(tripped.event.at_ms, first_after.event.at_ms)
+    assert not [
+        r
+        for r in entries
+        if r.event.decision != "rejected" and r.event.at_ms in window  # type: ignore[attr-defined]
+    ]
+    # ... and those entries would have been approved without the breaker: the same log through
+    # the risk machine with DATA_SILENCE_SECONDS out of reach approves them.
+    unbroken = _entries_without_the_silence_breaker(recorded, held)
+    assert [v.decision for v in unbroken] and {v.decision for v in unbroken} <= {
+        "approved",
+        "trimmed",
+    }, unbroken
+
     halts = [r for r in recorded if isinstance(r.event, ev.TradingStateChanged)]
     assert [h.event.state for h in halts] == ["HALTED"]  # type: ignore[attr-defined]
     alerts = [r.event for r in recorded if isinstance(r.event, ev.AlertRaised)]

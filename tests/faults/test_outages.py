@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +31,7 @@ from fault_helpers import (
     PrivateRedis,
     check_ledger,
     count_where,
+    machines,
     momentum_tape,
     read_ledger,
     wait_for,
@@ -248,9 +250,10 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
     ):
         socket_dir = postgres._server.get_postmaster_info().socket_dir  # type: ignore[attr-defined]
         settings = _settings(url, redis_url, redis_namespace, server.url)
-        run = asyncio.create_task(
-            run_pipeline(settings, parse_config(TRADING_ENV), _options(server, started))
-        )
+        done = asyncio.Event()  # the run ends when the checks below are through, not before
+        options = _options(server, started, done)
+        clock = options.now_ms  # the tape's time: when a trade reached the feed
+        run = asyncio.create_task(run_pipeline(settings, parse_config(TRADING_ENV), options))
         background.append(run)
         pipeline = await asyncio.wait_for(started, 60)
         port = pipeline.http_port
@@ -261,6 +264,7 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
 
         await wait_for(flowing, 60, "market data in the ledger")
         await asyncio.to_thread(_stop_postgres, postgres)
+        down_at, down_ms = datetime.now(UTC), clock()  # the server is gone from here ...
 
         async def postgres_down() -> bool:
             return await _metric(port, "claire_dependency_up", 'dependency="postgres"') == 0.0
@@ -268,28 +272,67 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
         await wait_for(postgres_down, 10, "claire_dependency_up{postgres} == 0")
         status, body = await _health(port)
         assert status == 503 and not body["dependencies"]["postgres"]["up"]
-        decisions = {name: d.progress.decisions for name, d in pipeline.deciders.items()}
         await asyncio.sleep(1.0)  # a while without the ledger: nothing may be decided meanwhile
         assert not run.done(), "the pipeline died instead of pausing"
-        assert {n: d.progress.decisions for n, d in pipeline.deciders.items()} == decisions
+        up_at, up_ms = datetime.now(UTC), clock()  # ... to here
         await asyncio.to_thread(_start_postgres, postgres, str(socket_dir))
 
         async def postgres_up() -> bool:
             return await _metric(port, "claire_dependency_up", 'dependency="postgres"') == 1.0
 
         await wait_for(postgres_up, 30, "claire_dependency_up{postgres} == 1")
+
+        async def ledger_healthy() -> bool:  # the alert is lifted once the ledger answers
+            _, body = await _health(port)
+            return bool(body["dependencies"]["postgres"]["up"])
+
+        await wait_for(ledger_healthy, 30, "/health to report postgres up again")
+        await server.played.wait()
+        done.set()
         await run
-        # The supervisor paused and restarted every task that talks to the ledger: the hub (the
-        # one source of the deciders and alerts in this process), the projector and the relay.
-        paused = {
-            r.getMessage().split(" paused,", 1)[0]
-            for r in caplog.records
-            if r.name == "pipeline.app" and "paused, the ledger is unreachable" in r.getMessage()
-        }
-        assert {"hub", "projector", "relay"} <= paused, paused
         recorded: list[RecordedEvent] = await read_ledger(url)
         async with await EventStore.connect(url) as store:
             assert (await store.verify()).ok
-    counts = check_ledger(recorded)
+    # The alert: each service that lost the ledger said so at ERROR, naming the outage; and the
+    # supervisor started each of them again: the hub (the one source of the deciders and alerts
+    # in this process), the projector and the relay all reached the head after the outage.
+    paused = {
+        r.getMessage().split(" paused,", 1)[0]
+        for r in caplog.records
+        if r.name == "pipeline.app"
+        and r.levelno == logging.ERROR
+        and "paused, the ledger is unreachable" in r.getMessage()
+    }
+    assert {"hub", "projector", "relay"} <= paused, paused
+    head = recorded[-1].position
+    assert pipeline.projector is not None and pipeline.projector.position == head
+    assert pipeline.relay is not None and pipeline.relay.last == head
+    for name, decider in pipeline.deciders.items():
+        assert decider.progress.last_position == head, name
+    # Nothing was decided during the outage, read from the ledger itself:
+    # 1. nothing at all was committed while the server was down;
+    assert not [r.position for r in recorded if down_at <= r.recorded_at <= up_at]
+    # 2. every decision was taken from a committed input: its cause is an event of the ledger,
+    #    recorded before it (at the position it names);
+    by_id = {r.event_id: r for r in recorded}
+    decisions = [r for r in recorded if any(m.owns(r.event) for m in machines())]
+    assert decisions
+    for decision in decisions:
+        cause = by_id.get(decision.causation_id)  # type: ignore[arg-type]
+        assert cause is not None, f"position {decision.position}: its cause is not recorded"
+        assert cause.position == decision.causation_position < decision.position
+        assert cause.recorded_at <= decision.recorded_at
+    # 3. the market data that reached the feed while the server was down was recorded only
+    #    after it, and so was every decision caused by it.
+    arrived = {
+        r.event_id: r
+        for r in recorded
+        if r.event_type == "market.trade" and down_ms < r.event.at_ms < up_ms
+    }
+    assert arrived, "no market data arrived during the outage: the test would prove nothing"
+    assert all(r.recorded_at > up_at for r in arrived.values())
+    assert all(d.recorded_at > up_at for d in decisions if d.causation_id in arrived)
+    # 4. and the ledger is whole: no holes or doubles; every decision equals a replay.
+    counts = check_ledger(recorded)  # no holes or doubles; every decision equals a replay
     assert counts["market.trade"] == len(tape)  # held during the outage, appended after it
     assert counts["order.requested"] >= 1

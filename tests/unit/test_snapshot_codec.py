@@ -97,3 +97,13 @@ def test_decode_when_bytes_truncated_or_foreign_then_snapshot_decode_error(name:
         with pytest.raises(SnapshotDecodeError):
             codec.decode(bad)
     assert len(digest(data)) == 32
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_decode_when_bytes_are_another_machines_state_then_snapshot_decode_error(
+    name: str,
+) -> None:
+    for other in sorted(set(CODECS) - {name}):
+        data = CODECS[other].encode(MACHINES[other].initial())
+        with pytest.raises(SnapshotDecodeError, match=repr(other)):
+            CODECS[name].decode(data)

@@ -31,6 +31,7 @@ import msgspec
 
 from aggregates.paper import PaperState
 from aggregates.risk.state import RiskState
+from aggregates.screener import ScreenerLog
 from aggregates.signal import SignalState
 
 #: The snapshot byte layout's version (bump on any change to how states are written).
@@ -95,11 +96,12 @@ class StateCodec:
             raise SnapshotDecodeError(f"{self.machine}: not a snapshot state: {error}") from error
 
 
-#: Every machine whose state a service restores from the log, by machine name.
+#: Every fold a service restores from the log, by machine name (the screener's is the ingest's).
 CODECS: dict[str, StateCodec] = {
     "signal": StateCodec("signal", SignalState),
     "risk": StateCodec("risk", RiskState),
     "paper": StateCodec("paper", PaperState, _sorted_priced),
+    "screener": StateCodec("screener", ScreenerLog),
 }
 
 

@@ -234,7 +234,7 @@ async def test_snapshots_when_truncated_then_refused_as_on_events(make_ledger):
         await conn.close()
 
 
-@pytest.mark.parametrize("machine", ["signal", "risk", "paper"])
+@pytest.mark.parametrize("machine", ["signal", "risk", "paper", "screener"])
 async def test_restore_when_snapshot_holds_another_machines_bytes_then_skipped(
     make_ledger, machine, caplog
 ):

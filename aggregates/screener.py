@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from aggregates.envelope import RecordedEvent
 from aggregates.events import MoversSelected, TickerQuote, TickersSnapshotted
+
+#: The rate limit's "no ticker snapshot yet": far enough back that the first one is always kept.
+NEVER_MS = -(10**15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,28 @@ class ScreenerState:
     """The symbols currently followed, best first."""
 
     selected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenerLog:
+    """What the ingest restores from the ``screener`` stream (docs/SNAPSHOTS.md): the selection
+    in force, the newest ticker snapshot's time (the rate limit) and how many of the stream's
+    events are folded (``version``: a restore from a snapshot reads the stream after it)."""
+
+    selected: tuple[str, ...] = ()
+    last_snapshot_ms: int = NEVER_MS
+    version: int = 0
+
+
+def fold(log: ScreenerLog, recorded: RecordedEvent) -> ScreenerLog:
+    """``log`` after one committed event of the ``screener`` stream."""
+    event = recorded.event
+    selected = event.symbols if isinstance(event, MoversSelected) else log.selected
+    return ScreenerLog(
+        selected=selected,
+        last_snapshot_ms=max(log.last_snapshot_ms, event.at_ms),
+        version=max(log.version, recorded.stream_version),
+    )
 
 
 def rank(quotes: tuple[TickerQuote, ...], config: ScreenerConfig) -> list[tuple[str, Decimal]]:

@@ -9,7 +9,9 @@ every dict (a machine that walks its open orders or positions decides in that or
   two processes holding equal states write equal bytes (``--verify`` compares their SHA-256);
 * deques are written as arrays and read back as deques;
 * Decimals are written as their exact string (``str`` keeps the exponent: ``1.50`` stays
-  ``1.50``), never as a float.
+  ``1.50``), never as a float;
+* the bytes name their machine: a two-item array ``[machine, state]``, so another machine's
+  state (which could otherwise decode, every field having a default) is refused.
 
 Pure: no I/O, no clock. ``SCHEMA`` is the version of this byte layout; a change to a state's
 fields changes the code version recorded with each snapshot (see ``eventstore.snapshots``), so
@@ -29,10 +31,11 @@ import msgspec
 
 from aggregates.paper import PaperState
 from aggregates.risk.state import RiskState
+from aggregates.screener import ScreenerLog
 from aggregates.signal import SignalState
 
 #: The snapshot byte layout's version (bump on any change to how states are written).
-SCHEMA = 1
+SCHEMA = 2
 
 
 class SnapshotDecodeError(ValueError):
@@ -72,22 +75,33 @@ class StateCodec:
     prepare: Callable[[Any], object] = lambda state: state
 
     def encode(self, state: Any) -> bytes:
-        """Canonical bytes: equal states (values and dict order) give equal bytes."""
-        return _ENCODER.encode(self.prepare(state))
+        """Canonical bytes, tagged with the machine: equal states (values and dict order) give
+        equal bytes."""
+        return _ENCODER.encode((self.machine, self.prepare(state)))
 
     def decode(self, data: bytes) -> Any:
-        """The state written by :meth:`encode`; :class:`SnapshotDecodeError` if it is not one."""
+        """The state written by :meth:`encode`; :class:`SnapshotDecodeError` if it is not one
+        (truncated, edited, another layout, or another machine's state)."""
+        tag, body = self._read(data, tuple[str, msgspec.Raw])
+        if tag != self.machine:
+            raise SnapshotDecodeError(
+                f"{self.machine}: not a snapshot state: the bytes hold a {tag!r} state"
+            )
+        return self._read(body, self.state_type)
+
+    def _read(self, data: bytes, kind: Any) -> Any:
         try:
-            return msgspec.msgpack.decode(data, type=self.state_type, dec_hook=_decode_hook)
+            return msgspec.msgpack.decode(data, type=kind, dec_hook=_decode_hook)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as error:
             raise SnapshotDecodeError(f"{self.machine}: not a snapshot state: {error}") from error
 
 
-#: Every machine whose state a service restores from the log, by machine name.
+#: Every fold a service restores from the log, by machine name (the screener's is the ingest's).
 CODECS: dict[str, StateCodec] = {
     "signal": StateCodec("signal", SignalState),
     "risk": StateCodec("risk", RiskState),
     "paper": StateCodec("paper", PaperState, _sorted_priced),
+    "screener": StateCodec("screener", ScreenerLog),
 }
 
 

@@ -319,6 +319,8 @@ def _start_feed(
         snapshot_every_ms=options.snapshot_every_ms,
         on_symbols=lambda symbols: feed.set_symbols(symbols),  # the screener steers the feed
         on_appended=pipeline.instruments.appended,
+        snapshots=Snapshots(pipeline.store),
+        state_snapshot_every=settings.snapshot_every_events,
     )
     feed = MexcFeed(
         ingest,

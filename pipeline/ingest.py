@@ -18,8 +18,11 @@ from collections.abc import Callable, Sequence
 from adapters.backoff import Backoff
 from aggregates import events as ev
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, committed, derived, utc_from_ms
-from aggregates.screener import ScreenerConfig, ScreenerState, decide
-from eventstore import EventStore, StoreUnavailable
+from aggregates.portfolio import DAY_MS
+from aggregates.screener import ScreenerConfig, ScreenerLog, ScreenerState, decide, fold
+from aggregates.snapshot import CODECS
+from eventstore import EventStore, EventStoreError, StoreUnavailable, connection_lost
+from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.decider import append_grouped
 
 _log = logging.getLogger(__name__)
@@ -78,7 +81,15 @@ def as_new_events(
 
 
 class MarketIngest:
-    """The feed's sink: appends market batches; runs the screener on ticker snapshots."""
+    """The feed's sink: appends market batches; runs the screener on ticker snapshots.
+
+    ``snapshot_every_ms`` is how often a ``push.tickers`` snapshot is kept (the screener's rate);
+    ``snapshots`` with ``state_snapshot_every`` > 0 stores the screener stream's fold
+    (:class:`ScreenerLog`) in ``ledger.snapshots`` every that many appended events and after the
+    first batch of each UTC day, so a restart reads only the stream's tail (docs/SNAPSHOTS.md).
+    The ingest is the ``screener`` stream's only writer: at any position it has appended, its
+    fold holds every screener event up to there.
+    """
 
     def __init__(
         self,
@@ -88,6 +99,8 @@ class MarketIngest:
         snapshot_every_ms: int,
         on_symbols: Callable[[tuple[str, ...]], None] | None = None,
         on_appended: Callable[[int], None] | None = None,
+        snapshots: Snapshots | None = None,
+        state_snapshot_every: int = 0,
     ) -> None:
         self._store = store
         self._screener = screener
@@ -99,18 +112,70 @@ class MarketIngest:
         self._last_snapshot_ms = -(10**15)
         self._retrying = True
         self.appended = 0
+        self._log = ScreenerLog()
+        self._snapshots = snapshots
+        self._state_snapshot_every = state_snapshot_every
+        self._appended_at = 0  # the newest position this ingest appended
+        self._snapshot_at = 0
+        self._day = -1
+        #: The position of the snapshot the last restore started from (0: the whole stream).
+        self.restored_from_snapshot = 0
 
     def stop_retrying(self) -> None:
         """From now on a lost ledger fails the batch instead of holding it (shutdown)."""
         self._retrying = False
 
     async def restore(self) -> tuple[str, ...]:
-        """The symbols the screener last chose (from the ledger), so a restart resumes them."""
-        async for recorded in self._store.read_stream("screener"):
-            if isinstance(recorded.event, ev.MoversSelected):
-                self._screener_state = ScreenerState(selected=recorded.event.symbols)
-            self._last_snapshot_ms = max(self._last_snapshot_ms, recorded.event.at_ms)
+        """The symbols the screener last chose (from the ledger), so a restart resumes them.
+
+        Folds the ``screener`` stream from the newest usable snapshot (else from its start).
+        """
+        log, after = ScreenerLog(), 0
+        if self._snapshots is not None:
+            try:
+                found = await self._snapshots.latest_usable("screener")
+            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
+                if connection_lost(error):
+                    raise
+                _log.warning("screener: snapshots unreadable (%s); folding its stream", error)
+                found = None
+            if found is not None:
+                log, after = found.state, found.snapshot.position
+        self._log = await self._catch_up(log)
+        self._screener_state = ScreenerState(selected=self._log.selected)
+        self._last_snapshot_ms = self._log.last_snapshot_ms
+        self.restored_from_snapshot = self._snapshot_at = after
+        if self._snapshots is not None and self._state_snapshot_every:
+            head, _ = await self._store.head()
+            if head - after >= self._state_snapshot_every:
+                await self.snapshot_now(head)
         return self._screener_state.selected
+
+    async def _catch_up(self, log: ScreenerLog, upto: int | None = None) -> ScreenerLog:
+        """``log`` after the ``screener`` stream's events it has not folded (up to a position)."""
+        async for recorded in self._store.read_stream("screener", log.version + 1):
+            if upto is not None and recorded.position > upto:
+                break
+            log = fold(log, recorded)
+        return log
+
+    async def snapshot_now(self, position: int | None = None) -> None:
+        """Store the screener stream's fold at ``position`` (default: the newest this ingest
+        appended); a failure is logged, never raised: a snapshot is a shortcut."""
+        at = self._appended_at if position is None else position
+        if self._snapshots is None or at <= self._snapshot_at:
+            return
+        try:
+            self._log = await self._catch_up(self._log, at)
+            chain = await self._snapshots.chain_hash_at(at)
+            if chain is None:
+                return
+            config = await self._snapshots.config_hash_at(at)
+            data = CODECS["screener"].encode(self._log)
+            await self._snapshots.save(snapshot_of("screener", data, at, chain, config))
+            self._snapshot_at = at
+        except Exception:
+            _log.warning("screener: snapshot at %d not written", at, exc_info=True)
 
     async def __call__(self, batch: Sequence[ev.Event]) -> None:
         """Append one batch of parsed market events (retrying while the ledger is away)."""
@@ -129,6 +194,11 @@ class MarketIngest:
             await self._append_patiently(news)
         for snapshot, new in zip(snapshots, news[len(market) :], strict=True):
             await self._screen(snapshot, new)
+        if self._snapshots is not None and self._state_snapshot_every and batch:
+            day = max(event.at_ms for event in batch) // DAY_MS
+            new_day, self._day = self._day >= 0 and day > self._day, max(self._day, day)
+            if new_day or self._appended_at - self._snapshot_at >= self._state_snapshot_every:
+                await self.snapshot_now()
 
     async def _screen(self, snapshot: ev.TickersSnapshotted, new: NewEvent) -> None:
         if self._screener is None:
@@ -137,6 +207,7 @@ class MarketIngest:
         if not chosen:
             return
         positions = await self._store.append("screener", [new])
+        self._appended_at = max(self._appended_at, *positions)
         cause = committed(new, positions[0], "screener")
         await self._append_patiently(derived("screener", cause, chosen))
         self._on_symbols(self._screener_state.selected)
@@ -145,7 +216,7 @@ class MarketIngest:
         waits = 0
         while True:
             try:
-                await append_grouped(self._store, news)
+                positions = await append_grouped(self._store, news)
             except StoreUnavailable as error:
                 if not self._retrying:
                     raise
@@ -154,6 +225,7 @@ class MarketIngest:
                 waits += 1
                 continue
             self.appended += len(news)
+            self._appended_at = max(self._appended_at, *positions)
             self._on_appended(len(news))
             return
 

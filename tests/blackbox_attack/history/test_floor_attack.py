@@ -68,7 +68,7 @@ async def _archive_nothing(ledger, tmp_path) -> None:
     assert await ledger.rows() == rows
 
 
-@pytest.mark.parametrize("missing", ["signal", "risk", "paper"])
+@pytest.mark.parametrize("missing", ["signal", "risk", "paper", "screener"])
 async def test_archive_when_one_service_has_no_snapshot_then_archives_nothing(
     make_ledger, tmp_path, missing
 ):
@@ -112,7 +112,7 @@ async def test_archive_when_every_service_snapshotted_then_floor_is_oldest_newes
     make_ledger, tmp_path
 ):
     ledger = await archivable_ledger(make_ledger, events=45, snapshot_at=None)
-    await _save(ledger.url, ["signal", "risk"], 35)
+    await _save(ledger.url, ["signal", "risk", "screener"], 35)
     await _save(ledger.url, ["paper"], 22)
     result = await run(ledger.url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))
     no_traceback(result)

@@ -60,7 +60,7 @@ async def _snapshot_at(store: EventStore, log: list, name: str, position: int):
     return snapshot_of(name, CODECS[name].encode(state), position, chain, configs[-1])
 
 
-@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("name", sorted(MACHINES))  # the screener's: test_screener_snapshots.py
 async def test_service_when_a_snapshot_exists_then_restores_from_it_to_the_full_fold_state(
     recorded, name: str
 ) -> None:

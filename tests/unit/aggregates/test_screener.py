@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.events import MoversSelected, TickerQuote, TickersSnapshotted
-from aggregates.screener import ScreenerConfig, ScreenerState, decide, rank
+from aggregates.machine import record
+from aggregates.screener import ScreenerConfig, ScreenerLog, ScreenerState, decide, fold, rank
+from aggregates.snapshot import CODECS
 
 CONFIG = ScreenerConfig(top_n=2, min_volume_24h=Decimal(1000))
 
@@ -127,3 +129,54 @@ def test_decide_over_snapshots_then_selection_is_top_n_eligible_and_events_mark_
                     assert abs(q.rise_fall_rate) <= min(chosen)
         # deterministic
         assert decide(before, snapshot(*quotes_, at_ms=index), config) == (state, events)
+
+
+symbols = st.sampled_from(["A_USDT", "B_USDT", "C_USDT", "D_USDT"])
+screener_events = st.lists(
+    st.one_of(
+        st.just("tickers"),
+        st.lists(symbols, min_size=1, max_size=3, unique=True).map(tuple),
+    ),
+    max_size=25,
+)
+
+
+def _stream(items: list) -> list:
+    """The ``screener`` stream of ``items`` (ticker snapshots and selections), as committed:
+    versions 1..n at increasing positions with other streams' events between them."""
+    records, previous = [], ()
+    for version, item in enumerate(items, 1):
+        at_ms = 60_000 * version
+        if item == "tickers":
+            event = snapshot(quote("A_USDT", "0.01"), at_ms=at_ms)
+        else:
+            event = MoversSelected(
+                at_ms=at_ms, symbols=item, scores=(Decimal(1),) * len(item), previous=previous
+            )
+            previous = item
+        records.append(record(event, 3 * version, stream_version=version))
+    return records
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=screener_events, cut=st.integers(min_value=0, max_value=25))
+def test_screener_log_when_restored_from_snapshot_bytes_at_any_cut_then_equals_whole_fold(
+    items: list, cut: int
+) -> None:
+    codec, stream = CODECS["screener"], _stream(items)
+    cut = min(cut, len(stream))
+    whole = ScreenerLog()
+    for recorded in stream:
+        whole = fold(whole, recorded)
+    head = ScreenerLog()
+    for recorded in stream[:cut]:
+        head = fold(head, recorded)
+    resumed = codec.decode(codec.encode(head))
+    assert resumed.version == cut  # the tail a restore reads: versions after it
+    for recorded in stream[resumed.version :]:
+        resumed = fold(resumed, recorded)
+    assert codec.encode(resumed) == codec.encode(whole)
+    ticker = snapshot(quote("B_USDT", "0.5"), quote("C_USDT", "0.2"), at_ms=10**9)
+    assert decide(ScreenerState(resumed.selected), ticker, CONFIG) == decide(
+        ScreenerState(whole.selected), ticker, CONFIG
+    )

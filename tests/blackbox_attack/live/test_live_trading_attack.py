@@ -202,3 +202,53 @@ async def test_live_service_when_running_then_no_secret_in_any_recorded_event(
     for r in recorded:
         text = repr(r.event)
         assert SECRET not in text and KEY not in text, text
+
+
+async def test_position_grows_then_exchange_holds_exactly_one_stop_for_the_whole_position(
+    server: LocalMexcRest, store: EventStore
+) -> None:
+    server.set_mark("BTC_USDT", Decimal("65000"))
+    await append_request(store, request("a19grow1", contracts=3))
+    async with running(service(store, server)):
+        await until(store, lambda r: len(of(r, ev.ExecutionStopPlaced)) == 1)
+        server.set_mark("BTC_USDT", Decimal("66000"))
+        await append_request(store, request("a19grow2", contracts=5))
+        await until(
+            store,
+            lambda r: (
+                len(of(r, ev.ExecutionStopPlaced)) == 2 and bool(of(r, ev.ExecutionStopEnded))
+            ),
+        )
+    plans = live_plans(server)
+    # exchange's average entry: (3*65000 + 5*66000) / 8 = 65625; * 0.98 = 64312.5 (on the grid)
+    assert [(p["vol"], p["trigger_price"], p["side"]) for p in plans] == [
+        (Decimal(8), Decimal("64312.5"), 4)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("balance", "within"),
+    [(Decimal("11000"), True), (Decimal("11000.1"), False), (Decimal("8999.9"), False)],
+)
+async def test_venue_equity_when_recorded_at_start_then_tolerance_boundary_is_inclusive(
+    server: LocalMexcRest, store: EventStore, balance: Decimal, within: bool
+) -> None:
+    server.balance = balance
+    live = LiveExecution(
+        venue(server),
+        store,
+        lambda after: LedgerFeed(store, None, after=after),
+        now_ms=lambda: AT_MS + 1000,
+        poll_seconds=0.05,
+        capital=Decimal(10000),
+        capital_tolerance_pct=Decimal(10),
+        capital_mismatch="warn",
+        equity_every_seconds=0.2,
+    )
+    async with running(live) as task:
+        recorded = await until(store, lambda r: len(of(r, ev.ExecutionVenueEquity)) >= 2)
+        assert not task.done()
+    first = of(recorded, ev.ExecutionVenueEquity)[0]
+    assert first.equity == balance and first.configured_capital == Decimal(10000)
+    assert first.within_tolerance is within
+    assert first.difference_pct == (balance - 10000) / 100

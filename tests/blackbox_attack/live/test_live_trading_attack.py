@@ -6,6 +6,7 @@ from the documented rules, never the service's counters.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import ROUND_CEILING, Decimal
 
@@ -291,3 +292,21 @@ async def test_order_answer_with_impossible_numbers_then_recorded_not_booked_ser
         assert all(f.fee_currency != override["feeCurrency"] for f in booked)
     else:
         assert booked == [], booked
+
+
+async def test_order_partly_filled_then_cancelled_by_hand_while_bot_down_then_restart_books_both(
+    server: LocalMexcRest, store: EventStore
+) -> None:
+    await append_request(store, request("a19hand1", contracts=10, limit="64000.0"))
+    async with running(service(store, server, stop_pct=None)):
+        await until(store, lambda r: "order.accepted" in [x.event_type for x in r])
+    server.fill("a19hand1", Decimal(4))
+    server.orders["a19hand1"].state = 4  # cancelled on MEXC's website
+    async with running(service(store, server, stop_pct=None)):
+        recorded = await until(store, lambda r: bool(of(r, ev.OrderCancelled)))
+        await asyncio.sleep(0.5)  # more polls: a duplicate would show now
+        recorded = [x async for x in store.read_all()]
+    fills = of(recorded, ev.OrderPartiallyFilled) + of(recorded, ev.OrderFilled)
+    assert [f.contracts for f in fills] == [Decimal(4)]
+    assert [c.remaining_contracts for c in of(recorded, ev.OrderCancelled)] == [Decimal(6)]
+    assert list(server.orders) == ["a19hand1"]

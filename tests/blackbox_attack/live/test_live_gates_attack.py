@@ -255,3 +255,17 @@ async def test_live_run_when_not_confirmed_exactly_yes_then_exit_2_and_exchange_
     assert private_requests(server) == [], outcome.text
     assert outcome.code == 2, outcome.text
     assert "Traceback" not in outcome.text, outcome.text
+
+
+async def test_live_run_when_key_secret_and_symbols_missing_then_exit_2_names_each(
+    fresh_database_url: Callable[..., Awaitable[str]], redis_url: str, server, tmp_path: Path
+) -> None:
+    url = await fresh_database_url()
+    await append_preflight(url, preflight(code_version(), checks=("ok",)))
+    env = live_env(url, redis_url, server.url, MEXC_API_KEY="", MEXC_API_SECRET="", SYMBOLS="")
+    outcome = await claire(["run", "--duration", "3"], env, tmp_path)
+    assert outcome.code == 2, outcome.text
+    assert "Traceback" not in outcome.text
+    for name in ("MEXC_API_KEY", "MEXC_API_SECRET", "SYMBOLS"):
+        assert name in outcome.text, outcome.text
+    assert server.requests == []

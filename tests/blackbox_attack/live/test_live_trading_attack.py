@@ -7,6 +7,7 @@ from the documented rules, never the service's counters.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import ROUND_CEILING, Decimal
 
@@ -310,3 +311,21 @@ async def test_order_partly_filled_then_cancelled_by_hand_while_bot_down_then_re
     assert [f.contracts for f in fills] == [Decimal(4)]
     assert [c.remaining_contracts for c in of(recorded, ev.OrderCancelled)] == [Decimal(6)]
     assert list(server.orders) == ["a19hand1"]
+
+
+async def test_venue_errors_and_garbage_when_logged_then_no_key_or_secret_in_any_log(
+    server: LocalMexcRest, store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server.set_mark("BTC_USDT", Decimal("65000"))
+    server.garble_once("order/create")
+    server.garble_once("order/external", times=2)
+    await append_request(store, request("a19log1", contracts=1))
+    async with running(service(store, server)):
+        await until(store, lambda r: bool(of(r, ev.ExecutionStopPlaced)))
+        server.forced_errors["*"] = (602, "Signature verification failed!")
+        await asyncio.sleep(0.5)  # some failing polls get logged
+    assert caplog.records
+    for record in caplog.records:
+        text = record.getMessage() + str(record.args) + str(record.exc_info)
+        assert SECRET not in text and KEY not in text, text

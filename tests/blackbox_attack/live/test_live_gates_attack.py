@@ -269,3 +269,29 @@ async def test_live_run_when_key_secret_and_symbols_missing_then_exit_2_names_ea
     for name in ("MEXC_API_KEY", "MEXC_API_SECRET", "SYMBOLS"):
         assert name in outcome.text, outcome.text
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LIVE_CAPITAL_MISMATCH", "refuze"),
+        ("LIVE_CAPITAL_TOLERANCE_PCT", "-1"),
+        ("LIVE_CAPITAL_TOLERANCE_PCT", "ten"),
+    ],
+)
+async def test_live_run_when_capital_setting_is_bad_then_exit_2_names_it_and_nothing_sent(
+    fresh_database_url: Callable[..., Awaitable[str]],
+    redis_url: str,
+    server,
+    tmp_path: Path,
+    name: str,
+    value: str,
+) -> None:
+    url = await fresh_database_url()
+    await append_preflight(url, preflight(code_version(), checks=("ok",)))
+    env = live_env(url, redis_url, server.url, **{name: value})
+    outcome = await claire(["run", "--duration", "3"], env, tmp_path)
+    assert outcome.code == 2, outcome.text
+    assert "Traceback" not in outcome.text, outcome.text
+    assert name in outcome.text, outcome.text
+    assert private_requests(server) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -97,3 +98,4 @@ async def test_postgres_outage_with_order_resting_then_fills_recorded_once_and_n
         assert server.positions[("BTC_USDT", 1)][0] == 10
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)

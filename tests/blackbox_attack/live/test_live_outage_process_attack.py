@@ -7,6 +7,7 @@ and trades there, starts it again, and judges from the exchange's book and the l
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -87,6 +88,7 @@ async def outage_run(redis_url: str, tmp_path: Path) -> tuple[list, list[str], s
             process.terminate()
             await process.wait()
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_execution_process_when_postgres_stops_and_returns_then_fills_once_nothing_resent(

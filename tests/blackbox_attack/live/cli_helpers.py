@@ -1,0 +1,124 @@
+"""Pieces of the live black-box attack: `claire run` as a real process against the local MEXC."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.mexc.local_rest import LocalMexcRest
+from aggregates import events as ev
+from aggregates.envelope import NewEvent
+from eventstore import EventStore
+
+KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"
+ROOT = Path(__file__).resolve().parents[3]
+CLAIRE = str(Path(sys.executable).parent / "claire")
+
+TRADING = {
+    "INITIAL_EQUITY_USDT": "10000",
+    "MAX_DAILY_DRAWDOWN_PCT": "5",
+    "ABNORMAL_MOVE_PCT": "8",
+    "ABNORMAL_WINDOW_SECONDS": "60",
+    "ABNORMAL_PAUSE_SECONDS": "300",
+    "DATA_SILENCE_SECONDS": "30",
+    "MAX_EXPOSURE_PCT": "50",
+    "MAX_POSITION_PCT": "10",
+    "STOP_LOSS_PCT": "2",
+    "MAX_ORDER_NOTIONAL_USDT": "2000",
+    "MAX_ORDERS_PER_MINUTE": "20",
+    "EXIT_COOLDOWN_SECONDS": "120",
+    "LOSS_STREAK_COUNT": "3",
+    "LOSS_STREAK_WINDOW_MINUTES": "60",
+    "LOSS_STREAK_PAUSE_MINUTES": "120",
+    "LOOKBACK_MINUTES": "5",
+    "SIGNAL_THRESHOLD_PCT": "0.5",
+    "SIGNAL_MIN_TRADES": "20",
+    "SIGNAL_MIN_CONTRACTS": "100",
+    "TAKER_FEE_RATE": "0.0006",
+    "MAKER_FEE_RATE": "0.0002",
+    "PAPER_SLIPPAGE_BPS": "2",
+    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:1000000:1:0.1",
+}
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout + self.stderr
+
+
+def live_env(database_url: str, redis_url: str, rest_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIRE_TEST", "MEXC"))}
+    env.update(TRADING)
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CLAIRE_BUS_NAMESPACE=f"a19{uuid.uuid4().hex[:8]}",
+        MEXC_REST_URL=rest_url,
+        MEXC_WS_URL="ws://127.0.0.1:9/edge",
+        MEXC_API_KEY=KEY,
+        MEXC_API_SECRET=SECRET,
+        TRADING_MODE="live",
+        LIVE_TRADING_CONFIRMED="yes",
+        SYMBOLS="BTC_USDT",
+        METRICS_PORT="0",
+        PYTHONWARNINGS="default",
+    )
+    env.update(extra)
+    return env
+
+
+async def claire(args: list[str], env: dict[str, str], cwd: Path, limit_s: float = 30.0) -> Outcome:
+    process = await asyncio.create_subprocess_exec(
+        CLAIRE,
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), limit_s)
+    except TimeoutError as late:
+        process.kill()
+        out, err = await process.communicate()
+        raise AssertionError(f"claire {args} did not end: {out.decode()} {err.decode()}") from late
+    return Outcome(process.returncode or 0, out.decode(), err.decode())
+
+
+def exchange() -> LocalMexcRest:
+    server = LocalMexcRest(accounts={KEY: SECRET})
+    return server
+
+
+def private_requests(server: LocalMexcRest) -> list[str]:
+    return [s.path for s in server.requests if "/private/" in s.path or "/api/v3/" in s.path]
+
+
+async def append_preflight(database_url: str, passed: ev.PreflightPassed) -> None:
+    async with await EventStore.connect(database_url, max_connections=1) as store:
+        new = NewEvent(event=passed, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
+        await store.append("preflight", [new])
+
+
+def preflight(
+    code_version: str, *, events: int = 1234, checks: tuple[str, ...] = ()
+) -> ev.PreflightPassed:
+    return ev.PreflightPassed(
+        at_ms=1_760_000_000_000,
+        code_version=code_version,
+        tape="mexc-30min",
+        tape_sha256="0" * 64,
+        events=events,
+        checks=checks,
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -32,7 +32,7 @@ LOCAL_LIMIT = 50_000
 
 async def follow(
     store: EventStore, after: int = 0, *, batch_size: int = 2000, poll_interval: float = 1.0
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncGenerator[RecordedEvent]:
     """Catch up from ``after``, then follow live; every event exactly once, in order."""
     local: deque[RecordedEvent] = deque()
     wake = asyncio.Event()

@@ -426,7 +426,7 @@ class EventStore:
 
     def subscribe(
         self, after: int = 0, *, batch_size: int = 2000, poll_interval: float = 1.0
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent]:
         """Catch up from ``after``, then follow live; every event exactly once, in order.
 
         LISTEN starts before the catch-up read, so no commit falls between the two. Every append

@@ -29,6 +29,7 @@ from adapters.mexc.feed import FeedConfig, MexcFeed
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
 from aggregates import events as ev
 from aggregates.config import TradingConfig
+from aggregates.machine import Machine
 from aggregates.paper import PaperExchange
 from aggregates.risk.machine import RiskMachine
 from aggregates.screener import ScreenerConfig
@@ -172,7 +173,7 @@ async def run_pipeline(
             supervise("hub", hub.run)
             feed_from = hub.feed
 
-        machines = {
+        machines: dict[str, Machine[Any]] = {
             "signal": SignalMachine(),
             "risk": RiskMachine(),
             "execution": PaperExchange(),

@@ -67,7 +67,7 @@ def verify_archive_command(args: argparse.Namespace, url: str) -> int:
 
 
 def register(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    commands: argparse._SubParsersAction,
     database_url: DatabaseUrl,
     usage_error: type[Exception],
 ) -> None:

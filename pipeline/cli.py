@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from eventstore import VerifyResult
     from eventstore.logins import Login
 
 from adapters.process import CHECK_FAILED, OK, USAGE
@@ -75,7 +76,7 @@ def _configured_logins() -> list[Login]:
         raise UsageError(str(error)) from error
 
 
-async def _verify(url: str, expect: tuple[int, bytes] | None) -> object:
+async def _verify(url: str, expect: tuple[int, bytes] | None) -> VerifyResult:
     from eventstore import EventStore
 
     store = await EventStore.connect(url, max_connections=1)

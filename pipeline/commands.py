@@ -27,7 +27,7 @@ def _configure_logging(verbose: bool) -> None:
     )
 
 
-def _load(usage_error: type[Exception]):  # type: ignore[no-untyped-def]
+def _load(usage_error: type[Exception]):
     """Environment -> (runtime settings, trading config), every problem reported at once."""
     from adapters.process import load_environment
     from aggregates.config import ConfigError, parse_config
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
     return OK
 
 
-def _refuse_early(settings, services, usage_error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+def _refuse_early(settings, services, usage_error: type[Exception]) -> None:
     """Refuse to start, with one sentence, before any service runs (see pipeline.startup)."""
     from eventstore.errors import StoreUnavailable
     from pipeline.startup import StartRefused, check_schema
@@ -183,7 +183,7 @@ def _listen(seconds: float, usage_error: type[Exception]) -> str:
         raise usage_error(f"cannot listen on health: {error}") from error
 
 
-async def _same(bus):  # type: ignore[no-untyped-def]
+async def _same(bus):
     return bus
 
 
@@ -238,7 +238,7 @@ def _operator(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
 
 
 def register(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    commands: argparse._SubParsersAction,
     database_url: DatabaseUrl,
     usage_error: type[Exception],
 ) -> None:

@@ -166,7 +166,7 @@ async def check_ledger(database_url: str) -> PreflightOutcome:
 
 def _orders_answered(recorded: list[RecordedEvent]) -> tuple[bool, str]:
     answers = (ev.OrderAccepted, ev.OrderRejected, ev.OrderFilled, ev.OrderCancelled)
-    answered = {r.event.client_order_id for r in recorded if isinstance(r.event, answers)}  # type: ignore[attr-defined]
+    answered = {r.event.client_order_id for r in recorded if isinstance(r.event, answers)}
     requested = {
         r.event.client_order_id for r in recorded if isinstance(r.event, ev.OrderRequested)
     }

@@ -116,7 +116,7 @@ class LedgerFeed:
                         inbox.put_nowait(STALLED)
             seen = self.last
 
-    async def _subscribe(self):  # type: ignore[no-untyped-def]
+    async def _subscribe(self):
         if self._connect_bus is None:
             return None
         try:

@@ -9,6 +9,7 @@ anchor or the first link after it. The full check stays the default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from eventstore import EventStore, VerifyResult
@@ -18,13 +19,13 @@ class BadAnchorFile(ValueError):
     """The anchor file is missing, unreadable or not ``POSITION:HASH``."""
 
 
-def read_anchor(path: str, parse: object) -> tuple[int, bytes]:
+def read_anchor(path: str, parse: Callable[[str], tuple[int, bytes]]) -> tuple[int, bytes]:
     """The anchor in ``path``; ``parse`` is the CLI's ``POSITION:HASH`` parser."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BadAnchorFile(f"cannot read the anchor file {path}: {error}") from error
-    return parse(text)  # type: ignore[operator,no-any-return]
+    return parse(text)
 
 
 async def verify_since(url: str, anchor: tuple[int, bytes]) -> VerifyResult:

@@ -87,7 +87,7 @@ class ChainWorker:
             raise RuntimeError(self._died()) from None
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome  # type: ignore[no-any-return]
+        return outcome
 
     def _died(self) -> str:
         self._process.join(timeout=1)

@@ -16,7 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aggregates.envelope import RecordedEvent
 
 from adapters.process import CHECK_FAILED, OK, USAGE
 from aggregates.events import SYMBOL
@@ -187,7 +192,7 @@ def _database_url(option: str | None) -> str:
         raise UsageError(str(error)) from error
 
 
-async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ignore[no-untyped-def]
+async def _run(args, url, start, end, overrides, out_stream) -> int:
     from aggregates.config import ConfigError
     from eventstore import EventStore, EventStoreError, StoreUnavailable
     from replay.session import Output, replay_pass
@@ -201,7 +206,8 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
     if args.archive:
         from eventstore.archive import ArchivedLog
 
-        store = ArchivedLog(store, Path(args.archive))
+        # Stands in for the store: its reads start in the archive, the rest is delegated.
+        store = ArchivedLog(store, Path(args.archive))  # type: ignore[assignment]
     try:
         window = await resolve_window(store, start, end)
         if overrides is not None:
@@ -217,7 +223,7 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
 
             return await run_sweep(args, store, window, url, out)
         report = None
-        sinks = ()
+        sinks: tuple[Callable[[RecordedEvent], None], ...] = ()
         if args.report:
             from replay.report import ReportBuilder
 
@@ -264,7 +270,7 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:  # type: ig
         await store.close()
 
 
-def _window_json(window) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _window_json(window) -> dict[str, object]:
     return {
         "from": window.start.isoformat(),
         "to": window.end.isoformat() if window.end else None,

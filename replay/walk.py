@@ -230,7 +230,7 @@ class Tally:
         event = fact.event
         self.portfolio = evolve(self.portfolio, event) if portfolio is None else portfolio
         if type(event) is ev.TradingStateChanged:
-            self.trading_state = event.state  # type: ignore[attr-defined]
+            self.trading_state = event.state
 
     def add(self, fact: RecordedEvent, portfolio: Portfolio | None = None) -> DayStats | None:
         """Fold an event of the window; returns the day that just ended, if this one began a new.
@@ -276,6 +276,7 @@ class Tally:
                 low_equity=min(start, equity),
                 close_equity=equity,
             )
+        assert day is not None  # the window's first event began its first day
         if after is not portfolio:
             if not portfolio.configured and after.configured:
                 # The first configuration funds the account: a deposit, not profit.
@@ -288,33 +289,34 @@ class Tally:
             return ended
         if self.symbol is not None and not matches(fact, self.symbol):
             return ended
-        if kind is ev.SignalGenerated:
-            summary.signals += 1
-            day.signals += 1
-        elif kind is ev.RiskVerdictIssued:
-            summary.verdicts[f"{event.layer}/{event.decision}"] += 1  # type: ignore[attr-defined]
-            day.verdicts += 1
-        elif kind is ev.OrderRequested:
-            summary.orders += 1
-            day.orders += 1
-        elif kind is ev.OrderFilled or kind is ev.OrderPartiallyFilled:
-            summary.fills += 1
-            day.fills += 1
-            order_id = event.client_order_id  # type: ignore[attr-defined]
-            if order_id not in self._filling:
-                summary.trades += 1  # a trade: an order with at least one fill
-            if kind is ev.OrderFilled:
-                self._filling.discard(order_id)
-            else:
-                self._filling.add(order_id)
-        elif kind is ev.OrderCancelled:
-            self._filling.discard(event.client_order_id)  # type: ignore[attr-defined]
-        elif kind is ev.TradingStateChanged:
-            self.trading_state = event.state  # type: ignore[attr-defined]
-            if event.state == "HALTED":  # type: ignore[attr-defined]
-                day.halts += 1
-                if len(summary.halts) < _HALT_LIMIT:
-                    summary.halts.append(halt_line(fact))
+        match event:
+            case ev.SignalGenerated():
+                summary.signals += 1
+                day.signals += 1
+            case ev.RiskVerdictIssued():
+                summary.verdicts[f"{event.layer}/{event.decision}"] += 1
+                day.verdicts += 1
+            case ev.OrderRequested():
+                summary.orders += 1
+                day.orders += 1
+            case ev.OrderFilled() | ev.OrderPartiallyFilled():
+                summary.fills += 1
+                day.fills += 1
+                order_id = event.client_order_id
+                if order_id not in self._filling:
+                    summary.trades += 1  # a trade: an order with at least one fill
+                if isinstance(event, ev.OrderFilled):
+                    self._filling.discard(order_id)
+                else:
+                    self._filling.add(order_id)
+            case ev.OrderCancelled():
+                self._filling.discard(event.client_order_id)
+            case ev.TradingStateChanged():
+                self.trading_state = event.state
+                if event.state == "HALTED":
+                    day.halts += 1
+                    if len(summary.halts) < _HALT_LIMIT:
+                        summary.halts.append(halt_line(fact))
         summary.final_state = self.trading_state
         return ended
 

@@ -167,7 +167,7 @@ async def what_if(
     counterfactual = Counterfactual(overrides, symbol=symbol)
     runs = (baseline, counterfactual)
     first, last = window.first, window.last
-    async for fact in store.read_all(after=0, batch_size=batch_size):  # type: ignore[call-arg]
+    async for fact in store.read_all(after=0, batch_size=batch_size):
         position = fact.position
         if position > last:
             break

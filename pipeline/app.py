@@ -136,7 +136,14 @@ async def run_pipeline(
     database_url = settings.database_url.reveal()
     metrics = Metrics()
     name = options.services[0] if len(options.services) == 1 else "claire"
-    health = HealthState(name, metrics, dependencies=("postgres", "redis"))
+    consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
+    # Redis is this process's dependency only if one of its services uses it: the relay
+    # publishes to it, a lone consumer follows it (several share one log follower instead).
+    # A dependency declared but never reported up would hold /health at 503 for ever.
+    uses_redis = "relay" in options.services or (len(consumers) == 1 and bool(settings.redis_url))
+    health = HealthState(
+        name, metrics, dependencies=("postgres", "redis") if uses_redis else ("postgres",)
+    )
     store = await EventStore.connect(database_url)
     health.set_dependency("postgres", True)
     instruments = Instruments(metrics)
@@ -167,7 +174,6 @@ async def run_pipeline(
             tasks[name] = asyncio.create_task(_supervised(name, run, health), name=f"claire-{name}")
 
         feed_from: Callable[[int], Any] = ledger_feed
-        consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
         if len(consumers) > 1:  # one source for the whole process: its own commits, first hand
             hub = SharedFeed(store, LogFollower(store, (await store.head())[0]))
             supervise("hub", hub.run)

@@ -49,6 +49,7 @@ class Relay:
         queue: Pipe[RecordedEvent] = Pipe(50_000)
         reader = pump(self._store.subscribe(after=self.last), queue, "relay-reader")
         bus: RedisBus | None = None
+        said_up = False  # /health counts Redis as down until someone says it is up
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -62,9 +63,10 @@ class Relay:
                 try:
                     bus = bus or await self._connect_bus()
                     await bus.publish(batch)
-                    if self.skipped_since_up:
+                    if self.skipped_since_up or not said_up:
                         self._on_bus(True, "publishing")
                         self.skipped_since_up = 0
+                        said_up = True
                     self.published += len(batch)
                     self._on_published(batch)
                 except BusUnavailable as error:  # (a cancellation turned error: next turn)

@@ -282,11 +282,11 @@ async def test_postgres_when_stopped_mid_run_then_services_pause_alert_and_resum
 
         await wait_for(postgres_up, 30, "claire_dependency_up{postgres} == 1")
 
-        async def ledger_healthy() -> bool:  # the alert is lifted once the ledger answers
-            _, body = await _health(port)
-            return bool(body["dependencies"]["postgres"]["up"])
+        async def healthy() -> bool:  # the alert is lifted once the ledger answers
+            status, body = await _health(port)
+            return status == 200 and bool(body["dependencies"]["postgres"]["up"])
 
-        await wait_for(ledger_healthy, 30, "/health to report postgres up again")
+        await wait_for(healthy, 30, "/health to answer 200 with postgres up again")
         await server.played.wait()
         done.set()
         await run

@@ -91,3 +91,28 @@ async def test_shared_feed_when_relayed_then_every_consumer_sees_each_position_o
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_relay_when_its_first_publish_succeeds_then_it_reports_redis_up(
+    store: EventStore, bus: RedisBus
+) -> None:
+    """``/health`` counts a declared dependency as down until someone says it is up: the relay
+    must say so on its first publish, not only after a failure (else a process whose only
+    Redis user is the relay answers 503 for ever)."""
+    reports: list[tuple[bool, str]] = []
+    relay = Relay(
+        store, lambda: _bus_of(bus), on_bus=lambda up, detail: reports.append((up, detail))
+    )
+    task = asyncio.create_task(relay.run(after=0))
+    try:
+        await store.append("clock", _ticks(3))
+        for _ in range(300):
+            if relay.published >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert relay.published == 3
+        assert reports and reports[0][0] is True, reports
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -299,21 +299,24 @@ def local_executor(jobs: int) -> Iterator[Executor]:
 
 
 def check_cluster(address: str | None, timeout: float) -> None:
-    """:class:`UsageError` unless ``address`` is a Dask address with a host and a port and
+    """:class:`UsageError` unless ``address`` is a Dask tcp address with a host and a port and
     ``timeout`` a finite positive number of seconds: checked before a ``Client`` exists (a
     half-made one prints a traceback when collected)."""
     if not math.isfinite(timeout) or timeout <= 0:
         raise UsageError(f"--cluster-timeout {timeout}: must be a positive number of seconds")
     if address is None:
         return
-    from distributed.comm.addressing import get_address_host_port
+    from distributed.comm.addressing import get_address_host_port, parse_address
 
     try:
+        scheme, _ = parse_address(address, strict=False)
         _host, port = get_address_host_port(address)
     except ValueError as error:
         raise UsageError(
             f"--cluster {address}: not a cluster address ({error}); e.g. tcp://host:8786"
         ) from None
+    if scheme != "tcp":  # tls, wss, ucx need a security or transport setup this command lacks
+        raise UsageError(f"--cluster {address}: only tcp:// addresses, e.g. tcp://host:8786")
     if not 0 < port < 65536:
         raise UsageError(f"--cluster {address}: the port {port} is out of range (1..65535)")
 

@@ -62,6 +62,11 @@ BAD = [
         ["--sweep", "STOP_LOSS_PCT=1", "--cluster", "tcp://127.0.0.1:1", "--cluster-timeout", "-1"],
         "--cluster-timeout",
     ),
+    (
+        "cluster_address_over_tls",  # no TLS setup is passed: a tls:// Client half-fails
+        ["--sweep", "STOP_LOSS_PCT=1", "--cluster", "tls://127.0.0.1:1", "--cluster-timeout", "2"],
+        "tls://127.0.0.1:1",
+    ),
 ]
 
 FINDINGS = [

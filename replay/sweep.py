@@ -120,9 +120,7 @@ def parse_grid(items: Sequence[str], *, max_combinations: int = MAX_COMBINATIONS
             found = tuple(value.strip() for value in spec.split(","))
             if any(not value for value in found):
                 raise UsageError(f"--sweep {item!r}: an empty value (the grid would be empty)")
-            repeated = sorted({v for v in found if found.count(v) > 1})
-            if repeated:
-                raise UsageError(f"--sweep {item!r}: {', '.join(repeated)} given twice")
+            _refuse_repeats(found, item)
         keys.append(key)
         values.append(found)
     if not keys:
@@ -136,6 +134,26 @@ def parse_grid(items: Sequence[str], *, max_combinations: int = MAX_COMBINATIONS
     return grid
 
 
+def _same(value: str) -> Decimal | str:
+    """What makes two values the same: equal as decimals (``1`` and ``1.0``), else the text."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return value
+    return number if number.is_finite() else value
+
+
+def _refuse_repeats(found: Sequence[str], item: str) -> None:
+    seen: dict[Decimal | str, str] = {}
+    for value in found:
+        same = _same(value)
+        if same in seen:
+            first = seen[same]
+            spelt = first if first == value else f"{first} (as {value})"
+            raise UsageError(f"--sweep {item!r}: {spelt} given twice")
+        seen[same] = value
+
+
 def _range(spec: str, item: str, max_combinations: int) -> tuple[str, ...]:
     parts = spec.split(":")
     if len(parts) != 3:
@@ -145,12 +163,19 @@ def _range(spec: str, item: str, max_combinations: int) -> tuple[str, ...]:
         raise UsageError(f"--sweep {item!r}: the step must be positive")
     if stop < start:
         raise UsageError(f"--sweep {item!r}: the range is empty (STOP is below START)")
-    count = int((stop - start) / step) + 1
-    if count > max_combinations:
+    try:  # compared as a decimal: a huge quotient (1:1e9999:1) never becomes an int
+        steps = (stop - start) / step
+    except ArithmeticError:  # beyond the decimal context (an overflow): far too many
+        steps = None
+    if steps is None or steps >= max_combinations:
+        count = "far too many"
+        if steps is not None and steps.adjusted() < 30:
+            count = str(int(steps) + 1)
         raise UsageError(
             f"--sweep {item!r}: {count} values, more than the maximum of {max_combinations} "
             "combinations (raise it with --max-combinations)"
         )
+    count = int(steps) + 1
     return tuple(_plain(start + index * step) for index in range(count))
 
 
@@ -273,11 +298,35 @@ def local_executor(jobs: int) -> Iterator[Executor]:
         yield pool
 
 
+def check_cluster(address: str | None, timeout: float) -> None:
+    """:class:`UsageError` unless ``address`` is a Dask tcp address with a host and a port and
+    ``timeout`` a finite positive number of seconds: checked before a ``Client`` exists (a
+    half-made one prints a traceback when collected)."""
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UsageError(f"--cluster-timeout {timeout}: must be a positive number of seconds")
+    if address is None:
+        return
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        scheme, _ = parse_address(address, strict=False)
+        _host, port = get_address_host_port(address)
+    except ValueError as error:
+        raise UsageError(
+            f"--cluster {address}: not a cluster address ({error}); e.g. tcp://host:8786"
+        ) from None
+    if scheme != "tcp":  # tls, wss, ucx need a security or transport setup this command lacks
+        raise UsageError(f"--cluster {address}: only tcp:// addresses, e.g. tcp://host:8786")
+    if not 0 < port < 65536:
+        raise UsageError(f"--cluster {address}: the port {port} is out of range (1..65535)")
+
+
 @contextmanager
 def cluster_executor(address: str, *, timeout: float = 10.0) -> Iterator[Executor]:
     """The executor of an existing Dask cluster; :class:`UsageError` naming it if unreachable."""
     from distributed import Client
 
+    check_cluster(address, timeout)
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:

@@ -3,8 +3,10 @@
 Walk-forward (``--train DAYS --test DAYS``) splits ``--from .. --to`` into folds: the grid is
 swept over a training span, the best combination by ``--sort-by`` is chosen there, and that
 combination alone is measured over the following test span, which it was not chosen on. Folds
-move forward by the test span. The out-of-sample totals (the test spans only) are the honest
-figure; in-sample bests are shown beside them to see how much was luck of the fit.
+move forward by the test span; the last test span ends at ``--to`` (or where the recorded data
+does). Each span is measured as ``--what-if`` over it alone. The out-of-sample totals (the
+test spans only) are the honest figure; in-sample bests are shown beside them to see how much
+was luck of the fit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from replay.sweep import (
     Grid,
     Source,
     Task,
+    check_cluster,
     check_grid,
     cluster_executor,
     describe,
@@ -122,8 +125,7 @@ def parse_plan(args: argparse.Namespace) -> Plan | None:
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be at least 1")
-    if args.cluster_timeout <= 0:
-        raise UsageError(f"--cluster-timeout {args.cluster_timeout}: must be positive")
+    check_cluster(args.cluster, args.cluster_timeout)
     plan = Plan(
         grid=parse_grid(args.sweep, max_combinations=args.max_combinations),
         sort_by=args.sort_by,
@@ -347,15 +349,25 @@ async def sweep_windows(
 
 
 async def _folds(store: Any, window: Window, plan: Plan) -> list[Fold]:
+    """Folds of ``--train`` then ``--test``, moving on by ``--test``, until the window's end.
+
+    The last test span ends at the window's end (shorter than ``--test`` when the window is not
+    a whole number of them), so the test spans cover the window after the first training span.
+    A test span that would hold no event of the window (``--to`` past the recorded data) is not
+    made: the folds stop where the data does.
+    """
     from replay.window import resolve_window
 
     assert plan.train_ms is not None and plan.test_ms is not None and window.end is not None
     train, test = timedelta(milliseconds=plan.train_ms), timedelta(milliseconds=plan.test_ms)
     folds = []
     start: datetime = window.start
-    while start + train + test <= window.end:
+    while start + train < window.end:
+        middle, stop = start + train, min(start + train + test, window.end)
+        first = await store.position_at(middle)
+        if first is None or first > window.last:
+            break  # nothing recorded from here to the window's end
         spans = []
-        middle, stop = start + train, start + train + test
         for a, b, name in ((start, middle, "train"), (middle, stop, "test")):
             try:
                 spans.append(await resolve_window(store, a, b))
@@ -366,7 +378,7 @@ async def _folds(store: Any, window: Window, plan: Plan) -> list[Fold]:
     if not folds:
         raise UsageError(
             f"walk-forward: the window {window.start.isoformat()} .. {window.end.isoformat()} "
-            "is shorter than one --train plus --test"
+            "is shorter than one --train followed by recorded events to test on"
         )
     return folds
 

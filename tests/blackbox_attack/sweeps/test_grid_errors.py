@@ -62,6 +62,11 @@ BAD = [
         ["--sweep", "STOP_LOSS_PCT=1", "--cluster", "tcp://127.0.0.1:1", "--cluster-timeout", "-1"],
         "--cluster-timeout",
     ),
+    (
+        "cluster_address_over_tls",  # no TLS setup is passed: a tls:// Client half-fails
+        ["--sweep", "STOP_LOSS_PCT=1", "--cluster", "tls://127.0.0.1:1", "--cluster-timeout", "2"],
+        "tls://127.0.0.1:1",
+    ),
 ]
 
 FINDINGS = [
@@ -69,12 +74,6 @@ FINDINGS = [
         ["--sweep", "STOP_LOSS_PCT=1:1e9999:1"],
         "STOP_LOSS_PCT",
         id="range_with_a_huge_exponent",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="FINDING: docs/SWEEPS.md 'exit 2, naming the problem, before any work: ... "
-            "more combinations than --max-combinations': STOP_LOSS_PCT=1:1e9999:1 prints a "
-            "ValueError traceback (int string conversion limit) and exits 1",
-        ),
     ),
     pytest.param(
         [
@@ -87,33 +86,16 @@ FINDINGS = [
         ],
         "--cluster-timeout",
         id="cluster_timeout_nan",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="FINDING: common rule 'No command may print a traceback for a bad argument' "
-            "and README 'exit 2 bad usage': --cluster-timeout nan passes the check, then dask "
-            "raises KeyError 'Invalid time unit: nan' as a traceback, exit 1",
-        ),
     ),
     pytest.param(
         ["--sweep", "STOP_LOSS_PCT=1", "--cluster", "notanaddress", "--cluster-timeout", "2"],
         "notanaddress",
         id="cluster_address_without_port",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="FINDING: common rule 'No command may print a traceback for a bad argument': "
-            "--cluster notanaddress exits 2 naming it, but stderr also carries 'Exception "
-            "ignored in Client.__del__ ... Traceback' from distributed",
-        ),
     ),
     pytest.param(
         ["--sweep", "STOP_LOSS_PCT=1,1.0"],
         "twice",
         id="same_value_spelt_twice",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="FINDING: docs/SWEEPS.md 'exit 2 ... a key or value given twice': "
-            "STOP_LOSS_PCT=1,1.0 (the same decimal value) runs two identical combinations, exit 0",
-        ),
     ),
 ]
 

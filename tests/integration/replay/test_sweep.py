@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import secrets
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -286,11 +287,15 @@ async def test_walk_forward_when_run_then_each_fold_reports_out_of_sample_figure
     )  # fmt: skip
     assert code == 0
     folds = of(lines, "walk_forward_fold")
-    assert len(folds) == 3  # 70 minutes hold 3 folds of 14.4 + 14.4 minutes, 14.4 apart
+    # 70 minutes: folds of 14.4 + 14.4 minutes, 14.4 apart; the 4th tests the last 12.4 minutes
+    assert len(folds) == 4
     for before, after in itertools.pairwise(folds):  # test spans follow one another
         assert before["test"]["to"] == after["test"]["from"] == after["train"]["to"]
+    assert datetime.fromisoformat(folds[-1]["test"]["to"]) == datetime.fromisoformat(
+        TO.replace("Z", "+00:00")
+    )  # ...up to --to
     [total] = of(lines, "walk_forward")
-    assert total["measured"] == 3
+    assert total["measured"] == 4
     assert Decimal(total["pnl"]) == sum(Decimal(f["out_of_sample"]["pnl"]) for f in folds)
     # The first fold, checked from the outside: its choice is the best of a sweep over its
     # training span, and its out-of-sample figures are that choice's what-if on the test span.
@@ -322,7 +327,7 @@ async def test_walk_forward_when_text_and_report_then_both_show_folds_and_out_of
         "--jobs", "2", "--report", str(path), "--database-url", ledger,
     )  # fmt: skip
     assert code == 0
-    assert "walk-forward: 3 folds" in text and "fold 3:" in text
-    assert "out-of-sample total: pnl" in text and "(3 of 3 folds measured)" in text
+    assert "walk-forward: 4 folds" in text and "fold 4:" in text
+    assert "out-of-sample total: pnl" in text and "(4 of 4 folds measured)" in text
     html = path.read_text(encoding="utf-8")
     assert "<h2>Walk-forward</h2>" in html and "out-of-sample total" in html

@@ -75,3 +75,24 @@ def test_ranking_when_sorted_by_pnl_then_best_first_and_failures_left_out(
     assert [Decimal(r["figures"]["max_drawdown_pct"]) for _, r in worst_drawdown_first] == sorted(
         pnls
     )
+
+
+@given(
+    value=st.decimals(min_value=Decimal("0.01"), max_value=100, places=2), zeros=st.integers(1, 4)
+)
+def test_grid_when_one_decimal_is_spelt_twice_then_refused_as_given_twice(
+    value: Decimal, zeros: int
+) -> None:
+    spelt = f"{value:f}" + ("" if "." in f"{value:f}" else ".") + "0" * zeros
+    with pytest.raises(UsageError, match="given twice"):
+        parse_grid([f"STOP_LOSS_PCT={value},{spelt}"])
+
+
+@pytest.mark.parametrize(
+    "stop", ["1e9999", "1e999999999", "9" * 5000], ids=["e9999", "e999999999", "nines"]
+)
+def test_range_when_its_count_is_beyond_any_integer_limit_then_refused_as_too_many(
+    stop: str,
+) -> None:
+    with pytest.raises(UsageError, match="--max-combinations"):
+        parse_grid([f"STOP_LOSS_PCT=1:{stop}:0.5"])

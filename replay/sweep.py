@@ -168,15 +168,14 @@ def _range(spec: str, item: str, max_combinations: int) -> tuple[str, ...]:
     except ArithmeticError:  # beyond the decimal context (an overflow): far too many
         steps = None
     if steps is None or steps >= max_combinations:
-        count = "far too many"
+        many = "far too many"
         if steps is not None and steps.adjusted() < 30:
-            count = str(int(steps) + 1)
+            many = str(int(steps) + 1)
         raise UsageError(
-            f"--sweep {item!r}: {count} values, more than the maximum of {max_combinations} "
+            f"--sweep {item!r}: {many} values, more than the maximum of {max_combinations} "
             "combinations (raise it with --max-combinations)"
         )
-    count = int(steps) + 1
-    return tuple(_plain(start + index * step) for index in range(count))
+    return tuple(_plain(start + index * step) for index in range(int(steps) + 1))
 
 
 def check_grid(grid: Grid, configurations: Sequence[Mapping[str, str]]) -> None:
@@ -254,7 +253,7 @@ async def _read(source: Source) -> list[RecordedEvent]:
     store = await EventStore.connect(source.database_url, max_connections=1)
     try:
         inputs = []
-        async for fact in store.read_all(after=0, batch_size=5000):  # type: ignore[call-arg]
+        async for fact in store.read_all(after=0, batch_size=5000):
             if fact.position > source.last:
                 break
             if not owned(fact.event):

@@ -334,7 +334,7 @@ async def sweep_windows(
 ) -> list[SweepResult]:
     """Sweep the whole grid over each window in one batch of tasks."""
     combinations = plan.grid.combinations()
-    tasks = []
+    tasks: list[Task] = []
     for window in windows:
         for combo in combinations:
             tasks.append(Task(len(tasks), tuple(combo.items()), window.first, window.last, symbol))
@@ -418,7 +418,7 @@ async def walk_forward(
     sweeps = await sweep_windows(
         plan, source, [fold.train for fold in folds], symbol, executor=executor
     )
-    tasks = []
+    tasks: list[Task] = []
     for fold, sweep in zip(folds, sweeps, strict=True):
         fold.sweep = sweep
         best = sweep.best_first()

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_helpers import PrivateRedis, Proc
+
+from tests.faults.fault_helpers import PrivateRedis, Proc
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import pytest
-from fault_helpers import (
+
+from tests.faults.fault_helpers import (
     CLAIRE,
     Proc,
     claire_env,

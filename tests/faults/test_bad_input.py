@@ -15,7 +15,6 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-from fault_helpers import connection, wait_for
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from aggregates import events as ev
 from eventstore import EventStore
 from eventstore.codec import decode_payload
 from pipeline.ingest import MarketIngest
+from tests.faults.fault_helpers import connection, wait_for
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(240)]
 

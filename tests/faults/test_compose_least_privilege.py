@@ -23,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import yaml
-from fault_helpers import (
+
+from projections.projector import rebuild
+from tests.faults.fault_helpers import (
     CLAIRE,
     TRADING_ENV,
     Proc,
@@ -42,8 +44,6 @@ from fault_helpers import (
     wall_ms,
     write_jsonl,
 )
-
-from projections.projector import rebuild
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(300)]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fault_helpers import SYMBOLS, TRADING_ENV, check_ledger, momentum_tape, read_ledger
 
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import Faults, LocalMexcServer
@@ -23,6 +22,13 @@ from aggregates.config import parse_config
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
 from pipeline.settings import RuntimeSettings
+from tests.faults.fault_helpers import (
+    SYMBOLS,
+    TRADING_ENV,
+    check_ledger,
+    momentum_tape,
+    read_ledger,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(120)]
 

@@ -11,7 +11,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from fault_helpers import CLAIRE, Proc, claire_env, connection, spawn, wait_for
+
+from tests.faults.fault_helpers import CLAIRE, Proc, claire_env, connection, spawn, wait_for
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(180)]
 

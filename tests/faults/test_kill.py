@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_helpers import (
+
+from projections.projector import rebuild
+from tests.faults.fault_helpers import (
     CLAIRE,
     Proc,
     check_ledger,
@@ -30,8 +32,6 @@ from fault_helpers import (
     wall_ms,
     write_jsonl,
 )
-
-from projections.projector import rebuild
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(240)]
 

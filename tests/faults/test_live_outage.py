@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from fault_helpers import wait_for
 from test_outages import _own_postgres, _start_postgres, _stop_postgres
 
 from adapters.http import HealthState
@@ -30,6 +29,7 @@ from eventstore import EventStore
 from pipeline.app import _supervised
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.faults.fault_helpers import wait_for
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(180)]
 

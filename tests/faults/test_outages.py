@@ -25,17 +25,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fault_helpers import (
-    SYMBOLS,
-    TRADING_ENV,
-    PrivateRedis,
-    check_ledger,
-    count_where,
-    machines,
-    momentum_tape,
-    read_ledger,
-    wait_for,
-)
 
 from adapters.bus import RedisBus
 from adapters.embedded import start_postgres
@@ -52,6 +41,17 @@ from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
 from pipeline.settings import RuntimeSettings
 from pipeline.source import LedgerFeed
+from tests.faults.fault_helpers import (
+    SYMBOLS,
+    TRADING_ENV,
+    PrivateRedis,
+    check_ledger,
+    count_where,
+    machines,
+    momentum_tape,
+    read_ledger,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.timeout(180)]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fault_helpers import (
+
+from tests.faults.fault_helpers import (
     CLAIRE,
     PrivateRedis,
     Proc,

@@ -18,12 +18,12 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_blackbox import audit, claire_verify, rows_in
-from ledger_catalogue import new_events, valid_new_event
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore, EventStoreError, InvalidEvent
+from tests.blackbox.ledger.ledger_blackbox import audit, claire_verify, rows_in
+from tests.blackbox.ledger.ledger_catalogue import new_events, valid_new_event
 
 pytestmark = [pytest.mark.db]
 

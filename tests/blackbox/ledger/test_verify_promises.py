@@ -13,11 +13,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ledger_blackbox import claire, claire_verify
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import CorruptEvent, EventStore
+from tests.blackbox.ledger.ledger_blackbox import claire, claire_verify
 
 pytestmark = [pytest.mark.db]
 

@@ -11,9 +11,9 @@ import random
 from typing import Any
 
 import asyncpg
-from writer_helpers import trade
 
 from eventstore import ConcurrencyConflict, EventStore
+from tests.blackbox.ledger_writer.writer_helpers import trade
 
 RACE = "race-shared"
 VERSION = "SELECT coalesce(max(stream_version), 0) FROM ledger.events WHERE stream = $1"

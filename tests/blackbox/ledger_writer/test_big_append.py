@@ -18,9 +18,14 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from writer_helpers import assert_gapless, claire_verify_async, ledger_rows, trade
 
 from eventstore import ConcurrencyConflict, EventIdConflict, EventStore, InvalidEvent
+from tests.blackbox.ledger_writer.writer_helpers import (
+    assert_gapless,
+    claire_verify_async,
+    ledger_rows,
+    trade,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(280)]
 

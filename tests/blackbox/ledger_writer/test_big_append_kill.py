@@ -19,9 +19,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from writer_helpers import assert_gapless, claire_verify_async, ledger_rows
 
 from eventstore import EventStore
+from tests.blackbox.ledger_writer.writer_helpers import (
+    assert_gapless,
+    claire_verify_async,
+    ledger_rows,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(290)]
 

@@ -17,11 +17,11 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from writer_helpers import claire_verify_async, ledger_rows, trade
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventIdConflict, EventStore, EventStoreError
+from tests.blackbox.ledger_writer.writer_helpers import claire_verify_async, ledger_rows, trade
 
 pytestmark = [pytest.mark.db]
 

@@ -18,7 +18,12 @@ import multiprocessing
 
 import pytest
 import race_worker
-from writer_helpers import assert_gapless, claire_verify_async, ledger_rows
+
+from tests.blackbox.ledger_writer.writer_helpers import (
+    assert_gapless,
+    claire_verify_async,
+    ledger_rows,
+)
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(240)]
 

@@ -9,11 +9,10 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from writer_helpers import trade
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # run as a script: the repo root
 
 from eventstore import EventStore
+from tests.blackbox.ledger_writer.writer_helpers import trade
 
 
 async def big(url: str, label: str, size: int) -> None:

@@ -6,9 +6,9 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from attack_ledger_helpers import audit_query, claire_async, new, note
 
 from eventstore import EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import audit_query, claire_async, new, note
 
 
 async def test_audit_and_verify_when_run_as_auditor_login_then_intact_and_replica_setting_seen(

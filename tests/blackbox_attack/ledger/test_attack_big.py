@@ -7,9 +7,16 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from attack_ledger_helpers import assert_intact, claire_async, count_events, new, positions, trade
 
 from eventstore import ConcurrencyConflict, EventIdConflict, EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    assert_intact,
+    claire_async,
+    count_events,
+    new,
+    positions,
+    trade,
+)
 
 BIG = 10_000
 

@@ -8,11 +8,19 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from attack_ledger_helpers import T0, all_recorded, audit, count_events, new, note, trade
 
 from aggregates.envelope import NewEvent
 from aggregates.events import ConfigActivated, RiskVerdictIssued, SignalGenerated
 from eventstore import EventStore, EventStoreError, InvalidEvent
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    T0,
+    all_recorded,
+    audit,
+    count_events,
+    new,
+    note,
+    trade,
+)
 
 
 async def _rule(store: EventStore, url: str, events: list[NewEvent]) -> str:

@@ -7,10 +7,17 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from attack_ledger_helpers import T0, all_recorded, assert_intact, count_events, new, trade
 
 from aggregates.events import SignalGenerated
 from eventstore import EventIdConflict, EventStore, InvalidEvent
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    T0,
+    all_recorded,
+    assert_intact,
+    count_events,
+    new,
+    trade,
+)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from attack_ledger_helpers import assert_intact, count_events, new
 
 from eventstore import ConcurrencyConflict, EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import assert_intact, count_events, new
 
 
 @pytest.fixture

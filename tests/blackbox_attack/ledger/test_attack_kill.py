@@ -10,14 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from attack_ledger_helpers import ROOT, assert_intact, count_events, new, positions
 
 from eventstore import EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    ROOT,
+    assert_intact,
+    count_events,
+    new,
+    positions,
+)
 
 WRITER = """
 import asyncio, sys, uuid
 sys.path.insert(0, {helpers!r})
-from attack_ledger_helpers import new
+from tests.blackbox_attack.ledger.attack_ledger_helpers import new
 from eventstore import EventStore
 
 async def main() -> None:
@@ -39,7 +45,7 @@ async def test_big_append_when_writer_sigkilled_midway_then_all_or_nothing_and_v
 ) -> None:  # type: ignore[no-untyped-def]
     url = await fresh_database_url()
     script = tmp_path / "writer.py"
-    script.write_text(WRITER.format(helpers=str(Path(__file__).parent)))
+    script.write_text(WRITER.format(helpers=str(ROOT)))
     store = await EventStore.connect(url)
     try:
         await store.append("before", [new() for _ in range(3)])

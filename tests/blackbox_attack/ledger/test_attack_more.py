@@ -9,17 +9,6 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 import pytest
-from attack_ledger_helpers import (
-    all_recorded,
-    assert_intact,
-    audit,
-    claire,
-    claire_async,
-    count_events,
-    new,
-    note,
-    trade,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +19,17 @@ from aggregates.events import (
     TickersSnapshotted,
 )
 from eventstore import EventStore, EventStoreError, InvalidEvent
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    all_recorded,
+    assert_intact,
+    audit,
+    claire,
+    claire_async,
+    count_events,
+    new,
+    note,
+    trade,
+)
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from attack_ledger_helpers import assert_intact, new, trade
 
 from eventstore import ConcurrencyConflict, EventIdConflict, EventStore, InvalidEvent
+from tests.blackbox_attack.ledger.attack_ledger_helpers import assert_intact, new, trade
 
 
 async def test_refusals_of_every_kind_and_size_then_versions_and_positions_stay_contiguous(

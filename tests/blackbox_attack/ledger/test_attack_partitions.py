@@ -6,9 +6,15 @@ import asyncio
 
 import asyncpg
 import pytest
-from attack_ledger_helpers import assert_intact, claire_async, count_events, new, positions
 
 from eventstore import EventStore, InvalidEvent
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    assert_intact,
+    claire_async,
+    count_events,
+    new,
+    positions,
+)
 
 SIZE = 1000
 

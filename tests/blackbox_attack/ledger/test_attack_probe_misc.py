@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from attack_ledger_helpers import claire, claire_async, new
 
 from eventstore import EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import claire, claire_async, new
 
 
 @pytest.fixture

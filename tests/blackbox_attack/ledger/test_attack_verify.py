@@ -7,9 +7,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from attack_ledger_helpers import audit, audit_query, claire_async, new, note
 
 from eventstore import CorruptEvent, EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    audit,
+    audit_query,
+    claire_async,
+    new,
+    note,
+)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from attack_ledger_helpers import claire_async, new
 
 from eventstore import EventStore
+from tests.blackbox_attack.ledger.attack_ledger_helpers import claire_async, new
 
 
 @pytest.fixture

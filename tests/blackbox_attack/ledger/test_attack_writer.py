@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from attack_ledger_helpers import all_recorded, assert_intact, count_events, new, positions, trade
 
 from eventstore import (
     ConcurrencyConflict,
@@ -17,6 +16,14 @@ from eventstore import (
     EventStore,
     EventStoreError,
     InvalidEvent,
+)
+from tests.blackbox_attack.ledger.attack_ledger_helpers import (
+    all_recorded,
+    assert_intact,
+    count_events,
+    new,
+    positions,
+    trade,
 )
 
 

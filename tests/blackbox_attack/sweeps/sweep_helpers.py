@@ -19,13 +19,10 @@ import asyncpg
 import msgspec
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "replay"))
-
-from replay_helpers import append_log, config_event, market, session
-
 from aggregates import events as ev
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
+from tests.integration.replay.replay_helpers import append_log, config_event, market, session
 
 BIN = Path(sys.executable).parent
 #: the generated session runs 2025-06-01T23:30Z .. 00:40Z (70 minutes, across UTC midnight)

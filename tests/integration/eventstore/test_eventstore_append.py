@@ -10,7 +10,6 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 import pytest
-from eventstore_helpers import BASE_TIME, alert, event_id, tick
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
@@ -22,7 +21,7 @@ from eventstore import (
     InvalidEvent,
 )
 from eventstore.sql import COPY_MIN_EVENTS, STREAM_CHUNK_EVENTS
-from tests.integration.eventstore.eventstore_helpers import audit
+from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, audit, event_id, tick
 
 pytestmark = [pytest.mark.db]
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
 from eventstore import EventStore, EventStoreError
 from eventstore.canonical import GENESIS
 from eventstore.chain import ChainCheck
+from tests.integration.eventstore.eventstore_helpers import (
+    as_superuser_without_triggers,
+    fill_mixed,
+)
 
 pytestmark = [pytest.mark.db]
 

@@ -6,10 +6,10 @@ import asyncio
 from datetime import timedelta, timezone
 
 import pytest
-from eventstore_helpers import alert, tick
 
 from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import ConcurrencyConflict, EventStore
+from tests.integration.eventstore.eventstore_helpers import alert, tick
 
 pytestmark = [pytest.mark.db]
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from eventstore_helpers import tick
 
 from aggregates import events as ev
 from eventstore import EventStore
 from eventstore.canonical import canonical_text, chain, render_jsonb
+from tests.integration.eventstore.eventstore_helpers import tick
 
 pytestmark = [pytest.mark.db]
 

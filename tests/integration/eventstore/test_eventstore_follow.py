@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 
 import pytest
-from eventstore_helpers import tick
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore, follow
+from tests.integration.eventstore.eventstore_helpers import tick
 
 pytestmark = [pytest.mark.db]
 

@@ -9,11 +9,11 @@ from datetime import UTC
 
 import asyncpg
 import pytest
-from eventstore_helpers import alert, tick
 
 from aggregates import events as ev
 from aggregates.upcasting import Upcasters
 from eventstore import CorruptEvent, EventStore, reader
+from tests.integration.eventstore.eventstore_helpers import alert, tick
 
 pytestmark = [pytest.mark.db]
 

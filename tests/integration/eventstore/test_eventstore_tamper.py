@@ -7,11 +7,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from eventstore_helpers import as_superuser_without_triggers, fill_mixed
 
 from eventstore import EventStore
 from pipeline.cli import main
-from tests.integration.eventstore.eventstore_helpers import audit
+from tests.integration.eventstore.eventstore_helpers import (
+    as_superuser_without_triggers,
+    audit,
+    fill_mixed,
+)
 
 pytestmark = [pytest.mark.db]
 

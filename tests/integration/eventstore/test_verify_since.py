@@ -9,10 +9,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from eventstore_helpers import alert, as_superuser_without_triggers, fill_mixed, tick
 
 from eventstore import EventStore
 from pipeline.cli import main
+from tests.integration.eventstore.eventstore_helpers import (
+    alert,
+    as_superuser_without_triggers,
+    fill_mixed,
+    tick,
+)
 
 pytestmark = [pytest.mark.db]
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from replay_helpers import append_log, market, session
+
+from tests.integration.replay.replay_helpers import append_log, market, session
 
 CLAIRE = Path(sys.executable).with_name("claire")
 #: A complete trading configuration, so that ``claire run`` gets as far as its ledger.

@@ -13,12 +13,12 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from replay_helpers import append_log, config_event, market, session
 
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
 from replay.cli import main
+from tests.integration.replay.replay_helpers import append_log, config_event, market, session
 
 pytestmark = pytest.mark.db
 

@@ -9,7 +9,6 @@ import io
 import json
 
 import pytest
-from replay_helpers import append_log, market, session
 
 from aggregates.envelope import RecordedEvent
 from aggregates.machine import run as fold
@@ -18,6 +17,7 @@ from eventstore import EventStore
 from eventstore.snapshots import Snapshots, snapshot_of
 from replay.cli import main
 from replay.verify import verification_machines
+from tests.integration.replay.replay_helpers import append_log, market, session
 
 pytestmark = pytest.mark.db
 

@@ -19,11 +19,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from replay_helpers import append_log, market, session
 
 from aggregates.envelope import RecordedEvent
 from replay.cli import main
 from replay.sweep import Source, Task, cluster_executor, local_executor, run_task, run_tasks
+from tests.integration.replay.replay_helpers import append_log, market, session
 
 pytestmark = pytest.mark.db
 

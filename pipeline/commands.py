@@ -59,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl) -> int:
     import dataclasses
 
-    from adapters.mexc.secrets import Secret
+    from adapters.secrets import Secret
     from pipeline.app import SERVICES, RunOptions, run_pipeline
 
     _configure_logging(True)

@@ -20,9 +20,9 @@ from pathlib import Path
 from adapters.embedded import start_postgres, start_redis
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
-from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import DEMO_TAPE, demo_contract_specs, read_tape
 from adapters.process import DEMO_DATA_DIR, DEMO_DATABASE, OK
+from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.config import TradingConfig, parse_config
 from aggregates.envelope import utc_from_ms

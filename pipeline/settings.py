@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from adapters.mexc.secrets import Secret, redact_url
+from adapters.secrets import Secret, redact_url
 from aggregates.events import SYMBOL
 
 DEFAULT_MEXC_WS_URL = "wss://contract.mexc.com/edge"

@@ -26,7 +26,7 @@ import msgspec
 from adapters.mexc.errors import MexcError, MexcOrderRefused, MexcOutcomeUnknown
 from adapters.mexc.rest import DEFAULT_REST_URL, NO_PERMISSION, MexcRestClient, wall_clock_ms
 from adapters.mexc.rest_types import ContractDetail, CreateOrder, CreatePlanOrder, Order, PlanOrder
-from adapters.mexc.secrets import Secret, scrub
+from adapters.secrets import Secret, scrub
 from aggregates.events import (
     ContractSpecified,
     Event,

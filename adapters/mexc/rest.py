@@ -53,7 +53,7 @@ from adapters.mexc.rest_types import (
     Position,
     SubmittedOrder,
 )
-from adapters.mexc.secrets import Secret, scrub
+from adapters.secrets import Secret, scrub
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from urllib.parse import quote
 
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 
 #: The characters ``java.net.URLEncoder`` leaves alone (besides letters and digits).
 _JAVA_SAFE = "-_.*"

@@ -21,8 +21,8 @@ import pytest
 
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
-from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import TapeEntry
+from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent

@@ -22,7 +22,7 @@ from adapters.http import HealthState
 from adapters.metrics import Metrics
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
 from adapters.mexc.local_rest import LocalMexcRest
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore

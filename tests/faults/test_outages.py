@@ -30,8 +30,8 @@ from adapters.bus import RedisBus
 from adapters.embedded import start_postgres
 from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
-from adapters.mexc.secrets import Secret
 from adapters.mexc.tape import TapeEntry
+from adapters.secrets import Secret
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore

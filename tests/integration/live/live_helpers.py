@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
 from adapters.mexc.local_rest import LocalMexcRest
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import EventStore

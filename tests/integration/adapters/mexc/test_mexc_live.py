@@ -19,7 +19,7 @@ from adapters.mexc.errors import MexcOutcomeUnknown, MexcTimeWindowError
 from adapters.mexc.live import LiveModeEnabled, LiveTradingRefused, LiveVenue
 from adapters.mexc.local_rest import LocalMexcRest
 from adapters.mexc.rest import MexcRestClient
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 from aggregates.events import OrderAccepted, OrderCancelled, OrderRejected, OrderRequested, encode
 
 API_KEY = "mx0vglTESTKEYa1b2c3d4"

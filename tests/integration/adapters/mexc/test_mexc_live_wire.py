@@ -17,7 +17,7 @@ from adapters.mexc.live import LiveModeEnabled, LiveTradingRefused, LiveVenue
 from adapters.mexc.local_rest import LocalContract, LocalMexcRest
 from adapters.mexc.rest import MexcRestClient
 from adapters.mexc.rest_types import ContractDetail, CreateOrder
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 
 API_KEY = "mx0vglWIREKEY0001"
 API_SECRET = "WIRESECRET-abcdef0123456789"

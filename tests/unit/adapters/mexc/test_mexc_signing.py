@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.mexc import signing
-from adapters.mexc.secrets import Secret
+from adapters.secrets import Secret
 
 # The contract docs' login example: access key and reqTime concatenated.
 DOC_ACCESS_KEY = "mx0aBYs33eIilxBW5C"

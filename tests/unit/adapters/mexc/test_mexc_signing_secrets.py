@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.mexc.secrets import MASK, Secret, redact_url, scrub
+from adapters.secrets import MASK, Secret, redact_url, scrub
 
 secret_text = st.text(min_size=4, max_size=40).filter(lambda s: MASK not in s and s.strip())
 

@@ -14,12 +14,10 @@ This module is the one seam where redis-py's exceptions are caught and translate
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar, get_args
 
@@ -381,44 +379,3 @@ def _text(value: object) -> str:
 def _safe(url: str) -> str:
     """A URL fit for a log line: no password."""
     return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
-
-
-# --------------------------------------------------------------------------- gap detection
-
-
-class Arrival(enum.Enum):
-    """What an incoming position means relative to the last one processed."""
-
-    NEXT = "next"  # process it
-    DUPLICATE = "duplicate"  # already processed (redelivery or overlap with a log read): skip
-    GAP = "gap"  # something was missed: read (last, position) from the log first
-
-
-@dataclass(frozen=True, slots=True)
-class GapDetector:
-    """Consumer-side bookkeeping over a dense sequence (global positions or stream versions).
-
-    Pure: ``observe`` returns the verdict and the detector to use next. After a GAP the caller
-    reads positions ``missing`` from the log, processes them, then the incoming event; the new
-    detector already assumes that has been done. A subscriber to only some topics sees holes
-    that are other topics' events: reading the hole from the log and filtering is still right.
-    """
-
-    last: int = 0
-
-    def classify(self, position: int) -> Arrival:
-        if position <= self.last:
-            return Arrival.DUPLICATE
-        if position == self.last + 1:
-            return Arrival.NEXT
-        return Arrival.GAP
-
-    def missing(self, position: int) -> range:
-        """The positions between the last one processed and ``position`` (empty unless a gap)."""
-        return range(self.last + 1, max(self.last + 1, position))
-
-    def observe(self, position: int) -> tuple[Arrival, GapDetector]:
-        arrival = self.classify(position)
-        if arrival is Arrival.DUPLICATE:
-            return arrival, self
-        return arrival, GapDetector(last=position)

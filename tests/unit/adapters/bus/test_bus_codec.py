@@ -10,8 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.bus import (
-    Arrival,
-    GapDetector,
     MalformedMessage,
     decode_heartbeat,
     decode_recorded,
@@ -121,48 +119,3 @@ def test_decode_heartbeat_when_unknown_field_then_malformed_schema() -> None:
     with pytest.raises(MalformedMessage) as caught:
         decode_heartbeat(b'{"service":"risk","at":"2026-01-01T00:00:00Z","extra":1}')
     assert caught.value.reason == "schema"
-
-
-# --------------------------------------------------------------------------- gap detection
-
-
-def test_classify_when_positions_around_last_then_duplicate_next_or_gap() -> None:
-    detector = GapDetector(last=5)
-    assert detector.classify(4) is Arrival.DUPLICATE
-    assert detector.classify(5) is Arrival.DUPLICATE
-    assert detector.classify(6) is Arrival.NEXT
-    assert detector.classify(9) is Arrival.GAP
-    assert list(detector.missing(9)) == [6, 7, 8]
-    assert list(detector.missing(6)) == []
-
-
-@given(last=st.integers(min_value=0, max_value=10**12), position=st.integers(1, 10**12 + 5))
-def test_observe_when_any_position_then_last_never_decreases_and_verdict_matches(
-    last: int, position: int
-) -> None:
-    arrival, after = GapDetector(last=last).observe(position)
-    assert after.last == max(last, position)
-    assert (arrival is Arrival.DUPLICATE) == (position <= last)
-    assert (arrival is Arrival.NEXT) == (position == last + 1)
-    assert (arrival is Arrival.GAP) == (len(GapDetector(last=last).missing(position)) > 0)
-
-
-@given(
-    deliveries=st.lists(st.integers(min_value=1, max_value=60), max_size=80),
-)
-def test_consume_when_bus_drops_duplicates_and_reorders_then_log_fill_gives_each_once_in_order(
-    deliveries: list[int],
-) -> None:
-    """Whatever the bus delivers, filling gaps from the log processes 1..max once, in order."""
-    processed: list[int] = []
-    detector = GapDetector()
-    for position in deliveries:
-        arrival, next_detector = detector.observe(position)
-        if arrival is Arrival.GAP:
-            processed.extend(detector.missing(position))  # read from the log
-        if arrival is not Arrival.DUPLICATE:
-            processed.append(position)
-        detector = next_detector
-    top = max(deliveries, default=0)
-    assert processed == list(range(1, top + 1))
-    assert detector.last == top

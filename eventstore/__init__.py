@@ -1,6 +1,6 @@
 """The ledger: an append-only, gapless, hash-chained PostgreSQL event store.
 
-``from eventstore import EventStore`` — see the README, "The ledger" for guarantees and the API.
+``from eventstore import EventStore`` — docs/LEDGER.md gives the guarantees and the API.
 """
 
 from eventstore.errors import (
@@ -13,7 +13,8 @@ from eventstore.errors import (
 )
 from eventstore.follow import follow
 from eventstore.port import EventLog
-from eventstore.postgres import EventStore, VerifyResult, connection_lost
+from eventstore.postgres import EventStore, connection_lost
+from eventstore.verify import VerifyResult
 
 __all__ = [
     "ConcurrencyConflict",

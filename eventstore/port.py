@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from aggregates.envelope import NewEvent, RecordedEvent
 
 if TYPE_CHECKING:
-    from eventstore.postgres import VerifyResult
+    from eventstore.verify import VerifyResult
 
 
 class EventLog(Protocol):

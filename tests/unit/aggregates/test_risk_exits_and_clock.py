@@ -69,7 +69,7 @@ def test_stop_loss_exit_larger_than_the_contract_maximum_is_split_into_accepted_
     desk.fill("BTC_USDT", "buy", 120, 50000)
     out = desk.tick("BTC_USDT", 49000)
     exits = orders(out)
-    assert [o.contracts for o in exits] == [D(50), D(50), D(20)]
+    assert [o.contracts for o in exits] == [D(40), D(40), D(40)]  # 3 orders, spread evenly
     assert all(o.reduce_only and o.side == "sell" and o.intent == "stop_loss" for o in exits)
     [v] = [e for e in out if isinstance(e, RiskVerdictIssued)]
     assert (v.requested_contracts, v.approved_contracts, v.numbers["orders"]) == (
@@ -79,7 +79,7 @@ def test_stop_loss_exit_larger_than_the_contract_maximum_is_split_into_accepted_
     )
 
 
-def test_exit_remainder_below_the_minimum_is_topped_up_from_the_previous_order() -> None:
+def test_exit_remainder_below_the_minimum_is_spread_so_every_order_fits() -> None:
     desk = Desk()
     desk.feed(_spec(desk.at(0), min_contracts="10", max_contracts="50"))
     desk.fill("BTC_USDT", "buy", 104, 50000)

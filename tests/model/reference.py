@@ -663,7 +663,8 @@ class Model:
         spec = self.spec(symbol)
         if spec is None:
             return no("pre_trade", "no_contract_spec")
-        equity = self.equity()
+        # entries are never sized on more than the configured capital (INITIAL_EQUITY_USDT)
+        equity = min(self.equity(), self.num("INITIAL_EQUITY_USDT"))
         if equity <= 0:
             return no("exposure_limit", "no_equity")
         unit = price * spec.size

@@ -308,8 +308,8 @@ def _adverse_move(position: Position) -> Decimal:
 def stop_out(d: Decision, symbol: str) -> None:
     """The stop is reached: ``StopLossTriggered`` and a reduce-only exit for what is not
     already leaving, which also counts toward the loss streak. Not while an exit of the symbol
-    is in progress (from its verdict until the position is flat): so a stop-loss fires once per
-    position episode, and the fills of its own exit never trigger it again."""
+    is in progress (from its verdict until a fill leaves the position flat or reversed): so a
+    stop-loss fires once per position episode, and its own exit's fills never trigger it again."""
     state = d.state
     if symbol in state.exit_goal:
         return  # already leaving: the exit in progress goes on with its fills and retries

@@ -30,6 +30,7 @@ from aggregates.events import (
     OrderRequested,
     RiskVerdictIssued,
     SignalGenerated,
+    StopLossTriggered,
     TradeTicked,
     TradingStateChanged,
 )
@@ -394,3 +395,42 @@ def test_drawdown_halt_on_a_fill_of_a_split_exit_then_one_exit_verdict_and_twent
     out = desk.fill("BTC_USDT", "sell", 10, 40000, orders(out)[0].client_order_id)
     exits = [e for e in out if isinstance(e, RiskVerdictIssued) and e.symbol == "BTC_USDT"]
     assert [(v.reason, v.numbers["orders"]) for v in exits] == [("daily_drawdown_breached", "20")]
+
+
+def test_split_stop_loss_when_its_orders_fill_then_it_is_triggered_once() -> None:
+    desk = Desk(STOP_LOSS_PCT="1", MAX_DAILY_DRAWDOWN_PCT="20", ABNORMAL_MOVE_PCT="50")
+    desk.feed(_spec(desk.at(0), max_contracts="10"))
+    desk.fill("BTC_USDT", "buy", 400, 50000)
+    out = desk.tick("BTC_USDT", 49000)
+    assert len([e for e in out if isinstance(e, StopLossTriggered)]) == 1
+    said: list[Event] = []
+    for order in orders(out)[:3]:
+        said += desk.fill_all([order]) + desk.tick("BTC_USDT", 48900)
+    assert [e for e in said if isinstance(e, StopLossTriggered)] == []
+    # the first fill continues the same exit (the next 20 orders); no new decision after that
+    assert [v.reason for v in said if isinstance(v, RiskVerdictIssued)] == ["stop_loss_reached"]
+
+
+def test_refusals_of_one_batch_when_the_second_comes_after_the_wait_then_one_alert() -> None:
+    desk = Desk()
+    desk.feed(_spec(desk.at(0), max_contracts="10"))
+    desk.fill("BTC_USDT", "buy", 200, 50000)
+    first = orders(desk.signal("BTC_USDT", "flat"))  # 20 orders of 10
+
+    def refuse(order: OrderRequested, after_ms: int) -> list[Event]:
+        return desk.feed(
+            OrderRejected(
+                at_ms=desk.at(after_ms),
+                client_order_id=order.client_order_id,
+                symbol="BTC_USDT",
+                code="price_limit",
+                message="outside the price limits",
+            )
+        )
+
+    def said(out: list[Event]) -> list[str]:
+        return [e.code for e in out if isinstance(e, AlertRaised)]
+
+    assert said(refuse(first[0], 0)) == ["exit_refused"]
+    assert said(refuse(first[1], 5_000)) == []  # the wait ran out; no input in between
+    assert [o.contracts for o in orders(desk.tick("BTC_USDT", 50000))] == [D(10), D(10)]

@@ -380,7 +380,7 @@ def test_exit_when_position_reversed_under_it_then_the_stale_exit_is_not_continu
     assert orders(desk.tick("BTC_USDT", 50000, advance_ms=5_000)) == []
 
 
-def test_drawdown_halt_on_a_fill_of_a_split_exit_then_one_exit_verdict_and_twenty_orders() -> None:
+def test_drawdown_halt_when_a_split_exit_fill_breaches_then_one_verdict_of_twenty_orders() -> None:
     desk = Desk(STOP_LOSS_PCT="50", ABNORMAL_MOVE_PCT="50")
     desk.feed(_spec(desk.at(0), max_contracts="10"))
     desk.fill("BTC_USDT", "buy", 1000, 50000)

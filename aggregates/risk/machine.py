@@ -16,7 +16,8 @@ Protective behaviour (DESIGN.md binding order):
    all symbols, WARNING; cleared by the next trade.
 4–5. Exposure and position size: see :mod:`aggregates.risk.entry`.
 6. Stop-loss: on a tick or fill, a position whose loss reaches ``STOP_LOSS_PCT`` of its entry
-   price gets ``StopLossTriggered`` and a reduce-only exit for the part not already leaving.
+   price gets ``StopLossTriggered`` and a reduce-only exit for the part not already leaving,
+   unless an exit of it is in progress (so once per position episode: until flat or reversed).
 
 Exits are reduce-only, sized from the filled position minus exits already pending, opposite to
 the position, so they can never increase it; they are never throttled or paused.
@@ -64,6 +65,7 @@ from aggregates.risk.protect import (
     exit_refused,
     expire_breakers,
     flatten_all,
+    flatten_while_halted,
     halt_on_drawdown,
     move_past_bar,
     new_day,
@@ -297,10 +299,10 @@ def _on_fill(
     now_held = state.portfolio.contracts(fill.symbol)
     if order is not None and order.reduce_only:
         state.exit_backoff.pop(fill.symbol, None)  # the venue takes this exit again
-    if now_held == 0:
+    if held * now_held <= 0:  # flat or reversed: the position's episode and its exit are over
         state.exit_goal.pop(fill.symbol, None)
         state.exit_backoff.pop(fill.symbol, None)
-        if held != 0:
+        if held != 0 and now_held == 0:
             state.cooldown_until[fill.symbol] = state.now_ms + limits.cooldown_ms
     _after_equity_change(d, fill.symbol)
     if state.portfolio.contracts(fill.symbol) != 0:
@@ -328,7 +330,7 @@ def _after_equity_change(d: Decision, symbol: str | None = None) -> None:
     state = d.state
     check_drawdown(d)
     if state.drawdown_halted:
-        flatten_all(d, "daily_drawdown", "halted_position_flattened")
+        flatten_while_halted(d)
     elif symbol is not None:
         check_stop(d, symbol)
 

@@ -52,12 +52,14 @@ MAX_BACKOFF_MS = 300_000
 class Decision:
     """Collects one step's outputs; order ids derive from the fact and the output index."""
 
-    __slots__ = ("fact", "outputs", "state")
+    __slots__ = ("exited", "fact", "outputs", "state")
 
     def __init__(self, state: RiskState, fact: RecordedEvent) -> None:
         self.state = state
         self.fact = fact
         self.outputs: list[Event] = []
+        #: Symbols that already got an exit verdict on this input (one per symbol per input).
+        self.exited: set[str] = set()
 
     def emit(self, event: Event) -> None:
         self.outputs.append(event)
@@ -87,7 +89,7 @@ class Decision:
             )
         )
         state.pending[client_order_id] = PendingOrder(
-            symbol, side, contracts, reduce_only, intent, price
+            symbol, side, contracts, reduce_only, intent, price, self.fact.position
         )
         state.order_times.append(state.now_ms)
 
@@ -271,6 +273,17 @@ def flatten_all(d: Decision, layer: RiskLayer, reason: str) -> None:
         exit_position(d, symbol, "flatten", layer, reason, "flatten")
 
 
+def flatten_while_halted(d: Decision) -> None:
+    """While halted by the drawdown: flatten every position with no exit in progress (one that
+    appeared after the halt); an exit in progress is continued by its own fills instead."""
+    state = d.state
+    for symbol in sorted(state.portfolio.positions):
+        if symbol not in state.exit_goal:
+            exit_position(
+                d, symbol, "flatten", "daily_drawdown", "halted_position_flattened", "flatten"
+            )
+
+
 def check_stop(d: Decision, symbol: str) -> None:
     state = d.state
     assert state.limits is not None
@@ -294,8 +307,12 @@ def _adverse_move(position: Position) -> Decimal:
 
 def stop_out(d: Decision, symbol: str) -> None:
     """The stop is reached: ``StopLossTriggered`` and a reduce-only exit for what is not
-    already leaving, which also counts toward the loss streak."""
+    already leaving, which also counts toward the loss streak. Not while an exit of the symbol
+    is in progress (from its verdict until a fill leaves the position flat or reversed): so a
+    stop-loss fires once per position episode, and its own exit's fills never trigger it again."""
     state = d.state
+    if symbol in state.exit_goal:
+        return  # already leaving: the exit in progress goes on with its fills and retries
     limits = state.limits
     assert limits is not None
     position = state.portfolio.positions[symbol]
@@ -354,8 +371,12 @@ def exit_position(
     cooldown: bool = True,
 ) -> None:
     """Reduce-only orders for the part of the position not already leaving, split into sizes
-    the venue accepts (:func:`split_exit`); nothing if none, or while a refusal backs off."""
+    the venue accepts (:func:`split_exit`); nothing if none, while a refusal backs off, or if
+    the symbol already got an exit verdict on this input (at most one, of at most
+    :data:`MAX_EXIT_ORDERS` orders, per symbol and input)."""
     state = d.state
+    if symbol in d.exited:
+        return
     position = state.portfolio.positions.get(symbol)
     if position is None or position.contracts == 0:
         return
@@ -372,6 +393,7 @@ def exit_position(
     price = state.last_price.get(symbol, position.mark)
     sizes = split_exit(contracts, state.spec(symbol))
     approved = sum(sizes, start=ZERO)
+    d.exited.add(symbol)
     d.emit(
         RiskVerdictIssued(
             at_ms=state.now_ms,
@@ -399,29 +421,52 @@ def exit_position(
         state.cooldown_until[symbol] = state.now_ms + limits.cooldown_ms
 
 
-def split_exit(contracts: Decimal, spec: ContractSpec | None) -> list[Decimal]:
-    """Order sizes for an exit of ``contracts``: each at most the contract maximum (floored to
-    the step), a remainder below the minimum topped up from the previous order when that one
-    stays at or above the minimum, and at most :data:`MAX_EXIT_ORDERS` orders (the rest is
-    sent as fills come back). Without a spec, one order: the venue's answer decides."""
+def split_exit(
+    contracts: Decimal, spec: ContractSpec | None, limit: int = MAX_EXIT_ORDERS
+) -> list[Decimal]:
+    """Order sizes for an exit of ``contracts``, at most ``limit`` of them (the rest is sent
+    as fills come back). Without a spec, one order: the venue's answer decides.
+
+    The part on the contract step is split into the fewest orders of at most the maximum
+    (floored to the step), n = ceil(part / largest), their sizes spread evenly on the step,
+    largest first: every order is then within [minimum, maximum] whenever any split is. If
+    none is (n orders of the minimum exceed the part), full orders of the largest size and
+    the remainder last. A part off the step (the step changed under the position) goes alone
+    as the very last order, so that only it can be refused."""
     if spec is None:
         return [contracts]
-    largest = floor_to_step(spec.max_contracts, spec.contracts_step)
-    if largest <= 0 or contracts <= largest:
+    step = spec.contracts_step
+    largest = floor_to_step(spec.max_contracts, step)
+    if largest <= 0:
         return [contracts]
-    full = contracts // largest
-    if full >= MAX_EXIT_ORDERS:
-        return [largest] * MAX_EXIT_ORDERS
-    sizes = [largest] * int(full)
-    rest = contracts - full * largest
-    if rest > 0:
-        if rest < spec.min_contracts:
-            need = ceil_to_step(spec.min_contracts - rest, spec.contracts_step)
-            if largest - need >= spec.min_contracts:
-                sizes[-1] = largest - need
-                rest += need
-        sizes.append(rest)
-    return sizes[:MAX_EXIT_ORDERS]
+    on_step = floor_to_step(contracts, step)
+    sizes = _even_split(on_step, largest, ceil_to_step(spec.min_contracts, step), step, limit)
+    off_step = contracts - on_step
+    if off_step > 0 and len(sizes) < limit:
+        sizes.append(off_step)
+    return sizes
+
+
+def _even_split(
+    total: Decimal, largest: Decimal, smallest: Decimal, step: Decimal, limit: int
+) -> list[Decimal]:
+    """The first ``limit`` sizes of ``total`` (a multiple of ``step``) as described in
+    :func:`split_exit`; ``largest`` and ``smallest`` are multiples of ``step``."""
+    units = int(total / step)
+    most = int(largest / step)
+    if units <= 0:
+        return []
+    n = -(-units // most)
+    if n * int(smallest / step) > units:  # no split fits: the largest orders, then the rest
+        full, rest = divmod(units, most)
+        plan = [most] * min(full, limit)
+        if rest and len(plan) < limit:
+            plan.append(rest)
+    else:
+        base, bigger = divmod(units, n)  # ``bigger`` orders of base + 1, the others of base
+        first = min(bigger, limit)
+        plan = [base + 1] * first + [base] * min(n - bigger, limit - first)
+    return [step * k for k in plan]
 
 
 def continue_exit(d: Decision, symbol: str) -> None:
@@ -455,7 +500,9 @@ def retry_exits(d: Decision) -> None:
 def exit_refused(d: Decision, order: PendingOrder, event: OrderRejected | OrderCancelled) -> None:
     """The venue refused (or cancelled the rest of) a protective exit: if the position is still
     uncovered, a CRITICAL ``exit_refused`` alert and a doubling back-off before the next try.
-    Sibling orders refused at the same moment share one back-off and one alert."""
+    Orders sent together (on one input) share one back-off and one alert: once one of them
+    raised the alert, the refusal of another says nothing, however late it comes, as long as
+    the back-off is recorded (until a fill of an exit or a flat position ends it)."""
     state = d.state
     symbol = order.symbol
     now = state.now_ms
@@ -464,11 +511,14 @@ def exit_refused(d: Decision, order: PendingOrder, event: OrderRejected | OrderC
         state.exit_goal.pop(symbol, None)
         return
     backoff = state.exit_backoff.get(symbol)
-    if backoff is not None and now < backoff.until_ms:
-        return  # already waiting: this refusal changes nothing
+    if backoff is not None and (now < backoff.until_ms or order.refusal_said):
+        return  # already waiting, or its batch already said so: the retry re-covers it
     delay = FIRST_BACKOFF_MS if backoff is None else min(backoff.delay_ms * 2, MAX_BACKOFF_MS)
     code = event.code if isinstance(event, OrderRejected) else event.reason
     state.exit_backoff[symbol] = ExitBackoff(now + delay, delay, code)
+    for sibling in state.pending.values():
+        if sibling.batch == order.batch and sibling.symbol == symbol and sibling.reduce_only:
+            sibling.refusal_said = True
     d.emit(
         AlertRaised(
             at_ms=now,

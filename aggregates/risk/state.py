@@ -80,7 +80,9 @@ class Limits:
 
 @dataclass(slots=True)
 class PendingOrder:
-    """An order requested and not yet finished; ``remaining`` shrinks with partial fills."""
+    """An order requested and not yet finished; ``remaining`` shrinks with partial fills.
+    ``batch`` is the log position of the input it was sent on (orders sent together share it);
+    ``refusal_said`` marks an exit whose batch already raised the ``exit_refused`` alert."""
 
     symbol: str
     side: Side
@@ -88,6 +90,8 @@ class PendingOrder:
     reduce_only: bool
     intent: OrderIntent
     reference_price: Decimal
+    batch: int = 0
+    refusal_said: bool = False
 
 
 @dataclass(slots=True)

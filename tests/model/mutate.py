@@ -123,7 +123,30 @@ MUTANTS = (
     Mutant(
         "exit not split by the contract maximum",
         "aggregates/risk/protect.py",
-        replace("if largest <= 0 or contracts <= largest:", "if True:"),
+        replace("if largest <= 0:", "if True:"),
+    ),
+    Mutant(
+        "exit split largest first (a last order under the minimum)",
+        "aggregates/risk/protect.py",
+        replace("if n * int(smallest / step) > units:", "if True:"),
+    ),
+    Mutant(
+        "stop-loss fires again while an exit of the position is in progress",
+        "aggregates/risk/protect.py",
+        replace(
+            "    if symbol in state.exit_goal:\n        return  # already leaving",
+            "    if False:\n        return  # already leaving",
+        ),
+    ),
+    Mutant(
+        "two exit verdicts for one symbol on one input",
+        "aggregates/risk/protect.py",
+        replace("    if symbol in d.exited:\n        return\n", ""),
+    ),
+    Mutant(
+        "late refusal of an order sent together raises a second alert",
+        "aggregates/risk/protect.py",
+        replace("now < backoff.until_ms or order.refusal_said)", "now < backoff.until_ms)"),
     ),
     Mutant(
         "refused exit re-issued without back-off",

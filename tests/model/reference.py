@@ -18,10 +18,16 @@ docs/ARCHITECTURE.md (and issue 16 for exits and time):
   move ≥ limit within the window → pause the symbol; silence > limit on a clock tick → pause
   all until the next trade; loss ≥ STOP_LOSS_PCT of entry → stop-loss exit; N stop-losses within
   the window → entries paused.
-* Exits are reduce-only for what is not already leaving, in orders of at most the contract
-  maximum (a remainder under the minimum borrows from the order before it), at most 20 at once,
-  the rest as fills come back. A refused exit: CRITICAL ``exit_refused`` and no new exit for
-  1 s, doubling per refusal up to 5 min; retried by the first input after the wait.
+* Exits are reduce-only for what is not already leaving. The part on the step goes out in the
+  fewest orders of at most the contract maximum, sizes spread evenly on the step (largest
+  first), unless that leaves one under the minimum: then full orders and the remainder last;
+  a part off the step is a last order of its own. At most one exit verdict and 20 orders per
+  symbol per input, the rest as fills come back. A refused exit: CRITICAL ``exit_refused`` and
+  no new exit for 1 s, doubling per refusal up to 5 min; retried by the first input after the
+  wait; the other orders sent on the same input as the one that raised the alert say nothing
+  when refused while that back-off is kept (a fill of an exit or a flat position drops it).
+* An exit is in progress from its verdict until the position is flat or reversed; meanwhile
+  no stop-loss fires for the symbol and the drawdown halt's follow-up flatten leaves it alone.
 """
 
 from __future__ import annotations
@@ -131,6 +137,8 @@ class Order:
     left: Decimal
     reduce_only: bool
     price: Decimal
+    sent_on: int = 0  # the input it was sent on (orders sent together share it)
+    alert_said: bool = False  # an order sent with it already raised exit_refused
 
 
 @dataclass
@@ -160,6 +168,8 @@ class Model:
     wait: dict[str, tuple[int, int]] = field(default_factory=dict)  # symbol -> (until, delay)
     out: list[Event] = field(default_factory=list)
     new_orders: list[str] = field(default_factory=list)
+    inputs: int = 0
+    exited_now: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ configuration
     def num(self, name: str) -> Decimal:
@@ -255,13 +265,14 @@ class Model:
         )  # type: ignore[arg-type]
         key = f"model-{len(self.new_orders)}"  # re-keyed by adopt() once the real ids are known
         self.new_orders.append(key)
-        self.orders[key] = Order(symbol, side, contracts, reduce_only, price)
+        self.orders[key] = Order(symbol, side, contracts, reduce_only, price, self.inputs)
         self.order_times.append(self.now)
 
     # ------------------------------------------------------------------ the step
     def step(self, event: Event) -> list[Event]:
         """Fold one input; return what the risk manager must say about it."""
-        self.out, self.new_orders = [], []
+        self.out, self.new_orders, self.exited_now = [], [], []
+        self.inputs += 1
         self.now = max(self.now, event.at_ms)
         if isinstance(event, ConfigActivated):
             first = self.cfg is None
@@ -404,11 +415,12 @@ class Model:
                 mine.left = f.remaining_contracts
             if mine.reduce_only:
                 self.wait.pop(f.symbol, None)
-        if self.held(f.symbol) == 0:
+        after = self.held(f.symbol)
+        if after == 0 or (before > 0 > after) or (before < 0 < after):
             self.exit_for.pop(f.symbol, None)
             self.wait.pop(f.symbol, None)
-            if before != 0:
-                self.cooldown[f.symbol] = self.now + self.ms("EXIT_COOLDOWN_SECONDS", 1000)
+        if after == 0 and before != 0:
+            self.cooldown[f.symbol] = self.now + self.ms("EXIT_COOLDOWN_SECONDS", 1000)
         self.after_equity_change(f.symbol)
         if self.held(f.symbol) != 0 and f.symbol in self.exit_for:
             self.exit(f.symbol, *self.exit_for[f.symbol])
@@ -421,10 +433,13 @@ class Model:
             self.wait.pop(r.symbol, None)
             self.exit_for.pop(r.symbol, None)
             return
-        if r.symbol in self.wait and self.now < self.wait[r.symbol][0]:
+        if r.symbol in self.wait and (self.now < self.wait[r.symbol][0] or mine.alert_said):
             return
         delay = min(self.wait[r.symbol][1] * 2, 300_000) if r.symbol in self.wait else 1_000
         self.wait[r.symbol] = (self.now + delay, delay)
+        for other in self.orders.values():
+            if other.symbol == r.symbol and other.reduce_only and other.sent_on == mine.sent_on:
+                other.alert_said = True
         self.say(
             AlertRaised(
                 at_ms=self.now,
@@ -454,7 +469,16 @@ class Model:
     def after_equity_change(self, symbol: str) -> None:
         self.drawdown()
         if self.halted_drawdown:
-            self.flatten("daily_drawdown", "halted_position_flattened")
+            for symbol in sorted(self.positions):
+                if symbol not in self.exit_for:
+                    self.exit(
+                        symbol,
+                        "flatten",
+                        "daily_drawdown",
+                        "halted_position_flattened",
+                        "flatten",
+                        True,
+                    )
         else:
             self.stop(symbol)
 
@@ -510,7 +534,7 @@ class Model:
 
     def stop(self, symbol: str) -> None:
         p = self.positions.get(symbol)
-        if p is None or p.contracts == 0:
+        if p is None or p.contracts == 0 or symbol in self.exit_for:
             return
         adverse = (p.entry - p.mark) if p.contracts > 0 else (p.mark - p.entry)
         if adverse * 100 < self.num("STOP_LOSS_PCT") * p.entry:
@@ -556,7 +580,7 @@ class Model:
         self, symbol: str, intent: str, layer: str, reason: str, decision: str, cooldown: bool
     ) -> None:
         p = self.positions.get(symbol)
-        if p is None or p.contracts == 0:
+        if p is None or p.contracts == 0 or symbol in self.exited_now:
             return
         self.exit_for[symbol] = (intent, layer, reason, decision, cooldown)
         if self.waiting(symbol):
@@ -568,6 +592,7 @@ class Model:
         side = "sell" if p.contracts > 0 else "buy"
         price = self.last_price.get(symbol, p.mark)
         sizes = exit_sizes(contracts, self.spec(symbol))
+        self.exited_now.append(symbol)
         self.say(
             RiskVerdictIssued(
                 at_ms=self.now,
@@ -638,7 +663,8 @@ class Model:
         spec = self.spec(symbol)
         if spec is None:
             return no("pre_trade", "no_contract_spec")
-        equity = self.equity()
+        # entries are never sized on more than the configured capital (INITIAL_EQUITY_USDT)
+        equity = min(self.equity(), self.num("INITIAL_EQUITY_USDT"))
         if equity <= 0:
             return no("exposure_limit", "no_equity")
         unit = price * spec.size
@@ -693,24 +719,34 @@ class Model:
 
 
 def exit_sizes(contracts: Decimal, spec: Spec | None) -> list[Decimal]:
-    """Orders for an exit: full orders of the largest accepted size while more remains, the
-    remainder last, topped up to the minimum from the order before when that one can spare it."""
+    """Orders for an exit (the first 20): the part on the step in n = ceil(part / largest)
+    orders as equal as the step allows, bigger ones first, if none is then under the minimum;
+    else as many largest orders as fit and the remainder; any part off the step last, alone."""
     if spec is None:
         return [contracts]
     largest = floor_step(spec.high, spec.step)
+    if largest <= 0:
+        return [contracts]
+    part = floor_step(contracts, spec.step)
     sizes: list[Decimal] = []
-    rest = contracts
-    while rest > largest and len(sizes) < MAX_EXIT_ORDERS:
-        sizes.append(largest)
-        rest -= largest
-    if len(sizes) == MAX_EXIT_ORDERS:
-        return sizes
-    if sizes and rest < spec.low:
-        borrow = ceil_step(spec.low - rest, spec.step)
-        if sizes[-1] - borrow >= spec.low:
-            sizes[-1] -= borrow
-            rest += borrow
-    return [*sizes, rest]
+    if part > 0:
+        n = int(ceil_step(part / largest, D(1)))
+        low = floor_step(part / n, spec.step)
+        if low >= ceil_step(spec.low, spec.step):
+            sizes = [low] * n
+            i = 0
+            while sum(sizes, D(0)) < part:  # hand out what is left one step at a time
+                sizes[i] += spec.step
+                i += 1
+        else:
+            rest = part
+            while rest > largest:
+                sizes.append(largest)
+                rest -= largest
+            sizes.append(rest)
+    if contracts > part:
+        sizes.append(contracts - part)
+    return sizes[:MAX_EXIT_ORDERS]
 
 
 @dataclass

@@ -40,13 +40,6 @@ def _check_orders(out, max_c, min_c, step):
     return exits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/DECISIONS.md 'at most 20 orders for one decision. The rest goes out as "
-    "fills come back: every fill continues the exit in progress ... with the same verdict fields': "
-    "one fill of a split stop-loss exit yields a new StopLossTriggered plus two stop-loss verdicts "
-    "and 40 orders",
-)
 def test_stop_loss_exit_when_position_exceeds_max_then_orders_fit_and_fills_continue_to_flat():
     r, t, held = _long_then_spec("7", "3")
     out = r.trade(t, "97")
@@ -173,13 +166,6 @@ def test_backoff_when_stop_loss_still_reached_then_no_repeated_trigger_and_no_st
         assert of(out, ev.StopLossTriggered) == [] and orders(out) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: .env.example 'LOSS_STREAK_COUNT stop-losses within LOSS_STREAK_WINDOW_MINUTES "
-    "minutes pause all new entries': ONE stop-loss (one position, split by the contract max) "
-    "re-triggers StopLossTriggered on each of its fills; after 3 fills every symbol's entries are "
-    "paused for LOSS_STREAK_PAUSE_MINUTES (loss_streak_pause)",
-)
 def test_one_split_stop_loss_when_three_of_its_orders_fill_then_no_loss_streak_pause():
     r = Risk()
     t = warm(r, T0)
@@ -202,13 +188,6 @@ def test_one_split_stop_loss_when_three_of_its_orders_fill_then_no_loss_streak_p
     assert verdict.layer != "loss_streak", verdict
 
 
-_SHARED = (
-    "FINDING: docs/DECISIONS.md 'Refusals of orders sent together share one back-off and one "
-    "alert': a refusal of an order from the same batch that arrives after the first back-off "
-    "ran out raises a second CRITICAL exit_refused and doubles the back-off ('retrying in 2s')"
-)
-
-
 @pytest.mark.parametrize("gap", [500, 999])
 def test_refusals_of_one_batch_when_spread_within_backoff_then_one_alert(gap):
     r, t, _ = _long_then_spec("7", "3")
@@ -218,7 +197,6 @@ def test_refusals_of_one_batch_when_spread_within_backoff_then_one_alert(gap):
     assert alerts(out, "exit_refused") == [] and orders(out) == []
 
 
-@pytest.mark.xfail(strict=True, reason=_SHARED)
 def test_refusals_of_one_batch_when_second_arrives_after_backoff_then_still_one_alert():
     r, t, _ = _long_then_spec("7", "3")
     first = orders(r.trade(t, "97"))
@@ -227,7 +205,6 @@ def test_refusals_of_one_batch_when_second_arrives_after_backoff_then_still_one_
     assert alerts(out, "exit_refused") == []
 
 
-@pytest.mark.xfail(strict=True, reason=_SHARED + " (also when a retry went out in between)")
 def test_refusals_of_one_batch_when_retry_went_out_between_then_still_one_alert():
     r, t, _ = _long_then_spec("7", "3")
     first = orders(r.trade(t, "97"))
@@ -260,13 +237,6 @@ def _held(strength: str, max_c: str, min_c: str, step: str):
     return r, t + 3, entry.contracts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/DECISIONS.md 'It is sent as orders the venue accepts': 16 contracts "
-    "with max 7, min 5 go out as 7+7+2 (2 is below the minimum, so the venue refuses it and "
-    "the exit backs off), though 5+5+6 fits; borrowing is given up when the order before "
-    "would drop below the minimum",
-)
 def test_exit_when_borrowing_from_previous_order_impossible_then_still_orders_venue_accepts():
     r, t, held = _held("0.016", "7", "5", "1")
     assert held == 16
@@ -275,26 +245,17 @@ def test_exit_when_borrowing_from_previous_order_impossible_then_still_orders_ve
     assert all(D(5) <= o.contracts <= D(7) for o in exits), [o.contracts for o in exits]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/DECISIONS.md 'each order is at most the contract's maximum ..., floored "
-    "to the contract step': after the step became 2, a position of 15 is exited as 6+6+3; the "
-    "3 is not a multiple of the step (the venue refuses it)",
-)
-def test_exit_when_step_changed_and_position_not_multiple_then_every_order_on_the_step():
+def test_exit_when_step_changed_and_position_not_multiple_then_only_the_last_order_off_step():
+    # docs/DECISIONS.md: the part off the new step goes alone as the very last order (15 cannot
+    # leave in multiples of 2 at all), so that only it can be refused.
     r, t, held = _held("0.015", "7", "1", "2")
     assert held == 15
     exits = orders(r.trade(t, "97"))
-    assert all(o.contracts % 2 == 0 for o in exits), [o.contracts for o in exits]
+    sizes = [o.contracts for o in exits]
+    assert sum(sizes) == 15 and all(c % 2 == 0 and c <= 7 for c in sizes[:-1]), sizes
+    assert sizes[-1] == 1, sizes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/DECISIONS.md 'at most 20 orders for one decision. The rest goes out as "
-    "fills come back': a funding loss that breaches the drawdown with 1000 contracts held and "
-    "max 9 yields, on that one input, a daily_drawdown_breached flatten of 20 orders AND a "
-    "second verdict halted_position_flattened of 20 more (40 orders, no fill in between)",
-)
 def test_drawdown_flatten_when_position_exceeds_max_then_split_within_limits():
     r, t, _ = _long_then_spec("9", "1")
     out = r.funding(t, "-600")

@@ -14,6 +14,9 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
+import pytest
+
+from aggregates.config import ContractSpec
 from aggregates.events import (
     AlertRaised,
     ClockTicked,
@@ -27,6 +30,7 @@ from aggregates.events import (
     OrderRequested,
     RiskVerdictIssued,
     SignalGenerated,
+    StopLossTriggered,
     TradeTicked,
     TradingStateChanged,
 )
@@ -34,6 +38,7 @@ from aggregates.machine import record
 from aggregates.paper import PaperExchange
 from aggregates.portfolio import DAY_MS
 from aggregates.risk import RiskMachine
+from aggregates.risk.protect import split_exit
 from aggregates.simulation import Simulation
 from tests.unit.aggregates.test_risk_layers import Desk, orders, verdict
 from tests.unit.strategies import START_MS, trading_config
@@ -69,7 +74,7 @@ def test_stop_loss_exit_larger_than_the_contract_maximum_is_split_into_accepted_
     desk.fill("BTC_USDT", "buy", 120, 50000)
     out = desk.tick("BTC_USDT", 49000)
     exits = orders(out)
-    assert [o.contracts for o in exits] == [D(50), D(50), D(20)]
+    assert [o.contracts for o in exits] == [D(40), D(40), D(40)]  # 3 orders, spread evenly
     assert all(o.reduce_only and o.side == "sell" and o.intent == "stop_loss" for o in exits)
     [v] = [e for e in out if isinstance(e, RiskVerdictIssued)]
     assert (v.requested_contracts, v.approved_contracts, v.numbers["orders"]) == (
@@ -79,7 +84,7 @@ def test_stop_loss_exit_larger_than_the_contract_maximum_is_split_into_accepted_
     )
 
 
-def test_exit_remainder_below_the_minimum_is_topped_up_from_the_previous_order() -> None:
+def test_exit_remainder_below_the_minimum_is_spread_so_every_order_fits() -> None:
     desk = Desk()
     desk.feed(_spec(desk.at(0), min_contracts="10", max_contracts="50"))
     desk.fill("BTC_USDT", "buy", 104, 50000)
@@ -333,3 +338,99 @@ def test_drawdown_halt_is_not_lifted_by_an_operator_resume_the_same_day() -> Non
     assert not any(isinstance(e, TradingStateChanged) and e.state == "ACTIVE" for e in out)
     assert desk.state.trading_state == "HALTED"
     assert verdict(desk.signal("ETH_USDT", "long", "0.1")).layer == "daily_drawdown"
+
+
+# --------------------------------------------------------------------------- exit sizes, episodes
+
+
+@pytest.mark.parametrize(
+    ("contracts", "low", "high", "step", "sizes"),
+    [
+        ("16", "5", "7", "1", ["6", "5", "5"]),  # 7+7+2 would leave one under the minimum
+        ("15", "3", "7", "1", ["5", "5", "5"]),
+        ("8", "5", "7", "1", ["7", "1"]),  # no split fits: as much as can leave, then the rest
+        ("15", "1", "7", "2", ["6", "4", "4", "1"]),  # off the new step: alone, last
+        ("1", "1", "7", "2", ["1"]),
+        ("5", "1", "7", "1", ["5"]),
+        ("148", "5", "7", "1", ["7"] * 16 + ["6"] * 4),  # the first 20 of 16x7 + 6x6
+    ],
+)
+def test_split_exit_when_a_fitting_split_exists_then_fewest_even_orders_on_the_step(
+    contracts: str, low: str, high: str, step: str, sizes: list[str]
+) -> None:
+    spec = ContractSpec(D("0.0001"), D(low), D(high), D(step), D("0.1"))
+    assert split_exit(D(contracts), spec) == [D(s) for s in sizes]
+
+
+def test_exit_when_position_reversed_under_it_then_the_stale_exit_is_not_continued() -> None:
+    desk = Desk()
+    desk.feed(_spec(desk.at(0), max_contracts="50"))
+    desk.fill("BTC_USDT", "buy", 10, 50000)
+    [stale] = [o for o in orders(desk.signal("BTC_USDT", "short")) if o.reduce_only]
+    desk.fill("BTC_USDT", "sell", 20, 50000)  # the position is now short: a new episode
+    desk.feed(
+        OrderRejected(
+            at_ms=desk.at(0),
+            client_order_id=stale.client_order_id,
+            symbol="BTC_USDT",
+            code="reduce_only_rejected",
+            message="would increase the position",
+        )
+    )
+    assert orders(desk.tick("BTC_USDT", 50000, advance_ms=5_000)) == []
+
+
+def test_drawdown_halt_when_a_split_exit_fill_breaches_then_one_verdict_of_twenty_orders() -> None:
+    desk = Desk(STOP_LOSS_PCT="50", ABNORMAL_MOVE_PCT="50")
+    desk.feed(_spec(desk.at(0), max_contracts="10"))
+    desk.fill("BTC_USDT", "buy", 1000, 50000)
+    first = orders(desk.signal("BTC_USDT", "flat"))
+    assert len(first) == 20
+    out = desk.fill("BTC_USDT", "sell", 10, 40000, first[0].client_order_id)
+    assert any(isinstance(e, TradingStateChanged) and e.state == "HALTED" for e in out)
+    exits = [e for e in out if isinstance(e, RiskVerdictIssued) and e.symbol == "BTC_USDT"]
+    assert [(v.reason, v.numbers["orders"]) for v in exits] == [("daily_drawdown_breached", "20")]
+    assert len(orders(out)) == 20
+    # the next fill continues that flatten with the same verdict fields
+    out = desk.fill("BTC_USDT", "sell", 10, 40000, orders(out)[0].client_order_id)
+    exits = [e for e in out if isinstance(e, RiskVerdictIssued) and e.symbol == "BTC_USDT"]
+    assert [(v.reason, v.numbers["orders"]) for v in exits] == [("daily_drawdown_breached", "20")]
+
+
+def test_split_stop_loss_when_its_orders_fill_then_it_is_triggered_once() -> None:
+    desk = Desk(STOP_LOSS_PCT="1", MAX_DAILY_DRAWDOWN_PCT="20", ABNORMAL_MOVE_PCT="50")
+    desk.feed(_spec(desk.at(0), max_contracts="10"))
+    desk.fill("BTC_USDT", "buy", 400, 50000)
+    out = desk.tick("BTC_USDT", 49000)
+    assert len([e for e in out if isinstance(e, StopLossTriggered)]) == 1
+    said: list[Event] = []
+    for order in orders(out)[:3]:
+        said += desk.fill_all([order]) + desk.tick("BTC_USDT", 48900)
+    assert [e for e in said if isinstance(e, StopLossTriggered)] == []
+    # the first fill continues the same exit (the next 20 orders); no new decision after that
+    assert [v.reason for v in said if isinstance(v, RiskVerdictIssued)] == ["stop_loss_reached"]
+
+
+def test_refusals_of_one_batch_when_the_second_comes_after_the_wait_then_one_alert() -> None:
+    desk = Desk()
+    desk.feed(_spec(desk.at(0), max_contracts="10"))
+    desk.fill("BTC_USDT", "buy", 200, 50000)
+    first = orders(desk.signal("BTC_USDT", "flat"))  # 20 orders of 10
+
+    def refuse(order: OrderRequested, after_ms: int) -> list[Event]:
+        return desk.feed(
+            OrderRejected(
+                at_ms=desk.at(after_ms),
+                client_order_id=order.client_order_id,
+                symbol="BTC_USDT",
+                code="price_limit",
+                message="outside the price limits",
+            )
+        )
+
+    def said(out: list[Event]) -> list[str]:
+        return [e.code for e in out if isinstance(e, AlertRaised)]
+
+    assert said(refuse(first[0], 0)) == ["exit_refused"]
+    assert said(refuse(first[1], 5_000)) == []  # the wait ran out; no input in between
+    assert [o.contracts for o in orders(desk.tick("BTC_USDT", 50000))] == [D(10), D(10)]

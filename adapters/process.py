@@ -31,6 +31,13 @@ DEMO_DATA_DIR = Path(".data")
 DEMO_DATABASE = "claire_demo"
 
 
+class UsageError(Exception):
+    """Bad arguments or configuration, or a window with nothing in it: exit code ``USAGE``.
+
+    The one usage error of every command line (``claire``, ``replay``), so a library function
+    that refuses its input (a window, a sweep grid) is answered the same way by both."""
+
+
 class NoDatabase(Exception):
     """No ledger is configured and there is no demo ledger to fall back to."""
 

@@ -19,9 +19,9 @@ DatabaseUrl = Callable[[argparse.Namespace], str]
 def _archive(
     args: argparse.Namespace, database_url: DatabaseUrl, usage_error: type[Exception]
 ) -> int:
+    from adapters.process import UsageError as WindowError
     from eventstore.archive import ArchiveError, archive
     from eventstore.errors import StoreUnavailable
-    from replay.window import UsageError as WindowError
     from replay.window import parse_moment
 
     try:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from aggregates.envelope import RecordedEvent
 
-from adapters.process import CHECK_FAILED, OK, USAGE
+from adapters.process import CHECK_FAILED, OK, USAGE, UsageError
 from aggregates.events import SYMBOL
 
 
@@ -96,8 +96,6 @@ def _snapshot_options(parser: argparse.ArgumentParser) -> None:
 
 def _verify_all(args: argparse.Namespace, out_stream: TextIO) -> int:
     """``replay --verify --all [--jobs N]``: every snapshot segment (replay/segments.py)."""
-    from replay.window import UsageError
-
     if not args.verify:
         raise UsageError("--all needs --verify")
     if args.jobs is not None and args.jobs < 1:
@@ -115,7 +113,6 @@ async def _run_all(
     from eventstore import EventStore, EventStoreError, StoreUnavailable
     from replay.segments import verify_all
     from replay.session import Output
-    from replay.window import UsageError
 
     try:
         store = await EventStore.connect(url, max_connections=2)
@@ -146,7 +143,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
 
 def run(args: argparse.Namespace, out_stream: TextIO) -> int:
     """Run parsed ``replay`` options (from ``replay`` or ``claire replay``); the exit code."""
-    from replay.window import UsageError, parse_moment
+    from replay.window import parse_moment
 
     try:
         if args.verify_all:
@@ -184,7 +181,6 @@ def run(args: argparse.Namespace, out_stream: TextIO) -> int:
 
 def _database_url(option: str | None) -> str:
     from adapters.process import NoDatabase, database_url
-    from replay.window import UsageError
 
     try:
         return database_url(option)
@@ -196,7 +192,7 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:
     from aggregates.config import ConfigError
     from eventstore import EventStore, EventStoreError, StoreUnavailable
     from replay.session import Output, replay_pass
-    from replay.window import UsageError, resolve_window
+    from replay.window import resolve_window
 
     out = Output(out_stream, json=args.json)
     try:

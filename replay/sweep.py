@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from adapters.process import UsageError
 from aggregates.config import VARIABLES, ConfigError, parse_config
 from aggregates.envelope import RecordedEvent
-from replay.window import UsageError
 
 #: The default ``--max-combinations``: a grid larger than this is refused before any work.
 MAX_COMBINATIONS = 10_000

@@ -23,7 +23,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from adapters.process import CHECK_FAILED, OK
+from adapters.process import CHECK_FAILED, OK, UsageError
 from replay.render import render
 from replay.sweep import (
     MAX_COMBINATIONS,
@@ -41,7 +41,7 @@ from replay.sweep import (
     ranked,
     run_tasks,
 )
-from replay.window import UsageError, Window
+from replay.window import Window
 
 _DAY_MS = 86_400_000
 

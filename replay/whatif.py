@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.process import UsageError
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.events import ConfigActivated
@@ -25,7 +26,7 @@ from aggregates.simulation import Simulation, with_parameters
 from eventstore import EventStore
 from replay.verify import verification_machines
 from replay.walk import Summary, Tally
-from replay.window import UsageError, Window
+from replay.window import Window
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

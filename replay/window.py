@@ -12,13 +12,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from adapters.process import UsageError
 from eventstore import EventStore
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class UsageError(Exception):
-    """Bad arguments, or a window with nothing in it: exit code 2."""
 
 
 def parse_moment(text: str, *, option: str, end: bool = False) -> datetime:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.process import UsageError
 from aggregates import events as ev
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
@@ -26,7 +27,7 @@ from replay.session import Progress
 from replay.verify import Verifier
 from replay.walk import Series, Tally
 from replay.whatif import parse_overrides
-from replay.window import UsageError, parse_moment
+from replay.window import parse_moment
 from tests.unit.strategies import REPLAY_VALUES
 
 START_MS = 1_748_822_400_000

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.process import UsageError
 from replay.sweep import parse_grid, ranked
-from replay.window import UsageError
 
 decimals = st.decimals(min_value=0, max_value=100, places=2, allow_nan=False)
 steps = st.decimals(min_value=Decimal("0.05"), max_value=20, places=2, allow_nan=False)

@@ -41,7 +41,7 @@ async def outage_run(redis_url: str, tmp_path: Path) -> tuple[list, list[str], s
     try:
         url = await create_database(pg.url("postgres"), "a19proc")
         await asyncio.to_thread(upgrade, url)
-        await append_preflight(url, preflight(code_version(), checks=("ok",)))
+        await append_preflight(url, preflight(code_version()))
         async with LocalMexcRest(accounts={KEY: SECRET}) as server:
             env = live_env(url, redis_url, server.url)
             with log.open("w") as sink:

@@ -110,17 +110,18 @@ async def test_order_report_when_filled_more_than_ordered_then_recorded_not_book
 async def test_order_report_when_traded_at_no_price_then_recorded_not_booked(
     server: LocalMexcRest, store: EventStore
 ) -> None:
-    """``dealVol`` 4 at ``dealAvgPrice`` 0: contracts traded for nothing cannot be a fill."""
+    """``dealVol`` 2 (of 3) at ``dealAvgPrice`` 0: contracts traded for nothing are no fill."""
     live = venue(server)
     async with live, running(service(store, live)) as task:
         await until(store, lambda r: "execution.reconciled" in types(r))
         await append_request(store, request("free1", limit="64990.0"))
         await until(store, lambda r: "order.accepted" in types(r))
-        server.order_overrides["free1"] = {"dealVol": 4, "dealAvgPrice": 0}
+        server.order_overrides["free1"] = {"dealVol": 2, "dealAvgPrice": 0}
         recorded = await until(store, lambda r: bool(rejected(r, "implausible_order")))
         assert not task.done()
     (event,) = rejected(recorded, "implausible_order")
     assert event.severity == "CRITICAL" and event.client_order_id == "free1"
+    assert "at 0" in event.detail
     assert "order.partially_filled" not in types(recorded)
     assert "order.filled" not in types(recorded)
 

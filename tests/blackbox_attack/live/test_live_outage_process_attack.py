@@ -12,8 +12,6 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from adapters.embedded import start_postgres
 from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
@@ -101,15 +99,6 @@ async def test_execution_process_when_postgres_stops_and_returns_then_fills_once
     assert SECRET not in text and KEY not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING: docs/common rule 'No command may print a traceback for ... a database state' "
-        "(docs/LIVE.md: 'live execution pauses'): during a PostgreSQL outage `claire run "
-        "--service execution` logs asyncpg's 'Failed to restore the pool connection floor; "
-        "retrying' with a full Traceback (FileNotFoundError)"
-    ),
-)
 async def test_execution_process_when_postgres_stops_then_log_has_no_traceback(
     redis_url: str, tmp_path: Path
 ) -> None:

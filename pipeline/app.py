@@ -133,6 +133,7 @@ async def run_pipeline(
     if settings.database_url is None:
         raise ValueError("DATABASE_URL is required to run the pipeline")
     database_url = settings.database_url.reveal()
+    asyncio.get_running_loop().set_exception_handler(_orphaned_connect_quiet)
     metrics = Metrics()
     name = options.services[0] if len(options.services) == 1 else "claire"
     health = HealthState(name, metrics, dependencies=("postgres", "redis"))
@@ -240,6 +241,19 @@ async def run_pipeline(
         await bus.close()
         await http.stop()
         await store.close()
+
+
+def _orphaned_connect_quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A connect cancelled half-way (a service stopped while asyncpg negotiated TLS) leaves a
+    future failed with ConnectionError that nobody awaits any more; asyncio would log it as an
+    ERROR with a traceback at garbage collection. It is no error: one DEBUG line."""
+    error = context.get("exception")
+    if context.get("message", "").startswith("Future exception was never retrieved") and (
+        isinstance(error, ConnectionError | OSError)
+    ):
+        _log.debug("an abandoned connection attempt failed: %s", error)
+        return
+    loop.default_exception_handler(context)
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], patience: float = 1.0) -> None:

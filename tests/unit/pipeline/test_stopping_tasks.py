@@ -9,9 +9,12 @@ same way; the guard ``asyncio.timeout`` only turns a hang into a failure.
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from adapters.bus import raise_if_cancelled
-from pipeline.app import stop_tasks
+from pipeline.app import _orphaned_connect_quiet, stop_tasks
 
 HANG_GUARD_S = 30
 
@@ -65,3 +68,26 @@ async def test_bus_loop_when_its_cancel_was_swallowed_then_the_next_turn_ends_it
         done, _ = await asyncio.wait({task})
     assert task in done and task.cancelled()
     assert turns == [1]
+
+
+async def test_loop_handler_when_an_abandoned_connect_failed_then_no_error_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    loop = asyncio.get_running_loop()
+    lost = ConnectionError("unexpected connection_lost() call")
+    _orphaned_connect_quiet(
+        loop, {"message": "Future exception was never retrieved", "exception": lost}
+    )
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
+
+
+async def test_loop_handler_when_another_error_was_never_retrieved_then_it_stays_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    bug = RuntimeError("a real bug")
+    _orphaned_connect_quiet(
+        loop, {"message": "Task exception was never retrieved", "exception": bug}
+    )
+    assert [r.levelname for r in caplog.records] == ["ERROR"]

@@ -22,7 +22,6 @@ from test_outages import _own_postgres, _start_postgres, _stop_postgres
 from adapters.http import HealthState
 from adapters.metrics import Metrics
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.mexc.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
@@ -30,6 +29,7 @@ from eventstore import EventStore
 from pipeline.app import _supervised
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(180)]
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
+from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
 
 KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"

@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from adapters.embedded import start_postgres
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from eventstore.admin import create_database
@@ -28,6 +27,7 @@ from tests.blackbox_attack.live.cli_helpers import (
     preflight,
 )
 from tests.integration.live.live_helpers import append_request, request, until
+from tests.support.mexc_rest import LocalMexcRest
 
 
 async def outage_run(redis_url: str, tmp_path: Path) -> tuple[list, list[str], str]:  # type: ignore[type-arg]

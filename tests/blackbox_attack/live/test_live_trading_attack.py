@@ -13,7 +13,6 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
@@ -28,6 +27,7 @@ from tests.integration.live.live_helpers import (
     until,
     venue,
 )
+from tests.support.mexc_rest import LocalMexcRest
 
 
 @pytest.fixture

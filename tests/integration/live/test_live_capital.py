@@ -20,11 +20,11 @@ from test_live_refusals import SECRET as CLI_SECRET
 from test_live_refusals import assert_one_clear_refusal, claire, live_env, record_preflight
 
 from adapters.mexc.live import LiveTradingRefused
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 

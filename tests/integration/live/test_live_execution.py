@@ -17,13 +17,13 @@ from decimal import Decimal
 import pytest
 
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.mexc.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 

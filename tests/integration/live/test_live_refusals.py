@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
 from pipeline.preflight import code_version, require_preflight
 from pipeline.startup import StartRefused
+from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
 
 pytestmark = pytest.mark.db

@@ -26,11 +26,11 @@ from live_helpers import (
     venue,
 )
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
 

@@ -26,11 +26,11 @@ from live_helpers import (
     venue,
 )
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
 from pipeline.alerts import AlertsService
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 

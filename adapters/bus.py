@@ -311,6 +311,7 @@ class Subscription(Generic[T]):
         pinged = False
         loop = asyncio.get_running_loop()
         while True:
+            raise_if_cancelled()
             started = loop.time()
             message = await self._pubsub.get_message(timeout=self._interval)
             if message is not None:
@@ -370,6 +371,19 @@ class Subscription(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def raise_if_cancelled() -> None:
+    """End the current task if a cancel was asked for but swallowed on the way.
+
+    redis-py sends with ``asyncio.wait_for``, which on Python 3.11 drops a cancel that arrives
+    just as the send completes: the task is marked ``cancelling()`` yet runs on. A loop over the
+    bus calls this at every turn, so a service told to stop does stop (a refused start once hung
+    forever this way).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _text(value: object) -> str:

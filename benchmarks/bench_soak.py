@@ -33,9 +33,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "faults"))
 
-from fault_helpers import TRADING_ENV, free_port  # noqa: E402
+from tests.faults.fault_helpers import TRADING_ENV, free_port  # noqa: E402
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
 

@@ -5,6 +5,8 @@ STYLE.md principle 7: driver errors are translated once, here, into our own erro
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from eventstore.errors import EventStoreError, StoreUnavailable
@@ -19,6 +21,26 @@ CONNECTION_ERRORS = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InternalClientError,  # the connection broke mid-protocol
 )
+
+
+class OneLineOutage(logging.Filter):
+    """asyncpg's pool logs each failed attempt to restore its connection floor with a full
+    traceback, every retry while PostgreSQL is down. An outage is a state, not a bug: the record
+    keeps its message and gains the error's one-line summary; the traceback is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+POOL_LOGGER = "asyncpg.pool"
+if not any(isinstance(f, OneLineOutage) for f in logging.getLogger(POOL_LOGGER).filters):
+    logging.getLogger(POOL_LOGGER).addFilter(OneLineOutage())
 
 
 def connection_lost(error: BaseException) -> bool:

@@ -9,27 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
-from alembic import command
 from eventstore.driver import connect
 from eventstore.errors import StoreUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOCK_KEY = 0x0C1A1E_0001  # pg_advisory_xact_lock key for migrations
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _HAS_VERSION_TABLE = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
 _CURRENT_REVISION = "SELECT version_num FROM public.alembic_version LIMIT 1"
 _HAS_LEDGER = "SELECT to_regclass('ledger.events') IS NOT NULL"
 
 
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic logs its plugins' set-up at INFO when first imported: a start-up check prints
+    nothing but its verdict, so Alembic is imported (lazily, here) with INFO silenced."""
+    logger = logging.getLogger("alembic")
+    before = logger.level
+    logger.setLevel(max(logging.WARNING, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def alembic_config() -> Config:
     """The project's Alembic configuration (``alembic.ini`` next to the ``alembic/`` folder)."""
+    with _quiet_alembic():
+        from alembic.config import Config
+
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
     return config
@@ -37,6 +57,9 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision the code knows."""
+    with _quiet_alembic():
+        from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "alembic/versions holds no migration"
     return head
@@ -59,6 +82,9 @@ async def schema_state(url: str) -> tuple[str | None, bool]:
 
 def render_sql(current: str | None, target: str = "head") -> str:
     """The SQL that takes a database from ``current`` (None: empty) to ``target``."""
+    with _quiet_alembic():
+        from alembic import command
+
     config = alembic_config()
     buffer = io.StringIO()
     config.output_buffer = buffer

@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.backoff import Backoff
-from adapters.bus import BusUnavailable, RedisBus
+from adapters.bus import BusUnavailable, RedisBus, raise_if_cancelled
 from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
 from adapters.mexc.feed import FeedConfig, MexcFeed
@@ -134,6 +134,7 @@ async def run_pipeline(
     if settings.database_url is None:
         raise ValueError("DATABASE_URL is required to run the pipeline")
     database_url = settings.database_url.reveal()
+    asyncio.get_running_loop().set_exception_handler(_orphaned_connect_quiet)
     metrics = Metrics()
     name = options.services[0] if len(options.services) == 1 else "claire"
     consumers = [s for s in options.services if s in (*DECIDERS, "alerts")]
@@ -243,14 +244,41 @@ async def run_pipeline(
     finally:
         if pipeline.ingest is not None:
             pipeline.ingest.stop_retrying()  # shutting down: do not wait for a lost ledger
-        for task in tasks.values():
-            task.cancel()
-        for task in tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(tasks.values())
         await bus.close()
         await http.stop()
         await store.close()
+
+
+def _orphaned_connect_quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A connect cancelled half-way (a service stopped while asyncpg negotiated TLS) leaves a
+    future failed with ConnectionError that nobody awaits any more; asyncio would log it as an
+    ERROR with a traceback at garbage collection. It is no error: one DEBUG line."""
+    error = context.get("exception")
+    if context.get("message", "").startswith("Future exception was never retrieved") and (
+        isinstance(error, ConnectionError | OSError)
+    ):
+        _log.debug("an abandoned connection attempt failed: %s", error)
+        return
+    loop.default_exception_handler(context)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], patience: float = 1.0) -> None:
+    """Cancel every task and wait until each has ended, whatever it raised.
+
+    A task still running ``patience`` seconds after its cancel is cancelled again: a library may
+    swallow a cancel (redis-py's sends, through Python 3.11's ``asyncio.wait_for``), and a
+    refused start must end, not hang.
+    """
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the run's own error is the one that is reported
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[None]], health: HealthState) -> None:
@@ -391,6 +419,7 @@ async def _publish_beats(pipeline: Pipeline, bus: BusConnector, name: str, inter
     """A heartbeat on ``health`` every ``interval`` seconds (see :mod:`pipeline.heartbeats`)."""
     instance, version = heartbeats.instance_name(), heartbeats.code_version()
     while True:
+        raise_if_cancelled()
         position = _position(pipeline)
         head = None
         if position is not None:
@@ -412,6 +441,7 @@ async def _watch_beats(pipeline: Pipeline, bus: BusConnector, interval: float) -
     """The alerts service's ear on ``health``; Redis or the ledger away: wait, listen again."""
     watch = heartbeats.HeartbeatWatch(default_interval=interval)
     while True:
+        raise_if_cancelled()
         try:
             await heartbeats.watch_heartbeats(
                 bus, pipeline.store, watch, now=time.monotonic, now_ms=wall_clock_ms

@@ -167,8 +167,11 @@ async def watch_heartbeats(
     async with await bus.subscribe_health() as beats:
         iterator = aiter(beats)
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the beat
+            # does, and this loop then runs on forever (a refused start never ended).
             try:
-                beat = await asyncio.wait_for(anext(iterator), watch.default_interval)
+                async with asyncio.timeout(watch.default_interval):
+                    beat = await anext(iterator)
             except TimeoutError:
                 beat = None
             changes = watch.check(now()) if beat is None else watch.saw(beat, now())

@@ -635,7 +635,8 @@ def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:  # ty
     numbers = (found.deal_vol, found.deal_avg_price, found.taker_fee, found.maker_fee)
     if not all(isinstance(n, Decimal) and n.is_finite() for n in numbers):
         return ("implausible_order", "CRITICAL", f"non-finite numbers in the report: {numbers}")
-    if found.deal_avg_price < 0 or not state.filled_contracts <= found.deal_vol <= state.contracts:
+    bad_price = found.deal_avg_price < 0 or (found.deal_vol > 0 and found.deal_avg_price == 0)
+    if bad_price or not state.filled_contracts <= found.deal_vol <= state.contracts:
         return (
             "implausible_order",
             "CRITICAL",

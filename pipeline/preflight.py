@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import shutil
 import tempfile
 import uuid
@@ -55,6 +56,50 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+#: What a pass must name, each with the figures :func:`check_ledger` writes (the whole line).
+#: A ``preflight.passed`` that lacks one (a hand-made one with no checks, no events) proves no
+#: run happened, and opens no live gate.
+REQUIRED_CHECKS = (
+    r"hash chain intact over [1-9]\d* events",
+    r"re-deciding the log gives what was recorded",
+    r"the configuration was activated",
+    r"[1-9]\d* trades ingested",
+    r"[1-9]\d* signals",
+    r"[1-9]\d* orders",
+    r"[1-9]\d* fills",
+    r"every order was answered",
+    r"every fill traces back through its order to the market event that caused it",
+    r"the read models equal a rebuild from scratch",
+)
+
+
+@cache
+def bundled_tape_sha256() -> str:
+    """SHA-256 of the bundled tape the preflight plays (``adapters/mexc/data``)."""
+    from adapters.mexc.tape import DEMO_TAPE
+
+    return hashlib.sha256(DEMO_TAPE.read_bytes()).hexdigest()
+
+
+def unproven(passed: ev.PreflightPassed) -> list[str]:
+    """Why this ``preflight.passed`` does not show that the run happened (empty: it does).
+
+    The content must be what :func:`check_ledger` records for a passing run of the bundled tape:
+    events played, every required check named with its figures, the tape's digest. This stops a
+    stray or hand-made event opening the gate; it cannot stop a forger who copies a real one
+    (anyone who may append to the ledger can write any event): see docs/LIVE.md.
+    """
+    problems = []
+    if passed.events <= 0:
+        problems.append("no events were played")
+    missing = [p for p in REQUIRED_CHECKS if not any(re.fullmatch(p, c) for c in passed.checks)]
+    if missing:
+        problems.append(f"{len(missing)} of the {len(REQUIRED_CHECKS)} checks not named")
+    if passed.tape_sha256 != bundled_tape_sha256():
+        problems.append("not the bundled tape")
+    return problems
+
+
 @dataclass
 class PreflightOutcome:
     """What the end-to-end run showed: ``problems`` empty means it passed."""
@@ -73,11 +118,16 @@ class PreflightOutcome:
 
 
 async def latest_preflight(store: EventStore) -> ev.PreflightPassed | None:
-    """The newest ``PreflightPassed`` for the running code version in the ledger, if any."""
+    """The newest ``PreflightPassed`` for the running code version whose content proves the run
+    (:func:`unproven` finds nothing), if any."""
     found = None
     async for recorded in store.read_stream(STREAM):
         event = recorded.event
-        if isinstance(event, ev.PreflightPassed) and event.code_version == code_version():
+        if (
+            isinstance(event, ev.PreflightPassed)
+            and event.code_version == code_version()
+            and not unproven(event)
+        ):
             found = event
     return found
 
@@ -88,12 +138,24 @@ async def require_preflight(database_url: str) -> ev.PreflightPassed:
 
     async with await EventStore.connect(database_url, max_connections=1) as store:
         found = await latest_preflight(store)
+        doubtful = [] if found is not None else await _unproven_passes(store)
     if found is None:
+        why = f" (the one recorded proves no run: {'; '.join(doubtful)})" if doubtful else ""
         raise StartRefused(
             f"live trading needs a passing end-to-end check of this code (version "
-            f"{code_version()[:12]}) in the ledger: run `claire preflight` first"
+            f"{code_version()[:12]}) in the ledger{why}: run `claire preflight` first"
         )
     return found
+
+
+async def _unproven_passes(store: EventStore) -> list[str]:
+    """What the newest ``preflight.passed`` for this code lacks, if one is there at all."""
+    problems: list[str] = []
+    async for recorded in store.read_stream(STREAM):
+        event = recorded.event
+        if isinstance(event, ev.PreflightPassed) and event.code_version == code_version():
+            problems = unproven(event)
+    return problems
 
 
 def run_preflight(database_url: str, *, speed: float = 40.0) -> PreflightOutcome:
@@ -203,7 +265,7 @@ async def _record(database_url: str, outcome: PreflightOutcome) -> int:
         at_ms=at_ms,
         code_version=code_version(),
         tape=DEMO_TAPE.name,
-        tape_sha256=hashlib.sha256(DEMO_TAPE.read_bytes()).hexdigest(),
+        tape_sha256=bundled_tape_sha256(),
         events=outcome.events,
         checks=tuple(check[:2000] for check in outcome.checks),
     )

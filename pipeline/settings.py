@@ -104,10 +104,13 @@ def parse_settings(values: dict[str, str]) -> RuntimeSettings:
     if mode not in ("paper", "live"):
         problems.append(f"TRADING_MODE={mode!r}: must be 'paper' or 'live'")
         mode = "paper"
+    # Exactly the word the operator is told to write: `true`, `1` or `on` confirm nothing.
     confirmed_raw = (text("LIVE_TRADING_CONFIRMED") or "no").lower()
-    if confirmed_raw not in ("yes", "no", "true", "false", "1", "0"):
-        problems.append(f"LIVE_TRADING_CONFIRMED={confirmed_raw!r}: must be yes or no")
-    confirmed = confirmed_raw in ("yes", "true", "1")
+    if confirmed_raw not in ("yes", "no"):
+        problems.append(
+            f"LIVE_TRADING_CONFIRMED={confirmed_raw!r}: must be yes (live orders) or no"
+        )
+    confirmed = confirmed_raw == "yes"
     symbols = tuple(s.strip() for s in (text("SYMBOLS") or "").split(",") if s.strip())
     for symbol in symbols:
         if not SYMBOL.match(symbol):

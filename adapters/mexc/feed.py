@@ -219,8 +219,9 @@ class MexcFeed:
             if self._on_reconnect is not None:
                 self._on_reconnect()
             self._set_state(FeedState.BACKOFF)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._backoff(attempt))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never lost
+                async with asyncio.timeout(self._backoff(attempt)):
+                    await self._stopping.wait()
 
     def _backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential step fixed, half random, capped."""
@@ -269,7 +270,8 @@ class MexcFeed:
             self._pong.clear()
             await ws.send(ping)
             try:
-                await asyncio.wait_for(self._pong.wait(), self.config.pong_timeout)
+                async with asyncio.timeout(self.config.pong_timeout):
+                    await self._pong.wait()
             except TimeoutError:
                 self._dead_reason = f"no pong within {self.config.pong_timeout}s"
                 if ws.transport is not None:

@@ -21,7 +21,6 @@ from test_outages import _own_postgres, _start_postgres, _stop_postgres
 from adapters.http import HealthState
 from adapters.metrics import Metrics
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
@@ -30,6 +29,7 @@ from pipeline.app import _supervised
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
 from tests.faults.fault_helpers import wait_for
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(180)]
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
+from tests.support.mexc_rest import LocalMexcRest
+from tests.support.preflight import CHECKS, passed_preflight
 
 KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"
 ROOT = Path(__file__).resolve().parents[3]
@@ -112,13 +113,7 @@ async def append_preflight(database_url: str, passed: ev.PreflightPassed) -> Non
 
 
 def preflight(
-    code_version: str, *, events: int = 1234, checks: tuple[str, ...] = ()
+    code_version: str, *, events: int = 1234, checks: tuple[str, ...] = CHECKS
 ) -> ev.PreflightPassed:
-    return ev.PreflightPassed(
-        at_ms=1_760_000_000_000,
-        code_version=code_version,
-        tape="mexc-30min",
-        tape_sha256="0" * 64,
-        events=events,
-        checks=checks,
-    )
+    """A pass shaped like a real one unless ``events``/``checks`` say otherwise (a forgery)."""
+    return passed_preflight(code_version, events=events, checks=checks)

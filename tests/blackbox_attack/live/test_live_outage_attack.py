@@ -16,7 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from adapters.embedded import start_postgres
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from eventstore.admin import create_database
@@ -32,6 +31,7 @@ from tests.integration.live.live_helpers import (
     until,
     venue,
 )
+from tests.support.mexc_rest import LocalMexcRest
 
 
 async def test_postgres_outage_with_order_resting_then_fills_recorded_once_and_nothing_resent() -> (

@@ -12,10 +12,7 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from adapters.embedded import start_postgres
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from eventstore.admin import create_database
@@ -30,6 +27,7 @@ from tests.blackbox_attack.live.cli_helpers import (
     preflight,
 )
 from tests.integration.live.live_helpers import append_request, request, until
+from tests.support.mexc_rest import LocalMexcRest
 
 
 async def outage_run(redis_url: str, tmp_path: Path) -> tuple[list, list[str], str]:  # type: ignore[type-arg]
@@ -41,7 +39,7 @@ async def outage_run(redis_url: str, tmp_path: Path) -> tuple[list, list[str], s
     try:
         url = await create_database(pg.url("postgres"), "a19proc")
         await asyncio.to_thread(upgrade, url)
-        await append_preflight(url, preflight(code_version(), checks=("ok",)))
+        await append_preflight(url, preflight(code_version()))
         async with LocalMexcRest(accounts={KEY: SECRET}) as server:
             env = live_env(url, redis_url, server.url)
             with log.open("w") as sink:
@@ -101,15 +99,6 @@ async def test_execution_process_when_postgres_stops_and_returns_then_fills_once
     assert SECRET not in text and KEY not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING: docs/common rule 'No command may print a traceback for ... a database state' "
-        "(docs/LIVE.md: 'live execution pauses'): during a PostgreSQL outage `claire run "
-        "--service execution` logs asyncpg's 'Failed to restore the pool connection floor; "
-        "retrying' with a full Traceback (FileNotFoundError)"
-    ),
-)
 async def test_execution_process_when_postgres_stops_then_log_has_no_traceback(
     redis_url: str, tmp_path: Path
 ) -> None:

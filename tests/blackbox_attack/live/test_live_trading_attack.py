@@ -13,7 +13,6 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
@@ -28,6 +27,7 @@ from tests.integration.live.live_helpers import (
     until,
     venue,
 )
+from tests.support.mexc_rest import LocalMexcRest
 
 
 @pytest.fixture
@@ -260,19 +260,7 @@ async def test_venue_equity_when_recorded_at_start_then_tolerance_boundary_is_in
     "override",
     [
         {"dealVol": 15, "dealAvgPrice": 64000},  # more traded than ordered
-        pytest.param(
-            {"dealVol": 4, "dealAvgPrice": 0},  # traded at no price
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "FINDING: docs/LIVE.md 'Bad input from the exchange is recorded as "
-                    "execution.venue_input_rejected ... never silently dropped: ... numbers that "
-                    "cannot be a fill': an open order answered with dealVol=4, dealAvgPrice=0 "
-                    "is neither booked nor recorded (ledger: requested, contract_spec, accepted, "
-                    "reconciled, nothing more)"
-                ),
-            ),
-        ),
+        {"dealVol": 4, "dealAvgPrice": 0},  # traded at no price
         {"dealVol": 4, "dealAvgPrice": -64000},  # traded at a negative price
         {"dealVol": "lots", "dealAvgPrice": 64000},  # not a number
         {"dealVol": 4, "dealAvgPrice": 64000, "feeCurrency": "usdt; drop"},  # no currency

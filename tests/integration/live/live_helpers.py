@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 KEY, SECRET = "mx0vglLIVEHELPKEY01", "LIVEHELPSECRET0123456789"
 AT_MS = 1_760_000_000_000

@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_helpers import AT_MS, KEY, SECRET, running, types, until, venue
 from test_live_refusals import KEY as CLI_KEY
 from test_live_refusals import SECRET as CLI_SECRET
 from test_live_refusals import assert_one_clear_refusal, claire, live_env, record_preflight
 
 from adapters.mexc.live import LiveTradingRefused
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.integration.live.live_helpers import AT_MS, KEY, SECRET, running, types, until, venue
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 

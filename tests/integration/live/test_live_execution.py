@@ -17,13 +17,13 @@ from decimal import Decimal
 import pytest
 
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.secrets import Secret
 from aggregates import events as ev
 from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 
@@ -155,7 +155,10 @@ async def test_restart_when_order_reached_exchange_but_answer_was_lost_then_reco
 
     venue = _venue(server)
     async with venue, _running(_service(server, store, venue)):
-        recorded = await _until(store, lambda r: "order.filled" in _types(r))
+        # the fill is recorded first, the reconciliation's summary after its other checks
+        recorded = await _until(
+            store, lambda r: {"order.filled", "execution.reconciled"} <= set(_types(r))
+        )
     assert server.count("order/create") == 1  # never sent twice
     types = _types(recorded)
     assert types.index("execution.reconciled") > types.index("order.filled")

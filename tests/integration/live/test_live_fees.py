@@ -13,11 +13,21 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from live_helpers import KEY, SECRET, append_request, request, running, service, types, until, venue
 
-from adapters.mexc.local_rest import LocalMexcRest
 from aggregates import events as ev
 from eventstore import EventStore
+from tests.integration.live.live_helpers import (
+    KEY,
+    SECRET,
+    append_request,
+    request,
+    running,
+    service,
+    types,
+    until,
+    venue,
+)
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 

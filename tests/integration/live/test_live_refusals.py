@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from adapters.mexc.local_rest import LocalMexcRest
-from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
-from pipeline.preflight import code_version
+from pipeline.preflight import code_version, require_preflight
+from pipeline.startup import StartRefused
+from tests.support.mexc_rest import LocalMexcRest
+from tests.support.preflight import CHECKS, passed_preflight
 
 pytestmark = pytest.mark.db
 
@@ -111,13 +112,7 @@ async def test_run_when_database_never_migrated_then_exit_2_saying_run_db_upgrad
 
 async def record_preflight(url: str, version: str | None = None) -> None:
     """A ``PreflightPassed`` in the ledger (for the running code unless ``version`` says)."""
-    event = ev.PreflightPassed(
-        at_ms=1_767_225_600_000,
-        code_version=version or code_version(),
-        tape="test",
-        tape_sha256="0" * 64,
-        events=1,
-    )
+    event = passed_preflight(version or code_version(), at_ms=1_767_225_600_000)
     new = NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
     async with await EventStore.connect(url, max_connections=1) as store:
         await store.append("preflight", [new])
@@ -168,3 +163,39 @@ async def test_live_run_when_key_rejected_then_exit_2_naming_the_reason(
             ["run", "--service", "execution", "--duration", "30"], env, tmp_path
         )
     assert_one_clear_refusal(code, err, "key_rejected")
+
+
+@pytest.mark.parametrize(
+    ("forgery", "named"),
+    [
+        ({"events": 0, "checks": ()}, "no events were played"),
+        ({"events": 0}, "no events were played"),
+        ({"checks": ()}, "10 of the 10 checks not named"),
+        ({"checks": CHECKS[:-1]}, "1 of the 10 checks not named"),
+        ({"checks": ("0 fills", *CHECKS[:6], *CHECKS[7:])}, "1 of the 10 checks not named"),
+        ({"tape_sha256": "0" * 64}, "not the bundled tape"),
+    ],
+)
+async def test_live_gate_when_preflight_passed_does_not_prove_a_run_then_refused_naming_why(
+    fresh_database_url: Any, forgery: dict[str, Any], named: str
+) -> None:
+    """A hand-appended ``preflight.passed`` with the right code version but no run behind it."""
+    url = await fresh_database_url()
+    event = passed_preflight(code_version(), **forgery)
+    async with await EventStore.connect(url, max_connections=1) as store:
+        new = NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
+        await store.append("preflight", [new])
+    with pytest.raises(StartRefused) as refused:
+        await require_preflight(url)
+    assert "claire preflight" in str(refused.value) and named in str(refused.value)
+
+
+async def test_live_gate_when_a_proven_pass_follows_a_forged_one_then_it_opens(
+    fresh_database_url: Any,
+) -> None:
+    url = await fresh_database_url()
+    async with await EventStore.connect(url, max_connections=1) as store:
+        for event in (passed_preflight(code_version(), events=0), passed_preflight(code_version())):
+            new = NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))
+            await store.append("preflight", [new])
+    assert (await require_preflight(url)).events == 1234

@@ -14,7 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from live_helpers import (
+
+from aggregates import events as ev
+from eventstore import EventStore
+from pipeline.live_execution import LiveExecution
+from pipeline.source import LedgerFeed
+from tests.integration.live.live_helpers import (
     AT_MS,
     KEY,
     SECRET,
@@ -25,12 +30,7 @@ from live_helpers import (
     until,
     venue,
 )
-
-from adapters.mexc.local_rest import LocalMexcRest
-from aggregates import events as ev
-from eventstore import EventStore
-from pipeline.live_execution import LiveExecution
-from pipeline.source import LedgerFeed
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
 

@@ -14,7 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from live_helpers import (
+
+from aggregates import events as ev
+from aggregates.envelope import RecordedEvent
+from eventstore import EventStore
+from pipeline.alerts import AlertsService
+from tests.integration.live.live_helpers import (
     KEY,
     SECRET,
     append_request,
@@ -25,12 +30,7 @@ from live_helpers import (
     until,
     venue,
 )
-
-from adapters.mexc.local_rest import LocalMexcRest
-from aggregates import events as ev
-from aggregates.envelope import RecordedEvent
-from eventstore import EventStore
-from pipeline.alerts import AlertsService
+from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
 
@@ -105,6 +105,25 @@ async def test_order_report_when_filled_more_than_ordered_then_recorded_not_book
     assert event.severity == "CRITICAL" and event.client_order_id == "big1"
     assert "order.filled" not in types(recorded)
     assert "order.partially_filled" not in types(recorded)
+
+
+async def test_order_report_when_traded_at_no_price_then_recorded_not_booked(
+    server: LocalMexcRest, store: EventStore
+) -> None:
+    """``dealVol`` 2 (of 3) at ``dealAvgPrice`` 0: contracts traded for nothing are no fill."""
+    live = venue(server)
+    async with live, running(service(store, live)) as task:
+        await until(store, lambda r: "execution.reconciled" in types(r))
+        await append_request(store, request("free1", limit="64990.0"))
+        await until(store, lambda r: "order.accepted" in types(r))
+        server.order_overrides["free1"] = {"dealVol": 2, "dealAvgPrice": 0}
+        recorded = await until(store, lambda r: bool(rejected(r, "implausible_order")))
+        assert not task.done()
+    (event,) = rejected(recorded, "implausible_order")
+    assert event.severity == "CRITICAL" and event.client_order_id == "free1"
+    assert "at 0" in event.detail
+    assert "order.partially_filled" not in types(recorded)
+    assert "order.filled" not in types(recorded)
 
 
 async def test_orders_and_position_when_not_sent_by_bot_then_recorded_critical(

@@ -71,3 +71,19 @@ def test_parse_when_values_are_arbitrary_text_then_settings_or_a_settings_error(
         named = [*values, "TRADING_MODE"]
         assert error.problems
         assert all(any(name in problem for name in named) for problem in error.problems)
+
+
+@pytest.mark.parametrize("value", ["true", "1", "on", "y", "True"])
+def test_parse_when_live_confirmed_is_not_the_word_yes_then_refused_naming_yes(value: str) -> None:
+    live = {"TRADING_MODE": "live", "MEXC_API_KEY": "k", "MEXC_API_SECRET": "s"}
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({**live, "SYMBOLS": "BTC_USDT", "LIVE_TRADING_CONFIRMED": value})
+    problems = "\n".join(caught.value.problems)
+    assert "LIVE_TRADING_CONFIRMED" in problems and "must be yes" in problems
+
+
+@pytest.mark.parametrize("value", ["yes", "YES", "Yes"])
+def test_parse_when_live_confirmed_is_yes_in_any_case_then_live_is_enabled(value: str) -> None:
+    live = {"TRADING_MODE": "live", "MEXC_API_KEY": "k", "MEXC_API_SECRET": "s"}
+    settings = parse_settings({**live, "SYMBOLS": "BTC_USDT", "LIVE_TRADING_CONFIRMED": value})
+    assert settings.live_enabled

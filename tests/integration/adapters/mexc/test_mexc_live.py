@@ -17,10 +17,10 @@ import pytest
 
 from adapters.mexc.errors import MexcOutcomeUnknown, MexcTimeWindowError
 from adapters.mexc.live import LiveModeEnabled, LiveTradingRefused, LiveVenue
-from adapters.mexc.local_rest import LocalMexcRest
 from adapters.mexc.rest import MexcRestClient
 from adapters.secrets import Secret
 from aggregates.events import OrderAccepted, OrderCancelled, OrderRejected, OrderRequested, encode
+from tests.support.mexc_rest import LocalMexcRest
 
 API_KEY = "mx0vglTESTKEYa1b2c3d4"
 API_SECRET = "TESTSECRET9f8e7d6c5b4a3210"

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from adapters.mexc import signing
 from adapters.mexc.errors import MexcAuthError
 from adapters.mexc.live import LiveModeEnabled, LiveTradingRefused, LiveVenue
-from adapters.mexc.local_rest import LocalContract, LocalMexcRest
 from adapters.mexc.rest import MexcRestClient
 from adapters.mexc.rest_types import ContractDetail, CreateOrder
 from adapters.secrets import Secret
+from tests.support.mexc_rest import LocalContract, LocalMexcRest
 
 API_KEY = "mx0vglWIREKEY0001"
 API_SECRET = "WIRESECRET-abcdef0123456789"

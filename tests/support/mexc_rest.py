@@ -1,4 +1,4 @@
-"""A local HTTP server that answers as MEXC's futures REST API documents, for tests and the demo.
+"""A local HTTP server that answers as MEXC's futures REST API documents (test support).
 
 It is a protocol-speaking peer, not a mock of our code: it checks signatures and the time window
 the way MEXC describes them (written here from the documentation, not by calling our signer),

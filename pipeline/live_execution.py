@@ -20,6 +20,8 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
+import msgspec
+
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
 from adapters.mexc.live import LiveTradingRefused, LiveVenue
 from aggregates import events as ev
@@ -262,7 +264,7 @@ class LiveExecution:
         notes.extend(await self._sync_fills(self.book.get(state.client_order_id) or state, found))
         return notes
 
-    async def _sync_fills(self, state: OrderState, found) -> list[str]:  # type: ignore[no-untyped-def]
+    async def _sync_fills(self, state: OrderState, found) -> list[str]:
         """Record what the exchange filled beyond what the ledger knows; then its final state."""
         request = self._requests.get(state.client_order_id)
         if request is None:
@@ -291,23 +293,24 @@ class LiveExecution:
             price = (total_notional - state.filled_notional) / new_contracts
             fee, liquidity = self._reported_fee(state, found)
             remaining = state.contracts - Decimal(found.deal_vol)
-            common = {
-                "at_ms": found.update_time or self._now_ms(),
-                "client_order_id": state.client_order_id,
-                "symbol": state.symbol,
-                "side": state.side,
-                "price": price,
-                "contracts": new_contracts,
-                "fee": fee,
-                "fee_currency": currency,
-                "liquidity": liquidity,
-                "fill_id": f"{found.order_id}-{found.deal_vol}",
-                "reduce_only": state.reduce_only,
-            }
+            filled = ev.OrderFilled(
+                at_ms=found.update_time or self._now_ms(),
+                client_order_id=state.client_order_id,
+                symbol=state.symbol,
+                side=state.side,
+                price=price,
+                contracts=new_contracts,
+                fee=fee,
+                fee_currency=currency,
+                liquidity=liquidity,
+                fill_id=f"{found.order_id}-{found.deal_vol}",
+                reduce_only=state.reduce_only,
+            )
             if remaining > 0 and found.state != _COMPLETED:
-                events.append(ev.OrderPartiallyFilled(**common, remaining_contracts=remaining))
+                fields = msgspec.structs.asdict(filled)
+                events.append(ev.OrderPartiallyFilled(**fields, remaining_contracts=remaining))
             else:
-                events.append(ev.OrderFilled(**common))
+                events.append(filled)
         elif found.state == _CANCELLED:
             events.append(
                 ev.OrderCancelled(
@@ -347,7 +350,7 @@ class LiveExecution:
         self._filled_since_protect = True
         return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
 
-    def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, str]:  # type: ignore[no-untyped-def]
+    def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, Literal["maker", "taker"]]:
         """The fee and liquidity of the new part of a fill, as the exchange reports them.
 
         MEXC reports each order's taker and maker fees so far; what the ledger does not hold yet
@@ -455,7 +458,7 @@ class LiveExecution:
                 "unparseable_answer", "WARNING", detail, client_order_id, symbol
             )
 
-    async def _check_positions(self, positions: list) -> None:  # type: ignore[type-arg]
+    async def _check_positions(self, positions: list) -> None:
         """The exchange's net position per symbol must be what the ledger's fills add up to."""
         ledger: dict[str, Decimal] = {}
         for state in self.book:
@@ -498,7 +501,7 @@ class LiveExecution:
                     for plan in held
                     if str(plan.id) not in known
                     and plan.vol == stop.contracts
-                    and plan.trigger_price == stop.trigger_price
+                    and plan.trigger_price == stop.trigger
                 ),
                 None,
             )
@@ -512,7 +515,7 @@ class LiveExecution:
             await self._stop_event(ev.ExecutionStopEnded, stop.stop_id, symbol, reason=reason)
             corrections.append(f"stop {stop.stop_id} ({symbol}): {reason}")
 
-    async def _protect(self, positions: list | None = None) -> None:  # type: ignore[type-arg]
+    async def _protect(self, positions: list | None = None) -> None:
         """Every position the bot holds gets one reduce-only stop at the exchange, at
         ``STOP_LOSS_PCT`` from the exchange's entry price; the stop follows the position (moved
         when it changes, cancelled when flat). Each stop is recorded before it is sent."""
@@ -623,7 +626,7 @@ def _stop_price(entry: Decimal, direction: str, pct: Decimal, step: Decimal) -> 
 _CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")
 
 
-def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:  # type: ignore[no-untyped-def]
+def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:
     """Why an order report from the exchange cannot be taken as it is, if it cannot."""
     if found.state not in (1, 2, _COMPLETED, _CANCELLED, _INVALID):
         return (

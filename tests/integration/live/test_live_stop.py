@@ -9,13 +9,17 @@ bot is away; the restarted bot finds the stop gone and records it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from aggregates import events as ev
+from aggregates.envelope import NewEvent
+from aggregates.streams import stream_for
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
@@ -133,3 +137,35 @@ async def test_stop_when_gone_from_exchange_while_position_open_then_placed_agai
     (again,) = _active(server)
     assert again["vol"] == Decimal(3) and again["id"] != plan["id"]
     assert [e.reason for e in _of(recorded, ev.ExecutionStopEnded)] == ["gone_from_exchange"]
+
+
+async def test_stop_when_requested_but_never_confirmed_and_exchange_holds_it_then_adopted(
+    server: LocalMexcRest, store: EventStore
+) -> None:
+    """A crash between sending a stop and recording that the exchange holds it: the restarted
+    bot finds the exchange's plan order with the recorded size and trigger and adopts it (records
+    it placed), instead of placing a second one or ending it."""
+    async with running(_bot(store, server)):
+        await until(store, lambda r: "execution.reconciled" in types(r))
+        await append_request(store, request("in1"))
+        recorded = await until(store, lambda r: "execution.stop_placed" in types(r))
+    (requested,) = _of(recorded, ev.ExecutionStopRequested)
+    (plan,) = _active(server)
+    again = ev.ExecutionStopRequested(  # what the bot records before it sends: never confirmed
+        at_ms=AT_MS,
+        stop_id="resent-1",
+        symbol="BTC_USDT",
+        direction=requested.direction,
+        contracts=requested.contracts,
+        trigger_price=requested.trigger_price,
+    )
+    await store.append(
+        stream_for(again),
+        [NewEvent(event=again, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC))],
+    )
+    async with running(_bot(store, server)):
+        recorded = await until(store, lambda r: types(r).count("execution.reconciled") == 2)
+    adopted = [e for e in _of(recorded, ev.ExecutionStopPlaced) if e.stop_id == "resent-1"]
+    assert [e.exchange_stop_id for e in adopted] == [str(plan["id"])]
+    assert server.count("planorder/place") == 1  # nothing placed twice
+    assert [p["id"] for p in _active(server)] == [plan["id"]]

@@ -11,23 +11,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from adapters.process import CHECK_FAILED, OK
+from adapters.process import CHECK_FAILED, OK, UsageError
 
 DatabaseUrl = Callable[[argparse.Namespace], str]
 
 
-def _archive(
-    args: argparse.Namespace, database_url: DatabaseUrl, usage_error: type[Exception]
-) -> int:
-    from adapters.process import UsageError as WindowError
+def _archive(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     from eventstore.archive import ArchiveError, archive
     from eventstore.errors import StoreUnavailable
     from replay.window import parse_moment
 
-    try:
-        before = parse_moment(args.before, option="--before")
-    except WindowError as error:
-        raise usage_error(str(error)) from None
+    before = parse_moment(args.before, option="--before")  # a UsageError if it is not a date
     url = database_url(args)
     try:
         report = asyncio.run(archive(url, before, Path(args.to)))
@@ -35,7 +29,7 @@ def _archive(
         print(f"archive FAILED: {error}", file=sys.stderr)
         return CHECK_FAILED
     except (StoreUnavailable, OSError) as error:
-        raise usage_error(f"cannot reach the ledger database: {error}") from None
+        raise UsageError(f"cannot reach the ledger database: {error}") from None
     for manifest in report.archived:
         print(
             f"archived {manifest.partition}: positions {manifest.first_position}.."
@@ -69,7 +63,6 @@ def verify_archive_command(args: argparse.Namespace, url: str) -> int:
 def register(
     commands: argparse._SubParsersAction,
     database_url: DatabaseUrl,
-    usage_error: type[Exception],
 ) -> None:
     archive = commands.add_parser(
         "archive", help="move whole old partitions of the ledger into Parquet files"
@@ -78,4 +71,4 @@ def register(
         "--before", required=True, metavar="DATE", help="archive partitions recorded before DATE"
     )
     archive.add_argument("--to", required=True, metavar="DIR", help="the archive directory")
-    archive.set_defaults(handler=lambda args: _archive(args, database_url, usage_error))
+    archive.set_defaults(handler=lambda args: _archive(args, database_url))

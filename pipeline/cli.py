@@ -20,13 +20,9 @@ if TYPE_CHECKING:
     from eventstore import VerifyResult
     from eventstore.logins import Login
 
-from adapters.process import CHECK_FAILED, OK, USAGE
+from adapters.process import CHECK_FAILED, OK, USAGE, UsageError
 
 _ANCHOR = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: exit code 2."""
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -176,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pipeline.commands import register
 
-    register(commands, _database_url, UsageError)
+    register(commands, _database_url)
     from pipeline.archive_cli import register as register_archive
 
-    register_archive(commands, _database_url, UsageError)
+    register_archive(commands, _database_url)
     return parser
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.process import CHECK_FAILED, OK
+from adapters.process import CHECK_FAILED, OK, UsageError
 
 DatabaseUrl = Callable[[argparse.Namespace], str]
 
@@ -27,7 +27,7 @@ def _configure_logging(verbose: bool) -> None:
     )
 
 
-def _load(usage_error: type[Exception]):
+def _load():
     """Environment -> (runtime settings, trading config), every problem reported at once."""
     from adapters.process import load_environment
     from aggregates.config import ConfigError, parse_config
@@ -45,7 +45,7 @@ def _load(usage_error: type[Exception]):
     except ConfigError as error:
         problems.extend(str(error).splitlines()[1:])
     if problems:
-        raise usage_error("invalid configuration:\n  " + "\n  ".join(p.strip() for p in problems))
+        raise UsageError("invalid configuration:\n  " + "\n  ".join(p.strip() for p in problems))
     return settings, config
 
 
@@ -56,18 +56,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.data_dir), speed=args.speed)
 
 
-def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl) -> int:
+def _run(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     import dataclasses
 
     from adapters.secrets import Secret
     from pipeline.app import SERVICES, RunOptions, run_pipeline
 
     _configure_logging(True)
-    settings, config = _load(usage_error)
+    settings, config = _load()
     # The one precedence of every command (adapters.process.database_url): the option first.
     settings = dataclasses.replace(settings, database_url=Secret(database_url(args)))
     services = tuple(args.service) if args.service else SERVICES
-    _refuse_early(settings, services, usage_error)
+    _refuse_early(settings, services)
     logging.getLogger("claire").info("starting %s with %s", services, settings.describe())
     try:
         asyncio.run(
@@ -76,12 +76,12 @@ def _run(args: argparse.Namespace, usage_error: type[Exception], database_url: D
     except KeyboardInterrupt:
         return OK
     except Exception as error:
-        _refused_while_starting(error, usage_error)
+        _refused_while_starting(error)
         raise
     return OK
 
 
-def _refuse_early(settings, services, usage_error: type[Exception]) -> None:
+def _refuse_early(settings, services) -> None:
     """Refuse to start, with one sentence, before any service runs (see pipeline.startup)."""
     from eventstore.errors import StoreUnavailable
     from pipeline.startup import StartRefused, check_schema
@@ -94,12 +94,10 @@ def _refuse_early(settings, services, usage_error: type[Exception]) -> None:
 
             asyncio.run(require_preflight(url))
     except (StartRefused, StoreUnavailable) as error:
-        raise usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
-def _preflight(
-    args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
-) -> int:
+def _preflight(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     """``claire preflight``: the end-to-end check live trading requires (pipeline.preflight)."""
 
     from eventstore.errors import StoreUnavailable
@@ -111,7 +109,7 @@ def _preflight(
     try:
         asyncio.run(check_schema(url))  # the pass is recorded there: it must be a ledger
     except (StartRefused, StoreUnavailable) as error:
-        raise usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
     print(f"claire preflight: code version {code_version()}", flush=True)
     outcome = run_preflight(url, speed=args.speed)
     for check in outcome.checks:
@@ -128,18 +126,16 @@ def _preflight(
     return OK
 
 
-def _refused_while_starting(error: Exception, usage_error: type[Exception]) -> None:
+def _refused_while_starting(error: Exception) -> None:
     """A start refused by a service (the live venue's probe) is exit 2 and one line."""
     from adapters.mexc.live import LiveTradingRefused
     from pipeline.startup import StartRefused
 
     if isinstance(error, LiveTradingRefused | StartRefused):
-        raise usage_error(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
-def _status(
-    args: argparse.Namespace, database_url: DatabaseUrl, usage_error: type[Exception]
-) -> int:
+def _status(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     from projections.status import status
 
     report = asyncio.run(status(database_url(args)))
@@ -148,11 +144,11 @@ def _status(
 
     print("\n".join(asyncio.run(snapshot_lines(database_url(args)))))
     if args.listen:
-        print(_listen(args.listen, usage_error))
+        print(_listen(args.listen))
     return OK
 
 
-def _listen(seconds: float, usage_error: type[Exception]) -> str:
+def _listen(seconds: float) -> str:
     """``--listen``: the services heard on the ``health`` topic within ``seconds``."""
     from datetime import UTC, datetime
 
@@ -164,9 +160,9 @@ def _listen(seconds: float, usage_error: type[Exception]) -> str:
     try:
         settings = parse_settings(load_environment())
     except SettingsError as error:
-        raise usage_error(str(error)) from error
+        raise UsageError(str(error)) from error
     if settings.redis_url is None:
-        raise usage_error("--listen needs REDIS_URL (heartbeats travel on Redis)")
+        raise UsageError("--listen needs REDIS_URL (heartbeats travel on Redis)")
     url, namespace = settings.redis_url.reveal(), settings.bus_namespace
 
     async def heard() -> str:
@@ -180,26 +176,24 @@ def _listen(seconds: float, usage_error: type[Exception]) -> str:
     try:
         return asyncio.run(heard())
     except BusUnavailable as error:
-        raise usage_error(f"cannot listen on health: {error}") from error
+        raise UsageError(f"cannot listen on health: {error}") from error
 
 
 async def _same(bus):
     return bus
 
 
-def _rebuild(
-    args: argparse.Namespace, usage_error: type[Exception], database_url: DatabaseUrl
-) -> int:
+def _rebuild(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     from eventstore.errors import EventStoreError
     from projections.projector import UnknownProjection, rebuild
 
     archive = Path(args.archive) if args.archive else None
     if archive is not None and not archive.is_dir():
-        raise usage_error(f"--archive {archive}: the folder does not exist")
+        raise UsageError(f"--archive {archive}: the folder does not exist")
     try:
         results = asyncio.run(rebuild(database_url(args), args.name, archive=archive))
     except UnknownProjection as error:
-        raise usage_error(str(error)) from error
+        raise UsageError(str(error)) from error
     except EventStoreError as error:  # a bad archive file, an unreadable row: named, exit 1
         print(f"claire projections rebuild: {error}", file=sys.stderr)
         return CHECK_FAILED
@@ -240,7 +234,6 @@ def _operator(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
 def register(
     commands: argparse._SubParsersAction,
     database_url: DatabaseUrl,
-    usage_error: type[Exception],
 ) -> None:
     """Add the operational subcommands to ``claire``'s parser."""
     demo = commands.add_parser("demo", help="run the whole system on a bundled market tape")
@@ -257,7 +250,7 @@ def register(
         help="run only this service (repeatable); default: all in one process",
     )
     run.add_argument("--duration", type=_positive_seconds, help="stop cleanly after SECONDS")
-    run.set_defaults(handler=lambda args: _run(args, usage_error, database_url))
+    run.set_defaults(handler=lambda args: _run(args, database_url))
 
     status = commands.add_parser("status", help="positions, exposure, drawdown, trading state")
     status.add_argument(
@@ -266,7 +259,7 @@ def register(
         metavar="SECONDS",
         help="also list the services heard on the health topic within SECONDS",
     )
-    status.set_defaults(handler=lambda args: _status(args, database_url, usage_error))
+    status.set_defaults(handler=lambda args: _status(args, database_url))
 
     projections = commands.add_parser("projections", help="read models")
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
@@ -275,7 +268,7 @@ def register(
     rebuild.add_argument(
         "--archive", metavar="DIR", help="read archived positions from DIR (claire archive)"
     )
-    rebuild.set_defaults(handler=lambda args: _rebuild(args, usage_error, database_url))
+    rebuild.set_defaults(handler=lambda args: _rebuild(args, database_url))
 
     from replay.cli import build_parser as replay_parser
     from replay.cli import run as run_replay
@@ -301,7 +294,7 @@ def register(
     )
     preflight.add_argument("--speed", type=float, default=40.0, help="tape speed-up (default 40)")
     preflight.add_argument("--verbose", action="store_true", help="log every service's progress")
-    preflight.set_defaults(handler=lambda args: _preflight(args, usage_error, database_url))
+    preflight.set_defaults(handler=lambda args: _preflight(args, database_url))
 
 
 def _positive_seconds(text: str) -> float:

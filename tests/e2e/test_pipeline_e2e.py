@@ -15,7 +15,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from itertools import pairwise
 
-import asyncpg
 import msgspec
 import pytest
 
@@ -32,6 +31,7 @@ from eventstore import EventStore
 from pipeline.app import SERVICES, Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
 from pipeline.settings import RuntimeSettings
+from projections.postgres import readmodel_rows
 from projections.projector import rebuild
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.redis]
@@ -172,22 +172,6 @@ def _specs() -> list[ev.ContractSpecified]:
             source="config",
         )
     ]
-
-
-async def _readmodel_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
-    conn = await asyncpg.connect(url)
-    try:
-        tables = await conn.fetch(  # the views readers use (tables are per generation)
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'readmodel' AND table_type = 'VIEW' ORDER BY table_name"
-        )
-        rows = {}
-        for (table,) in tables:
-            records = await conn.fetch(f'SELECT * FROM readmodel."{table}"')
-            rows[table] = sorted(tuple(str(v) for v in record.values()) for record in records)
-        return rows
-    finally:
-        await conn.close()
 
 
 def _entries_without_the_silence_breaker(
@@ -375,7 +359,7 @@ async def test_scripted_market_when_run_through_every_service_then_ledger_tells_
     assert verification.ok, verification.problem
 
     # the read models equal a rebuild from scratch
-    live_rows = await _readmodel_rows(database_url)
+    live_rows = await readmodel_rows(database_url)
     await rebuild(database_url)
-    assert await _readmodel_rows(database_url) == live_rows
+    assert await readmodel_rows(database_url) == live_rows
     assert any(live_rows.values())

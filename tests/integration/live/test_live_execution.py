@@ -8,7 +8,6 @@ already reached the exchange is never sent twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import EventStore
 from pipeline.live_execution import LiveExecution
 from pipeline.source import LedgerFeed
+from tests.integration.live.live_helpers import running, until
 from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
@@ -78,32 +78,6 @@ async def _append_request(store: EventStore, client_order_id: str) -> None:
     await store.append(f"order-{client_order_id}", [new])
 
 
-async def _events(store: EventStore) -> list[RecordedEvent]:
-    return [recorded async for recorded in store.read_all()]
-
-
-async def _until(store: EventStore, predicate, seconds: float = 15.0) -> list[RecordedEvent]:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        recorded = await _events(store)
-        if predicate(recorded):
-            return recorded
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met; ledger holds {[r.event_type for r in recorded]}")
-
-
-@contextlib.asynccontextmanager
-async def _running(service: LiveExecution) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(service.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def _service(server: LocalMexcRest, store: EventStore, venue: LiveVenue) -> LiveExecution:
     return LiveExecution(
         venue,
@@ -122,10 +96,10 @@ async def test_requested_order_when_live_then_sent_once_and_answer_and_fill_reco
     server: LocalMexcRest, store: EventStore
 ) -> None:
     venue = _venue(server)
-    async with venue, _running(_service(server, store, venue)):
-        await _until(store, lambda r: "execution.reconciled" in _types(r))
+    async with venue, running(_service(server, store, venue)):
+        await until(store, lambda r: "execution.reconciled" in _types(r))
         await _append_request(store, "live1")
-        recorded = await _until(store, lambda r: "order.filled" in _types(r))
+        recorded = await until(store, lambda r: "order.filled" in _types(r))
     assert server.count("order/create") == 1
     request = next(r for r in recorded if r.event_type == "order.requested")
     accepted = next(r for r in recorded if r.event_type == "order.accepted")
@@ -154,9 +128,9 @@ async def test_restart_when_order_reached_exchange_but_answer_was_lost_then_reco
     assert server.count("order/create") == 1
 
     venue = _venue(server)
-    async with venue, _running(_service(server, store, venue)):
+    async with venue, running(_service(server, store, venue)):
         # the fill is recorded first, the reconciliation's summary after its other checks
-        recorded = await _until(
+        recorded = await until(
             store, lambda r: {"order.filled", "execution.reconciled"} <= set(_types(r))
         )
     assert server.count("order/create") == 1  # never sent twice
@@ -171,8 +145,8 @@ async def test_restart_when_order_never_reached_exchange_then_sent_exactly_once(
 ) -> None:
     await _append_request(store, "live3")
     venue = _venue(server)
-    async with venue, _running(_service(server, store, venue)):
-        recorded = await _until(store, lambda r: "order.filled" in _types(r))
+    async with venue, running(_service(server, store, venue)):
+        recorded = await until(store, lambda r: "order.filled" in _types(r))
         await asyncio.sleep(0.3)  # a few poll rounds: nothing may be resent
     assert server.count("order/create") == 1
     assert _types(recorded).count("order.accepted") == 1

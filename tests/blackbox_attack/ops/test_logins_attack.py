@@ -17,6 +17,7 @@ import pytest
 
 from eventstore.admin import create_database, drop_database
 from tests.blackbox_attack.ops.conftest import Run, claire, with_login
+from tests.blackbox_attack.ops.ops_helpers import example_env
 
 APP_PW = "app-Password_0123"
 PROJ_PW = "proj-Password_4567"
@@ -444,3 +445,58 @@ async def test_db_upgrade_when_the_owner_url_is_wrong_then_clear_error_without_i
     assert run.code != 0
     assert_clean(run, APP_PW, PROJ_PW, "S3cret-owner-pw")
     assert run.text.strip(), "no error message at all"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: docs/OPERATIONS.md 'projector ... claire_projector: read the ledger, write the"
+    " read models' / 'resets it to exactly that': a pre-existing projector login that is also a"
+    " member of claire_app keeps that membership, so the projector can append to the ledger",
+)
+async def test_create_logins_when_the_projector_login_preexists_in_claire_app_then_it_cannot_append(
+    database: str, cluster_url: str, names: tuple[str, str]
+) -> None:
+    app, projector = names
+    first = create_logins(database, app, projector)
+    assert first.code == 0, first.text
+    await admin(database, f"GRANT claire_app TO {projector}")
+    run = create_logins(database, app, projector)
+    assert run.code == 0, run.text
+    projector_url = with_login(database, projector, PROJ_PW)
+    slipped = await allowed(projector_url, BEYOND_PROJECTOR)
+    assert slipped == [], "\n".join(slipped)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["db", "upgrade", "--create-logins"],
+        ["status"],
+        ["verify"],
+        ["run", "--service", "alerts", "--duration", "3"],
+    ],
+    ids=["db_upgrade", "status", "verify", "run_alerts"],
+)
+def test_commands_when_the_database_cannot_be_reached_then_the_password_never_appears(
+    args: list[str], names: tuple[str, str]
+) -> None:
+    app, projector = names
+    secret = "Leaky-Owner_Pw-12345"
+    url = f"postgresql://postgres:{secret}@127.0.0.1:5432/a20_no_such_database_{app}"
+    run = claire(
+        args,
+        {
+            **example_env(),
+            "DATABASE_URL": url,
+            "CLAIRE_APP_LOGIN": app,
+            "CLAIRE_APP_PASSWORD": APP_PW,
+            "CLAIRE_PROJECTOR_LOGIN": projector,
+            "CLAIRE_PROJECTOR_PASSWORD": PROJ_PW,
+            "REDIS_URL": "redis://:Leaky-Redis_Pw-999@127.0.0.1:9/0",
+            "METRICS_PORT": "0",
+            "MEXC_WS_URL": "ws://127.0.0.1:9/ws",
+        },
+        timeout=60,
+    )
+    assert run.code != 0 or args[0] == "run", run.text
+    assert_clean(run, secret, APP_PW, PROJ_PW, "Leaky-Redis_Pw-999")

@@ -500,3 +500,51 @@ def test_commands_when_the_database_cannot_be_reached_then_the_password_never_ap
     )
     assert run.code != 0 or args[0] == "run", run.text
     assert_clean(run, secret, APP_PW, PROJ_PW, "Leaky-Redis_Pw-999")
+
+
+def scram_matches(verifier: str | None, password: str) -> bool:
+    """Whether a PostgreSQL SCRAM-SHA-256 verifier (pg_authid.rolpassword) is for ``password``."""
+    import base64
+    import hashlib
+    import hmac
+
+    if not verifier or not verifier.startswith("SCRAM-SHA-256$"):
+        return False
+    head, keys = verifier.split("$", 1)[1].split("$")
+    iterations, salt = head.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+
+
+async def verifier_of(cluster_url: str, role: str) -> str | None:
+    connection = await asyncpg.connect(cluster_url)
+    try:
+        return await connection.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname=$1", role)
+    finally:
+        await connection.close()
+
+
+async def test_create_logins_when_the_passwords_change_then_each_login_takes_the_new_one(
+    database: str, cluster_url: str, names: tuple[str, str]
+) -> None:
+    app, projector = names
+    await admin(cluster_url, f"CREATE ROLE {app} LOGIN PASSWORD 'someone-elses-pw'")
+    assert create_logins(database, app, projector).code == 0
+    assert scram_matches(await verifier_of(cluster_url, app), APP_PW)
+    assert scram_matches(await verifier_of(cluster_url, projector), PROJ_PW)
+    run = create_logins(
+        database,
+        app,
+        projector,
+        CLAIRE_APP_PASSWORD="rotated-app-pw_1",
+        CLAIRE_PROJECTOR_PASSWORD="rotated-proj-pw_2",
+    )
+    assert run.code == 0, run.text
+    assert_clean(run, "rotated-app-pw_1", "rotated-proj-pw_2")
+    assert scram_matches(await verifier_of(cluster_url, app), "rotated-app-pw_1")
+    assert scram_matches(await verifier_of(cluster_url, projector), "rotated-proj-pw_2")
+    assert not scram_matches(await verifier_of(cluster_url, app), APP_PW)

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from aggregates.envelope import CLAIRE_NAMESPACE
+from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts
 from eventstore.canonical import (
     jsonb_key_order,
     render_object,
@@ -30,8 +32,6 @@ _TRADE_KEYS = (
     "trade_id", "at_ms",
 )  # fmt: skip
 _TRADE_ORDER = jsonb_key_order(_TRADE_KEYS)
-_TRADE_KEY_SET = frozenset(_TRADE_KEYS)
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -121,16 +121,6 @@ def _schema() -> Any:
     )
 
 
-def _split_decimal(text: object) -> tuple[int, int] | None:
-    if not isinstance(text, str):
-        return None
-    match = _DECIMAL.match(text)
-    if match is None:
-        return None
-    fraction = match.group(2) or ""
-    return int(match.group(1) + fraction), len(fraction)
-
-
 def _join_decimal(units: int, scale: int) -> str:
     if scale == 0:
         return str(units)
@@ -200,101 +190,120 @@ def _rebuilt_trade(columns: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[asyncpg.Record]) -> Any:
-    """Rows of ``ledger.events`` (payload as text) -> an Arrow table in the archive's schema.
+#: jsonb's text of a market trade whose strings need no escaping (what the typed columns
+#: rebuild); a payload of any other shape keeps its text.
+_TRADE_TEXT = (
+    r'^\{"type": "market\.trade", "at_ms": (?P<at_ms>-?[0-9]{1,18}), '
+    r'"price": "(?P<price>(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)", "symbol": "(?P<symbol>[^"\\]*)", '
+    r'"trade_id": (?P<tid>null|"(?P<trade_id>[^"\\]*)"), '
+    r'"contracts": "(?P<contracts>(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)", '
+    r'"self_trade": (?P<self_trade>true|false), "taker_side": "(?P<taker_side>[^"\\]*)", '
+    r'"position_effect": "(?P<position_effect>[^"\\]*)"\}$'
+)
 
-    Column-wise: trade payloads are decoded in one call, their typed columns built, and the
-    payload text and content-derived id they imply compared with the stored ones in Arrow; a
-    row whose typed form would not rebuild its text (or id) keeps the text (or id).
+
+def _raw_table(rows: list[asyncpg.Record] | list[tuple[Any, ...]]) -> Any:
+    """Rows of ``ledger.events`` (payload as text, ids as UUIDs) as an Arrow table of
+    :data:`RAW_COLUMNS` (what :func:`_table` takes)."""
+    import pyarrow as pa
+
+    columns = [list(column) for column in zip(*(row[:12] for row in rows), strict=True)]
+    if not columns:
+        columns = [[] for _ in RAW_COLUMNS]
+    (position, stream, version, eids, etype, sversion, occurred, recorded, cause, cause_pos,
+     corr, payload) = columns  # fmt: skip
+    stamp = pa.timestamp("us", tz="UTC")
+    uid = pa.binary(16)
+    return pa.Table.from_arrays(
+        [
+            pa.array(position, pa.int64()), pa.array(stream, pa.string()),
+            pa.array(version, pa.int64()), pa.array([e.bytes for e in eids], uid),
+            pa.array(etype, pa.string()), pa.array(sversion, pa.int32()),
+            pa.array(occurred, stamp), pa.array(recorded, stamp),
+            pa.array([None if c is None else c.bytes for c in cause], uid),
+            pa.array(cause_pos, pa.int64()),
+            pa.array([None if c is None else c.bytes for c in corr], uid),
+            pa.array(payload, pa.string()),
+        ],
+        names=list(RAW_COLUMNS),
+    )  # fmt: skip
+
+
+def _table(rows: Any) -> Any:
+    """Rows of ``ledger.events`` -> an Arrow table in the archive's schema.
+
+    ``rows``: a table of :data:`RAW_COLUMNS` (as the export reads them) or a list of rows.
+    Column-wise: each trade payload is matched against jsonb's text of a trade in one regex
+    pass, its typed columns built, and the payload text and content-derived id they imply
+    compared with the stored ones; a row whose typed form would not rebuild its text (or
+    id) exactly keeps the text (or id).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    raw = rows if isinstance(rows, pa.Table) else _raw_table(rows)
+    raw = raw.combine_chunks()
     schema = _schema()
-    n = len(rows)
-    columns = (list(column) for column in zip(*(row[:12] for row in rows), strict=True))
-    (position, stream, version, eids, etype, sversion, occurred, recorded, cause, cause_pos,
-     corr, payload) = columns  # fmt: skip
-    trades = [i for i, kind in enumerate(etype) if kind == "market.trade"]
-    typed: list[list[Any]] = [[None] * n for _ in range(10)]
-    if trades:
-        try:
-            decoded = msgspec.json.decode(
-                ("[" + ",".join(payload[i] for i in trades) + "]").encode()
-            )
-        except msgspec.DecodeError:
-            decoded = [None] * len(trades)
-        symbol, p_units, p_scale, c_units, c_scale, side, effect, self_trade, trade_id, at_ms = (
-            typed
-        )
-        for i, fields in zip(trades, decoded, strict=True):
-            if not isinstance(fields, dict) or fields.keys() != _TRADE_KEY_SET:
-                continue
-            price, contracts = _split_decimal(fields["price"]), _split_decimal(fields["contracts"])
-            at, tid = fields["at_ms"], fields["trade_id"]
-            if (
-                price is None or contracts is None or max(price[1], contracts[1]) > 100
-                or not (price[0] < 2**63 and contracts[0] < 2**63)
-                or type(at) is not int or not -(2**63) <= at < 2**63
-                or not isinstance(fields["symbol"], str)
-                or not isinstance(fields["taker_side"], str)
-                or not isinstance(fields["position_effect"], str)
-                or type(fields["self_trade"]) is not bool
-                or not (tid is None or isinstance(tid, str))
-                or fields["type"] != "market.trade"
-            ):  # fmt: skip
-                continue
-            symbol[i], side[i] = fields["symbol"], fields["taker_side"]
-            effect[i] = fields["position_effect"]
-            p_units[i], p_scale[i] = price
-            c_units[i], c_scale[i] = contracts
-            self_trade[i], trade_id[i], at_ms[i] = fields["self_trade"], tid, at
-    ids = [eid.bytes for eid in eids]
+    n = raw.num_rows
+    payload = raw.column("payload").combine_chunks()
+    is_trade = pc.fill_null(pc.equal(raw.column("event_type"), "market.trade"), False)
+    fields = pc.extract_regex(pc.if_else(is_trade, payload, None), _TRADE_TEXT)
+    field = partial(pc.struct_field, fields)
+
+    def decimal(name: str) -> tuple[Any, Any]:
+        text = field(name)
+        digits = pc.replace_substring(text, ".", "")
+        fits = pc.less_equal(pc.utf8_length(digits), 18)
+        dot = pc.find_substring(text, ".")
+        scale = pc.if_else(pc.less(dot, 0), 0, pc.subtract(pc.utf8_length(text), dot))
+        scale = pc.subtract(scale, pc.if_else(pc.less(dot, 0), 0, 1))
+        units = pc.cast(pc.if_else(fits, digits, None), pa.int64())
+        return units, pc.cast(pc.if_else(fits, scale, None), pa.int8())
+
+    p_units, p_scale = decimal("price")
+    c_units, c_scale = decimal("contracts")
+    trade_id = pc.if_else(pc.equal(field("tid"), "null"), None, field("trade_id"))
+    typed = [
+        field("symbol"), p_units, p_scale, c_units, c_scale, field("taker_side"),
+        field("position_effect"), pc.equal(field("self_trade"), "true"), trade_id,
+        pc.cast(field("at_ms"), pa.int64()),
+    ]  # fmt: skip
+    ids = raw.column("event_id").combine_chunks()
     base = [
-        pa.array(position, pa.int64()),
-        pa.array(stream, pa.string()).dictionary_encode(),
-        pa.array(version, pa.int64()),
-        pa.array(etype, pa.string()).dictionary_encode(),
-        pa.array(sversion, pa.int32()),
-        pa.array(occurred, pa.timestamp("us", tz="UTC")),
-        pa.array(recorded, pa.timestamp("us", tz="UTC")),
-        pa.array([None if c is None else c.bytes for c in cause], pa.binary(16)),
-        pa.array(cause_pos, pa.int64()),
-        pa.array([None if c is None else c.bytes for c in corr], pa.binary(16)),
-    ]
+        raw.column("position"), raw.column("stream").dictionary_encode(),
+        raw.column("stream_version"), raw.column("event_type").dictionary_encode(),
+        raw.column("schema_version"), raw.column("occurred_at"), raw.column("recorded_at"),
+        raw.column("causation_id"), raw.column("causation_position"),
+        raw.column("correlation_id"),
+    ]  # fmt: skip
     trade_arrays = [
-        pa.array(values, field.type)
-        if not pa.types.is_dictionary(field.type)
-        else pa.array(values, pa.string()).dictionary_encode()
-        for values, field in zip(typed, list(schema)[12:], strict=True)
+        pc.cast(values, field_.type)
+        if not pa.types.is_dictionary(field_.type)
+        else pc.cast(values, pa.string()).dictionary_encode()
+        for values, field_ in zip(typed, list(schema)[12:], strict=True)
     ]
     names = schema.names
     candidate = pa.Table.from_arrays(
-        [*base, pa.array([None] * n, pa.binary(16)), pa.array([None] * n, pa.string()),
-         *trade_arrays],
+        [*base, pa.nulls(n, pa.binary(16)), pa.nulls(n, pa.string()), *trade_arrays],
         names=names,
-    )  # fmt: skip
-    if trades and candidate.column("symbol").null_count < n:
+    )
+    if n and candidate.column("symbol").null_count < n:
         built, bodies = _trade_texts(candidate)
-        stored = pa.array(payload, pa.string())
-        same = pc.fill_null(pc.equal(built, stored), False)
+        same = pc.fill_null(pc.equal(built, payload), False)
+        derived = _derived_ids(pc.if_else(same, bodies, pa.scalar(None, pa.string())))
+        keep_id = pc.invert(pc.fill_null(pc.equal(derived, ids), False))
         keep_text = pc.invert(same)
-        derived = [
-            same_row and body is not None and _derived_id_bytes(body) == raw
-            for same_row, body, raw in zip(same.to_pylist(), bodies, ids, strict=True)
-        ]
     else:
-        keep_text = pa.array([True] * n)
-        derived = [False] * n
-    null_text = pa.scalar(None, pa.string())
+        keep_id = keep_text = pa.array([True] * n, pa.bool_())
+    null_id = pa.scalar(None, pa.binary(16))
     arrays = [
         *base,
-        pa.array([None if d else raw for d, raw in zip(derived, ids, strict=True)], pa.binary(16)),
-        pc.if_else(keep_text, pa.array(payload, pa.string()), null_text),
+        pc.if_else(keep_id, ids, null_id),
+        pc.if_else(keep_text, payload, pa.scalar(None, pa.string())),
     ]
-    for array in trade_arrays:
-        empty = pa.scalar(None, array.type)
-        arrays.append(pc.if_else(keep_text, empty, array) if array.null_count < n else array)
+    for values in trade_arrays:
+        empty = pa.scalar(None, values.type)
+        arrays.append(pc.if_else(keep_text, empty, values) if values.null_count < n else values)
     return pa.Table.from_arrays(
         [pc.cast(c, f.type) for c, f in zip(arrays, schema, strict=True)], schema=schema
     )
@@ -345,13 +354,6 @@ def rows_of(table: Any) -> Iterator[ArchivedRow]:
         )
 
 
-def _uuid_text(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def _derived_id_bytes(body: str) -> bytes:
     digest = bytearray(hashlib.sha1(_NAMESPACE + body.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
@@ -363,7 +365,7 @@ def _derived_id_bytes(body: str) -> bytes:
 _NOT_PLAIN = r"[^ !#-\[\]-~]"
 
 
-def _trade_texts(table: Any) -> tuple[Any, list[str | None]]:
+def _trade_texts(table: Any) -> tuple[Any, Any]:
     """From the typed trade columns: each row's payload text (null where not a typed trade)
     and the body its content-derived id hashes (``market/0/`` + the event's msgspec JSON)."""
     import pyarrow as pa
@@ -410,57 +412,81 @@ def _trade_texts(table: Any) -> tuple[Any, list[str | None]]:
         'market/0/{"type":"market.trade","symbol":"', symbol, '","price":"', price,
         '","contracts":"', contracts, '","taker_side":"', side, '","position_effect":"', effect,
         '","self_trade":', self_trade, ',"trade_id":', quoted_id, ',"at_ms":', at_ms, "}", "",
-    ).to_pylist()  # fmt: skip
+    )  # fmt: skip
     return payload, bodies
+
+
+def _as_text(table: Any, name: str) -> Any:
+    """One column of an archive table as Arrow strings, as the canonical text writes it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        return column.cast(pa.string())
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    return pc.cast(column, pa.string())
+
+
+def _plain(table: Any) -> bool:
+    """Whether every typed trade string is one the column-wise texts write as is."""
+    import pyarrow.compute as pc
+
+    strings = ("symbol", "taker_side", "position_effect", "trade_id")
+    return not any(
+        pc.any(pc.match_substring_regex(_as_text(table, n), _NOT_PLAIN)).as_py() for n in strings
+    )
 
 
 def canonical_texts(table: Any) -> list[str]:
     """The canonical text of every row of an archive table, built column-wise with Arrow.
 
     The same text :meth:`ArchivedRow.canonical` gives (the tests hold both to the ledger's
-    hashes), several times faster: for verify and the export's read-back.
+    hashes), many times faster: for verify and the export's read-back.
     """
+    if not _plain(table):
+        return [row.canonical() for row in rows_of(table)]
+    return _canonical_column(table).to_pylist()  # type: ignore[no-any-return]
+
+
+def _canonical_column(table: Any) -> Any:
+    """:func:`canonical_texts` as an Arrow string array: no Python object per row but the
+    SHA-1 of each content-derived id."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def text(name: str) -> Any:
-        column = table.column(name)
-        if pa.types.is_dictionary(column.type):
-            return column.cast(pa.string())
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())
-        return pc.cast(column, pa.string())
-
-    strings = ("symbol", "taker_side", "position_effect", "trade_id")
-    if any(pc.any(pc.match_substring_regex(text(n), _NOT_PLAIN)).as_py() for n in strings):
-        return [row.canonical() for row in rows_of(table)]
-
-    join = pc.binary_join_element_wise
     built, bodies = _trade_texts(table)
     payload = pc.coalesce(table.column("payload"), built)
-    ids = [
-        _uuid_text(raw if raw is not None else _derived_id_bytes(_text(body)))
-        for raw, body in zip(table.column("event_id").to_pylist(), bodies, strict=True)
-    ]
-    causes = [_uuid_text(raw) for raw in table.column("causation_id").to_pylist()]
-    correlations = [_uuid_text(raw) for raw in table.column("correlation_id").to_pylist()]
-    texts = join(
-        text("position"), text("stream"), text("stream_version"), pa.array(ids, pa.string()),
+    ids = table.column("event_id").combine_chunks()
+    if ids.null_count:
+        missing = pc.is_null(ids)
+        if pc.any(pc.and_(missing, pc.is_null(bodies))).as_py():
+            _text(None)
+        derived = _derived_ids(pc.if_else(missing, bodies, pa.scalar(None, pa.string())))
+        ids = pc.coalesce(ids, derived)
+    text = partial(_as_text, table)
+    return pc.binary_join_element_wise(
+        text("position"), text("stream"), text("stream_version"), _uuid_texts(ids),
         text("event_type"), text("schema_version"), text("occurred_at"), text("recorded_at"),
-        pa.array(causes, pa.string()), text("causation_position"),
-        pa.array(correlations, pa.string()), payload, "|",
+        _uuid_texts(table.column("causation_id")), text("causation_position"),
+        _uuid_texts(table.column("correlation_id")), payload, "|",
         null_handling="replace", null_replacement="",
     )  # fmt: skip
-    canonical: list[str] = texts.to_pylist()
-    return canonical
 
 
 def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
     """Every row's chain hash, from the hash before the table's first row."""
+    import pyarrow as pa
+
+    if _plain(table):
+        texts = _canonical_column(table).cast(pa.binary()).to_pylist()
+    else:
+        texts = [row.canonical().encode() for row in rows_of(table)]
     out = []
     sha256 = hashlib.sha256
-    for text in canonical_texts(table):
-        previous = sha256(previous + text.encode()).digest()
+    for text in texts:
+        previous = sha256(previous + text).digest()
         out.append(previous)
     return out
 

@@ -279,13 +279,6 @@ async def test_alerts_when_a_slow_service_beats_at_its_own_interval_then_not_war
     assert await alerts_of(alerts, "slow") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/OPERATIONS.md 'A service not heard for 3 intervals ... gets a WARNING;"
-    " heard again, an INFO': when the alerts service restarts (compose restarts it) while a"
-    " service is silent and already warned, the service's return records no INFO: the ledger's"
-    " last word on it stays WARNING for ever",
-)
 async def test_alerts_when_the_alerts_service_restarts_during_a_silence_then_the_return_is_info(
     alerts: Alerts,
 ) -> None:

@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from aggregates.envelope import RecordedEvent
-from aggregates.events import AnyEvent, event_type
+from aggregates.events import AnyEvent, Code, event_type
 from aggregates.streams import Topic, topic_for
 
 _log = logging.getLogger(__name__)
@@ -59,9 +59,14 @@ class MalformedMessage(ValueError):
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A service's sign of life on ``health``: wall-clock time, never recorded in the ledger."""
+    """A service's sign of life on ``health``: wall-clock time, never recorded in the ledger.
 
-    service: str
+    ``service`` is a :data:`~aggregates.events.Code` and the ``instance`` at most
+    :data:`INSTANCE_MAX` characters, so whatever the alerts service concludes from a beat fits
+    a ``ServiceAlertRaised``; a beat that does not is malformed (counted and skipped).
+    """
+
+    service: Code
     at: datetime
     payload: dict[str, str] = {}
 
@@ -87,6 +92,8 @@ class _WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 _encoder = msgspec.json.Encoder(decimal_format="string")
 _wire_decoder = msgspec.json.Decoder(_WireEvent)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+#: The longest ``instance`` a heartbeat may name (host and process id fit many times over).
+INSTANCE_MAX = 200
 
 
 def encode_recorded(recorded: RecordedEvent) -> bytes:
@@ -119,11 +126,14 @@ def decode_recorded(data: bytes, *, topic: str | None = None) -> RecordedEvent:
 def decode_heartbeat(data: bytes) -> Heartbeat:
     """Strictly decode a heartbeat, or raise MalformedMessage."""
     try:
-        return _heartbeat_decoder.decode(data)
+        beat = _heartbeat_decoder.decode(data)
     except msgspec.ValidationError as error:
         raise MalformedMessage("schema", str(error)) from error
     except msgspec.DecodeError as error:
         raise MalformedMessage("json", str(error)) from error
+    if len(beat.payload.get("instance", "")) > INSTANCE_MAX:
+        raise MalformedMessage("schema", f"instance longer than {INSTANCE_MAX} characters")
+    return beat
 
 
 # --------------------------------------------------------------------------- the bus

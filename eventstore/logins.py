@@ -7,6 +7,12 @@ service has to connect as the database owner (a superuser in the PostgreSQL imag
 switch off the ledger's refusal triggers. ``claire db upgrade --create-logins`` runs
 :func:`ensure_logins` after the migrations: idempotent (a second run only resets the passwords
 to the configured ones) and safe against a concurrent run.
+
+An existing login of that name is reset to exactly its job: no membership but its one group role
+(without ADMIN OPTION), no role-level settings (in any database), no connection limit, no
+special attributes, no direct privileges on the ``ledger``, ``readmodel`` or ``public`` schemas
+or their objects. A login that owns anything is refused: its ownership is not reassigned behind
+the operator's back.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
@@ -54,17 +61,34 @@ class Login:
         return f"Login(name={self.name!r}, group={self.group!r})"
 
 
-def logins_from(environment: Mapping[str, str]) -> list[Login]:
-    """The configured logins, every problem reported at once (passwords are never echoed)."""
+def owner_of(url: str) -> str | None:
+    """The login the migrate job connects as (the owner), from its URL; None when not named."""
+    try:
+        user = urlsplit(url).username
+    except ValueError:
+        return None
+    return unquote(user) if user else None
+
+
+def logins_from(environment: Mapping[str, str], owner: str | None = None) -> list[Login]:
+    """The configured logins, every problem reported at once (passwords are never echoed).
+
+    ``owner`` is the login the job itself connects as: a service login may never be it.
+    """
     problems: list[str] = []
     logins = []
     for name_var, password_var, default, group in LOGINS:
         name = environment.get(name_var, "").strip() or default
         password = environment.get(password_var, "").strip()
-        if not _NAME.match(name) or name in _RESERVED:
+        if not _NAME.match(name) or name in _RESERVED or name.startswith("pg_"):
             problems.append(
                 f"{name_var}={name!r}: a new role name (lower-case letters, digits, _) "
-                f"other than {', '.join(sorted(_RESERVED))}"
+                f"other than {', '.join(sorted(_RESERVED))} and not starting with pg_"
+            )
+        elif name == owner:
+            problems.append(
+                f"{name_var}={name!r}: that is the database owner this job connects as; "
+                "a service login must be a role of its own"
             )
         if not password:
             problems.append(f"{password_var} is not set")
@@ -93,10 +117,50 @@ SELECT format(
 """
 _GRANT = "SELECT format('GRANT %I TO %I', $1::text, $2::text)"
 _LOCK_KEY = 0x0C1A1E_0002  # pg_advisory_xact_lock key for role changes (roles are cluster-wide)
+_SCHEMAS = ("ledger", "readmodel", "public")
+
+# What a pre-existing login owns, anywhere in the cluster (pg_shdepend is shared).
+_OWNED = """
+SELECT CASE WHEN d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            THEN pg_describe_object(d.classid, d.objid, d.objsubid)
+            ELSE 'an object in database '
+                 || coalesce((SELECT datname FROM pg_database WHERE oid = d.dbid), 'of the cluster')
+       END
+FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid
+WHERE r.rolname = $1 AND d.deptype = 'o'
+ORDER BY 1
+"""
+_RESET = """
+SELECT format('REVOKE %I FROM %I', g.rolname, $1::text)
+FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+WHERE r.rolname = $1
+UNION ALL
+SELECT format('ALTER ROLE %I IN DATABASE %I RESET ALL', $1::text, d.datname)
+FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+JOIN pg_database d ON d.oid = s.setdatabase
+WHERE r.rolname = $1
+UNION ALL
+SELECT format('ALTER ROLE %I RESET ALL', $1::text)
+UNION ALL
+SELECT format('ALTER ROLE %I CONNECTION LIMIT -1', $1::text)
+UNION ALL
+SELECT format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), $1::text)
+UNION ALL
+SELECT format('REVOKE ALL ON %s IN SCHEMA %I FROM %I', kind, n.nspname, $1::text)
+FROM unnest(ARRAY['ALL TABLES', 'ALL SEQUENCES', 'ALL FUNCTIONS']) AS kind
+CROSS JOIN pg_namespace n WHERE n.nspname = ANY($2::text[])
+UNION ALL
+SELECT format('REVOKE ALL ON SCHEMA %I FROM %I', n.nspname, $1::text)
+FROM pg_namespace n WHERE n.nspname = ANY($2::text[])
+"""
 
 
 async def ensure_logins(url: str, logins: list[Login]) -> None:
-    """Create or update each login as a member of its group role, in one transaction."""
+    """Create or reset each login as a member of its group role only, in one transaction.
+
+    Raises :class:`LoginSettingsError` (nothing changed) when a login is the connecting role
+    itself or owns any object.
+    """
     try:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as error:
@@ -104,8 +168,33 @@ async def ensure_logins(url: str, logins: list[Login]) -> None:
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await _refuse_unfit(conn, logins)
             for login in logins:
                 await conn.execute(await conn.fetchval(_CREATE, login.name, login.password))
+                for statement in await conn.fetch(_RESET, login.name, list(_SCHEMAS)):
+                    await conn.execute(statement[0])
                 await conn.execute(await conn.fetchval(_GRANT, login.group, login.name))
     finally:
         await conn.close()
+
+
+async def _refuse_unfit(conn: asyncpg.Connection, logins: list[Login]) -> None:
+    """Every login that is the connecting role or owns something, reported at once."""
+    problems = []
+    current = await conn.fetchval("SELECT current_user")
+    for (name_var, *_), login in zip(LOGINS, logins, strict=True):
+        if login.name == current:
+            problems.append(
+                f"{name_var}={login.name!r}: that is the role this job connects as; "
+                "a service login must be a role of its own"
+            )
+            continue
+        owned = [row[0] for row in await conn.fetch(_OWNED, login.name)]
+        if owned:
+            shown = ", ".join(owned[:5]) + (f" and {len(owned) - 5} more" if len(owned) > 5 else "")
+            problems.append(
+                f"{name_var}={login.name!r} owns {shown}; a service login owns nothing: "
+                f"reassign them first (REASSIGN OWNED BY {login.name} TO <owner>)"
+            )
+    if problems:
+        raise LoginSettingsError(problems)

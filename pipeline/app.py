@@ -440,9 +440,13 @@ async def _publish_beats(pipeline: Pipeline, bus: BusConnector, name: str, inter
 async def _watch_beats(pipeline: Pipeline, bus: BusConnector, interval: float) -> None:
     """The alerts service's ear on ``health``; Redis or the ledger away: wait, listen again."""
     watch = heartbeats.HeartbeatWatch(default_interval=interval)
+    recalled = False
     while True:
         raise_if_cancelled()
         try:
+            if not recalled:  # who an earlier run left silent: their return is an INFO
+                watch.recall(await heartbeats.recorded_alerts(pipeline.store))
+                recalled = True
             await heartbeats.watch_heartbeats(
                 bus, pipeline.store, watch, now=time.monotonic, now_ms=wall_clock_ms
             )

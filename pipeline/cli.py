@@ -44,16 +44,18 @@ def parse_anchor(text: str) -> tuple[int, bytes]:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     from eventstore.errors import StoreUnavailable
+    from eventstore.logins import LoginSettingsError
     from eventstore.migrations import upgrade
 
-    logins = _configured_logins() if args.create_logins else []
+    url = _database_url(args)
+    logins = _configured_logins(url) if args.create_logins else []
     try:
-        revision = upgrade(_database_url(args))
+        revision = upgrade(url)
         if logins:
             from eventstore.logins import ensure_logins
 
-            asyncio.run(ensure_logins(_database_url(args), logins))
-    except StoreUnavailable as error:
+            asyncio.run(ensure_logins(url, logins))
+    except (StoreUnavailable, LoginSettingsError) as error:
         raise UsageError(str(error)) from error
     print(f"database at revision {revision}")
     for login in logins:
@@ -61,13 +63,13 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return OK
 
 
-def _configured_logins() -> list[Login]:
+def _configured_logins(url: str) -> list[Login]:
     """The service logins from the environment, checked before anything is changed."""
     from adapters.process import load_environment
-    from eventstore.logins import LoginSettingsError, logins_from
+    from eventstore.logins import LoginSettingsError, logins_from, owner_of
 
     try:
-        return logins_from(load_environment())
+        return logins_from(load_environment(), owner=owner_of(url))
     except LoginSettingsError as error:
         raise UsageError(str(error)) from error
 

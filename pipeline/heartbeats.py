@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -113,10 +113,27 @@ class HeartbeatWatch:
         self.default_interval = default_interval
         self.missed = missed
         self.heard: dict[str, _Heard] = {}
+        #: Services recorded silent (by an earlier run) and not heard since this one started.
+        self.silent_before: set[str] = set()
+
+    def recall(self, alerts: Iterable[ev.ServiceAlertRaised]) -> None:
+        """Take over what the ledger says: the services whose last alert was a WARNING are
+        silent, so their first beat is an INFO (``alerts`` in ledger order)."""
+        last: dict[str, str] = {}
+        for alert in alerts:
+            last[alert.service] = alert.severity
+        self.silent_before = {
+            service for service, severity in last.items() if severity == "WARNING"
+        }
 
     def saw(self, beat: Heartbeat, now: float) -> list[Change]:
         previous = self.heard.get(beat.service)
         self.heard[beat.service] = _Heard(beat, now, interval_of(beat, self.default_interval))
+        if beat.service in self.silent_before:
+            self.silent_before.discard(beat.service)
+            if previous is None:
+                instance = beat.payload.get("instance", "?")
+                return [Change("INFO", beat.service, f"{beat.service} heard again ({instance})")]
         if previous is not None and previous.silent:
             instance = beat.payload.get("instance", "?")
             return [Change("INFO", beat.service, f"{beat.service} heard again ({instance})")]
@@ -148,6 +165,15 @@ def service_alert(change: Change, at_ms: int) -> NewEvent:
     return NewEvent(
         event=event, event_id=uuid.uuid5(CLAIRE_NAMESPACE, key), occurred_at=utc_from_ms(at_ms)
     )
+
+
+async def recorded_alerts(store: EventStore) -> list[ev.ServiceAlertRaised]:
+    """The ``ServiceAlertRaised`` events of the ledger's ``alerts`` stream, in order."""
+    return [
+        recorded.event
+        async for recorded in store.read_stream("alerts")
+        if isinstance(recorded.event, ev.ServiceAlertRaised)
+    ]
 
 
 async def watch_heartbeats(

@@ -53,16 +53,7 @@ CLAIRE_CONTAINERS = ["feed", "signal", "risk", "execution", "projector", "alerts
     "name",
     [
         *CLAIRE_CONTAINERS,
-        pytest.param(
-            "migrate",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: docs/OPERATIONS.md 'Each container keeps only its own password:"
-                " compose blanks the other passwords that .env hands to every service':"
-                " `migrate` has `env_file: .env` and does not blank GRAFANA_ADMIN_PASSWORD, so the"
-                " migrate container holds Grafana's admin password",
-            ),
-        ),
+        "migrate",
     ],
 )
 def test_compose_when_a_container_starts_then_it_holds_only_the_passwords_it_needs(

@@ -210,38 +210,13 @@ PREPARED = {
     "direct_update_grant": "GRANT UPDATE, DELETE, TRUNCATE, TRIGGER ON ledger.events TO {r}",
     "admin_option_on_claire_app": "GRANT claire_app TO {r} WITH ADMIN OPTION",
     "replica_by_default": "ALTER ROLE {r} SET session_replication_role = replica",
-    "owner_of_a_ledger_table": "ALTER TABLE ledger.snapshots OWNER TO {r}",
     "noinherit": "ALTER ROLE {r} NOINHERIT",
     "connection_limit_zero": "ALTER ROLE {r} CONNECTION LIMIT 0",
     "read_only_by_default": "ALTER ROLE {r} SET default_transaction_read_only = on",
 }
-WEAKENED_XFAIL = {
-    "member_of_projector": "an extra membership in claire_projector is kept",
-    "member_of_auditor_and_pg_write_all_data": "extra memberships are kept",
-    "direct_update_grant": "direct table grants to the login are kept",
-    "admin_option_on_claire_app": "the login keeps ADMIN OPTION on claire_app",
-    "replica_by_default": "the login's sessions still start with session_replication_role=replica",
-    "owner_of_a_ledger_table": "the login still owns a ledger table",
-    "connection_limit_zero": "CONNECTION LIMIT 0 is kept: the login cannot connect",
-    "read_only_by_default": "the login's sessions stay read-only: it cannot append",
-}
 
 
-def _case(key: str) -> object:
-    marks = []
-    if key in WEAKENED_XFAIL:
-        marks.append(
-            pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: docs/OPERATIONS.md 'if it exists, resets it to exactly that "
-                "and to the configured password' / 'refused everything beyond its job': "
-                + WEAKENED_XFAIL[key],
-            )
-        )
-    return pytest.param(key, marks=marks, id=key)
-
-
-@pytest.mark.parametrize("prepared", [_case(key) for key in PREPARED])
+@pytest.mark.parametrize("prepared", list(PREPARED), ids=list(PREPARED))
 async def test_create_logins_when_the_app_login_preexists_with_extra_powers_then_reset_to_its_job(
     database: str, cluster_url: str, names: tuple[str, str], prepared: str
 ) -> None:
@@ -272,6 +247,29 @@ async def test_create_logins_when_the_app_login_preexists_with_extra_powers_then
     assert slipped == [], "\n".join(slipped)
     assert list(row["member_of"]) == ["claire_app"]
     assert not any(row["admin_options"])
+
+
+async def test_create_logins_when_the_app_login_owns_a_ledger_table_then_exit_2_naming_it(
+    database: str, cluster_url: str, names: tuple[str, str]
+) -> None:
+    """Ownership is not silently reassigned: the operator is told what the login owns."""
+    app, projector = names
+    first = create_logins(database, app, projector)
+    assert first.code == 0, first.text
+    await admin(database, f"ALTER TABLE ledger.snapshots OWNER TO {app}")
+    run = create_logins(database, app, projector)
+    assert_clean(run, APP_PW, PROJ_PW)
+    assert run.code == 2, run.text
+    assert "CLAIRE_APP_LOGIN" in run.text and "ledger.snapshots" in run.text, run.text
+    connection = await asyncpg.connect(database)
+    try:
+        owner = await connection.fetchval(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'ledger'"
+            " AND tablename = 'snapshots'"
+        )
+    finally:
+        await connection.close()
+    assert owner == app
 
 
 async def snapshot_of_cluster(cluster_url: str, database: str) -> tuple[object, ...]:
@@ -344,16 +342,8 @@ TAKEN_NAMES = [
     "claire_app",
     "claire_projector",
     "claire_auditor",
-    pytest.param(
-        "pg_write_all_data",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="FINDING: docs/OPERATIONS.md 'A missing or unusable value stops it with exit 2,"
-            " naming every problem, before anything is changed' (and common rule: no traceback):"
-            " CLAIRE_APP_LOGIN=pg_write_all_data (a reserved role) is not refused up front; it"
-            " dies with a Python traceback (ReservedNameError), exit 1",
-        ),
-    ),
+    "pg_write_all_data",
+    "pg_newly_reserved",
 ]
 
 
@@ -372,14 +362,6 @@ async def test_create_logins_when_the_app_login_names_a_group_role_then_refused_
     assert after == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/OPERATIONS.md 'No service connects as the database owner' / 'A missing"
-    " or unusable value stops it with exit 2, naming every problem': CLAIRE_APP_LOGIN set to the"
-    " owner's own login is not refused up front; the job dies with a Python traceback"
-    " (InsufficientPrivilegeError: permission denied to grant role claire_app), exit 1"
-    " (the owner keeps SUPERUSER only because the transaction rolls back)",
-)
 async def test_create_logins_when_the_app_login_is_the_owner_itself_then_refused(
     database: str, cluster_url: str, names: tuple[str, str]
 ) -> None:
@@ -447,12 +429,6 @@ async def test_db_upgrade_when_the_owner_url_is_wrong_then_clear_error_without_i
     assert run.text.strip(), "no error message at all"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/OPERATIONS.md 'projector ... claire_projector: read the ledger, write the"
-    " read models' / 'resets it to exactly that': a pre-existing projector login that is also a"
-    " member of claire_app keeps that membership, so the projector can append to the ledger",
-)
 async def test_create_logins_when_the_projector_login_preexists_in_claire_app_then_it_cannot_append(
     database: str, cluster_url: str, names: tuple[str, str]
 ) -> None:

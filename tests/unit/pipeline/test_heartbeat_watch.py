@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.bus import Heartbeat
+from aggregates import events as ev
 from pipeline.heartbeats import HeartbeatWatch, beat_payload, render_heard
 
 
@@ -83,3 +84,31 @@ def test_render_when_services_heard_then_one_line_each_with_lag_and_dependencies
     text = render_heard({"risk": beat()}, datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC))
     assert "risk" in text and "lag 3" in text and "redis down" in text and "2.0s ago" in text
     assert render_heard({}, datetime(2026, 1, 1, tzinfo=UTC)).endswith("none")
+
+
+def _alert(severity: str, service: str) -> ev.ServiceAlertRaised:
+    return ev.ServiceAlertRaised(at_ms=1, severity=severity, service=service, message="m")
+
+
+def test_watch_when_the_ledger_last_says_a_service_is_silent_then_its_first_beat_is_info() -> None:
+    watch = HeartbeatWatch(default_interval=1.0)
+    watch.recall(
+        [
+            _alert("WARNING", "risk"),
+            _alert("WARNING", "signal"),
+            _alert("INFO", "signal"),
+            _alert("INFO", "feed"),
+        ]
+    )
+    assert [(c.severity, c.service) for c in watch.saw(beat("risk"), now=0.0)] == [("INFO", "risk")]
+    assert watch.saw(beat("signal"), now=0.0) == []
+    assert watch.saw(beat("feed"), now=0.0) == []
+    assert watch.saw(beat("risk"), now=0.5) == []  # told once
+    assert watch.check(0.9) == []  # nobody silent in this run yet
+
+
+def test_watch_when_a_recalled_silent_service_stays_silent_then_no_second_warning() -> None:
+    watch = HeartbeatWatch(default_interval=1.0)
+    watch.recall([_alert("WARNING", "risk")])
+    watch.saw(beat("feed"), now=0.0)
+    assert [(c.severity, c.service) for c in watch.check(10.0)] == [("WARNING", "feed")]

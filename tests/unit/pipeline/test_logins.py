@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore.logins import LoginSettingsError, logins_from
+from eventstore.logins import LoginSettingsError, logins_from, owner_of
 from pipeline.cli import main
 
 
@@ -23,6 +23,34 @@ def test_logins_when_a_name_is_a_privilege_role_then_refused() -> None:
     }
     with pytest.raises(LoginSettingsError, match="CLAIRE_APP_LOGIN"):
         logins_from(values)
+
+
+@pytest.mark.parametrize("name", ["pg_monitor", "pg_write_all_data", "pg_anything"])
+def test_logins_when_a_name_is_reserved_by_postgresql_then_refused_naming_the_variable(
+    name: str,
+) -> None:
+    values = {
+        "CLAIRE_PROJECTOR_LOGIN": name,
+        "CLAIRE_APP_PASSWORD": "a-long-password-1",
+        "CLAIRE_PROJECTOR_PASSWORD": "a-long-password-2",
+    }
+    with pytest.raises(LoginSettingsError, match="CLAIRE_PROJECTOR_LOGIN"):
+        logins_from(values)
+
+
+def test_logins_when_a_name_is_the_owner_the_job_connects_as_then_refused() -> None:
+    values = {
+        "CLAIRE_APP_LOGIN": "claire",
+        "CLAIRE_APP_PASSWORD": "a-long-password-1",
+        "CLAIRE_PROJECTOR_PASSWORD": "a-long-password-2",
+    }
+    owner = owner_of("postgresql://claire:secret@postgres:5432/claire")
+    with pytest.raises(LoginSettingsError, match=r"CLAIRE_APP_LOGIN.*owner"):
+        logins_from(values, owner=owner)
+    assert [login.name for login in logins_from(values, owner="postgres")] == [
+        "claire",
+        "claire_projection",
+    ]
 
 
 def test_logins_when_password_unusable_then_refused_without_showing_it() -> None:

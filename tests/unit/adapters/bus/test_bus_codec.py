@@ -119,3 +119,26 @@ def test_decode_heartbeat_when_unknown_field_then_malformed_schema() -> None:
     with pytest.raises(MalformedMessage) as caught:
         decode_heartbeat(b'{"service":"risk","at":"2026-01-01T00:00:00Z","extra":1}')
     assert caught.value.reason == "schema"
+
+
+@pytest.mark.parametrize(
+    ("service", "instance"),
+    [("Ghost", "h:1"), ("ghost service", "h:1"), ("", "h:1"), ("g" * 65, "h:1"), ("g", "i" * 201)],
+    ids=["upper_case", "space", "empty", "65_chars", "instance_201_chars"],
+)
+def test_decode_heartbeat_when_it_could_not_become_a_service_alert_then_malformed_schema(
+    service: str, instance: str
+) -> None:
+    data = msgspec.json.encode(
+        {"service": service, "at": "2026-01-01T00:00:00Z", "payload": {"instance": instance}}
+    )
+    with pytest.raises(MalformedMessage) as caught:
+        decode_heartbeat(data)
+    assert caught.value.reason == "schema"
+
+
+def test_decode_heartbeat_when_service_and_instance_fit_a_service_alert_then_decoded() -> None:
+    data = msgspec.json.encode(
+        {"service": "g" * 64, "at": "2026-01-01T00:00:00Z", "payload": {"instance": "i" * 200}}
+    )
+    assert decode_heartbeat(data).service == "g" * 64

@@ -43,7 +43,7 @@ def parse_anchor(text: str) -> tuple[int, bytes]:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from eventstore.errors import StoreUnavailable
+    from eventstore.errors import MigrationRefused, StoreUnavailable
     from eventstore.logins import LoginSettingsError
     from eventstore.migrations import upgrade
 
@@ -55,7 +55,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
             from eventstore.logins import ensure_logins
 
             asyncio.run(ensure_logins(url, logins))
-    except (StoreUnavailable, LoginSettingsError) as error:
+    except (StoreUnavailable, MigrationRefused, LoginSettingsError) as error:
         raise UsageError(str(error)) from error
     print(f"database at revision {revision}")
     for login in logins:

@@ -12,9 +12,8 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
-from eventstore.port import EventLog
+from eventstore.port import EventLog, VerifyResult
 from eventstore.postgres import EventStore, connection_lost
-from eventstore.verify import VerifyResult
 
 __all__ = [
     "ConcurrencyConflict",

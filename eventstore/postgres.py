@@ -60,8 +60,8 @@ from eventstore.errors import (
 )
 from eventstore.follow import follow
 from eventstore.plan import Plan, Request, plan_batch
+from eventstore.port import VerifyResult
 from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
-from eventstore.verify import VerifyResult
 from eventstore.verify import verify as _verify
 
 _VERSION_CACHE_LIMIT = 100_000

@@ -358,6 +358,13 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
     return prepare_checked(stream, new)
 
 
+def check_read_argument(name: str, value: object, minimum: int) -> None:
+    """A read's numeric argument, checked before it reaches the driver (whose errors for a
+    wrong type would read as a lost connection): :class:`InvalidEvent` naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value < 2**63:
+        raise InvalidEvent(f"{name} must be an int in {minimum}..{2**63 - 1}, got {value!r}")
+
+
 def check_stream_name(stream: str) -> None:
     """:func:`eventstore.canonical.check_stream` as an append reports it: :class:`InvalidEvent`."""
     try:

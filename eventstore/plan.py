@@ -18,8 +18,22 @@ from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.events import Event
 from eventstore import sql
 from eventstore.canonical import canonical_line, epoch_micros, next_link
-from eventstore.codec import Prepared, prepare_checked
-from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError
+from eventstore.codec import Prepared, check_stream_name, prepare_checked
+from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError, InvalidEvent
+
+
+def check_append(stream: str, events: Sequence[NewEvent], expected_version: int | None) -> None:
+    """An append's arguments as every :class:`eventstore.port.EventLog` checks them, before any
+    event is validated: :class:`InvalidEvent` naming the bad one."""
+    if expected_version is not None and (
+        not isinstance(expected_version, int)
+        or isinstance(expected_version, bool)
+        or expected_version < 0
+    ):
+        raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
+    check_stream_name(stream)
+    if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+        raise InvalidEvent(f"events must be a sequence of NewEvent, got {type(events).__name__}")
 
 
 def validate(stream: str, events: Sequence[NewEvent]) -> list[Prepared]:

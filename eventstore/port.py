@@ -42,19 +42,22 @@ class EventLog(Protocol):
         """Append atomically; positions of the events (original ones for already-stored ids)."""
         ...
 
-    def read_stream(self, stream: str, from_version: int = 0) -> AsyncIterator[RecordedEvent]:
+    def read_stream(
+        self, stream: str, from_version: int = 0, *, batch_size: int = 2000
+    ) -> AsyncIterator[RecordedEvent]:
         """A stream's events from ``from_version`` (inclusive), in stream order."""
         ...
 
-    def read_all(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
-        """Every event after position ``after``, in global order, in bounded memory."""
+    def read_all(self, after: int = 0, *, batch_size: int = 2000) -> AsyncIterator[RecordedEvent]:
+        """Every event after position ``after``, in global order, in bounded memory
+        (``batch_size``: events per round trip at most, for a store that has round trips)."""
         ...
 
     async def position_at(self, moment: datetime) -> int | None:
         """The first position whose occurred_at is >= ``moment``."""
         ...
 
-    def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
+    def subscribe(self, after: int = 0, *, batch_size: int = 2000) -> AsyncIterator[RecordedEvent]:
         """Catch up after ``after``, then follow live; each event once, in order."""
         ...
 

@@ -174,7 +174,8 @@ def canonical_line(
     The one Python spelling of :data:`CANONICAL_SQL`: the appender, ``verify``, the chain check
     over the reader's chunks and the in-memory log all call it. Positional, in
     :data:`aggregates.envelope.ENVELOPE_FIELDS` order, and a single f-string, because the chain
-    check calls it once per row (``replay --verify``'s hot loop: a nested call cost 40 %).
+    check calls it once per row (``replay --verify``'s hot loop; measured: a function per part of
+    the text and a call per link made that check 10 to 18 % slower).
     """
     return (
         f"{position}|{stream}|{stream_version}|{event_id}|{event_type}|{schema_version}|"

@@ -17,7 +17,7 @@ from typing import Any
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.events import Event
 from eventstore import sql
-from eventstore.canonical import canonical_line, epoch_micros, next_link
+from eventstore.canonical import canonical_line, chain_links, epoch_micros
 from eventstore.codec import Prepared, check_stream_name, prepare_checked
 from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError, InvalidEvent
 
@@ -94,27 +94,29 @@ class Plan:
         ``version``), extending the hash chain; records them in ``assigned`` (by ``id.int``)."""
         (positions, streams, stream_versions, ids, types, schemas, occurred, causes,
          cause_positions, correlations, payloads, hashes) = self.columns  # fmt: skip
-        position, previous, recorded = self.head, self.hash, self._recorded
-        line, link = canonical_line, next_link
+        position, recorded = self.head, self._recorded
+        line = canonical_line
         first = position + 1
+        texts: list[bytes] = []
         for event in fresh:
             position += 1
             version += 1
-            text = line(
-                position,
-                stream,
-                version,
-                event.id_text,
-                event.event_type,
-                event.schema_version,
-                event.occurred_us,
-                recorded,
-                event.causation_text,
-                event.causation_position,
-                event.correlation_text,
-                event.payload_text,
+            texts.append(
+                line(
+                    position,
+                    stream,
+                    version,
+                    event.id_text,
+                    event.event_type,
+                    event.schema_version,
+                    event.occurred_us,
+                    recorded,
+                    event.causation_text,
+                    event.causation_position,
+                    event.correlation_text,
+                    event.payload_text,
+                ).encode()
             )
-            previous = link(previous, text.encode())
             positions.append(position)
             streams.append(stream)
             stream_versions.append(version)
@@ -126,8 +128,10 @@ class Plan:
             cause_positions.append(event.causation_position)
             correlations.append(event.correlation_id)
             payloads.append(event.payload_text)
-            hashes.append(previous)
             self.events.append(event.event)
+        links = chain_links(self.hash, texts)
+        hashes.extend(links)
+        previous = links[-1] if links else self.hash
         self.head, self.hash = position, previous
         self.versions[stream] = version
         assigned.update(zip(id_keys(fresh), range(first, position + 1), strict=True))

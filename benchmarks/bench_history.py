@@ -29,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.bench_replay as bench_replay
+from aggregates.envelope import utc_from_ms
 from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
 from eventstore import EventStore
@@ -186,7 +186,7 @@ def measure(
             f"from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}",
             flush=True,
         )
-    day = datetime.fromtimestamp(LAST_DAY_MS / 1000, UTC).date().isoformat()
+    day = utc_from_ms(LAST_DAY_MS).date().isoformat()
     fast, code = replay_seconds(url, day, "--verify")
     full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
     figures["replay verify"] = fast

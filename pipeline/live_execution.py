@@ -32,8 +32,8 @@ from aggregates.live_book import LiveBookState, PendingRequest
 from aggregates.orders import OrderBook, OrderState, OrderStatus
 from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
-from eventstore import EventStore, EventStoreError, connection_lost
-from eventstore.snapshots import Snapshots, snapshot_of
+from eventstore import EventStore
+from eventstore.snapshots import Snapshots
 from pipeline.activation import record_contract_specs
 from pipeline.decider import append_grouped
 from pipeline.live_reports import (
@@ -44,6 +44,7 @@ from pipeline.live_reports import (
     reported_fee,
     stop_price,
 )
+from pipeline.snapshotting import SnapshotWriter, latest_usable
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ class LiveExecution:
         self._stop_pct = stop_loss_pct
         #: ``snapshot_every`` > 0 takes a snapshot every that many events and at each UTC day
         self._snapshots = snapshots
+        self._writer = SnapshotWriter(snapshots, PRODUCER, self._written) if snapshots else None
         self._snapshot_every = snapshot_every
-        self._writing: asyncio.Task[None] | None = None
         self.snapshots_taken = 0
         #: the position of the snapshot the last restore started from (0: from position 1)
         self.snapshot_position = 0
@@ -169,16 +170,9 @@ class LiveExecution:
     async def _restore(self) -> None:
         """Fold the log from the latest usable snapshot (else from position 1)."""
         after = 0
-        if self._snapshots is not None:
-            try:
-                found = await self._snapshots.latest_usable(PRODUCER)
-            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
-                if connection_lost(error):
-                    raise
-                _log.warning("%s: snapshots unreadable (%s); folding from 1", PRODUCER, error)
-                found = None
-            if found is not None:
-                self.state, after = found.state, found.snapshot.position
+        found = await latest_usable(self._snapshots, PRODUCER)
+        if found is not None:
+            self.state, after = found.state, found.snapshot.position
         self.last_position = self._snapshot_at = self.snapshot_position = after
         async for recorded in self._store.read_all(after):
             self.last_position = recorded.position
@@ -207,35 +201,21 @@ class LiveExecution:
         lies past p), nor while an append is under way. The bytes are encoded now (those of this
         moment); the database write runs beside the live path.
         """
-        if self._snapshots is None or self.last_position <= self._snapshot_at:
+        if self._writer is None or self.last_position <= self._snapshot_at:
             return True
-        if self._applied or self._recording:
-            return False
-        if self._writing is not None and not self._writing.done():
-            return False  # the previous one is still being written: the next trigger takes one
-        position, data = self.last_position, CODECS[PRODUCER].encode(self.state)
-        self._snapshot_at = position
-        self._writing = asyncio.create_task(
-            self._write_snapshot(position, data), name=f"{PRODUCER}-snapshot"
-        )
+        if self._applied or self._recording or self._writer.busy:
+            return False  # (a write still under way: the next trigger takes one)
+        self._snapshot_at = self.last_position
+        self._writer.write(self.last_position, CODECS[PRODUCER].encode(self.state))
         return True
 
-    async def _write_snapshot(self, position: int, data: bytes) -> None:
-        assert self._snapshots is not None
-        try:
-            chain = await self._snapshots.chain_hash_at(position)
-            if chain is None:
-                return
-            config = await self._snapshots.config_hash_at(position)
-            await self._snapshots.save(snapshot_of(PRODUCER, data, position, chain, config))
-            self.snapshots_taken += 1
-        except Exception:  # a snapshot is a shortcut: never let it stop the service
-            _log.warning("%s: snapshot at %d not written", PRODUCER, position, exc_info=True)
+    def _written(self, position: int) -> None:
+        self.snapshots_taken += 1
 
     async def wait_snapshots(self) -> None:
         """Wait for a snapshot being written (tests, shutdown)."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
+        if self._writer is not None:
+            await self._writer.wait()
 
     # --------------------------------------------------------------------------- orders
 

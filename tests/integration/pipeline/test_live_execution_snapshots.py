@@ -21,9 +21,12 @@ import msgspec
 import pytest
 
 from aggregates import events as ev
+from aggregates.live_book import LiveBookState
+from aggregates.snapshot import CODECS, digest
 from eventstore import EventStore
 from eventstore.snapshots import Snapshot, Snapshots, snapshot_of
 from pipeline.live_execution import PRODUCER, LiveExecution
+from pipeline.snapshot_status import snapshot_lines
 from pipeline.source import LedgerFeed
 from tests.integration.live.live_helpers import (
     AT_MS,
@@ -40,6 +43,15 @@ from tests.integration.live.live_helpers import (
 from tests.support.mexc_rest import LocalMexcRest
 
 pytestmark = pytest.mark.db
+
+CODEC = CODECS[PRODUCER]
+
+
+def _fold(log: list[Any]) -> LiveBookState:
+    state = LiveBookState()
+    for recorded in log:
+        state.fold(recorded)
+    return state
 
 
 def _bot(store: EventStore, server: LocalMexcRest, snapshots: Snapshots | None) -> LiveExecution:
@@ -149,9 +161,19 @@ async def _session(url: str, *, from_snapshot: bool, caplog: pytest.LogCaptureFi
                 await until(store, lambda r: types(r).count("order.partially_filled") == 2)
                 await restarted.wait_snapshots()
         recorded = await events(store)
+        taken = [s for s in await snapshots.all() if s.machine == PRODUCER]
+    # every snapshot taken on the way is the fold of the log up to its position, exactly
+    for snapshot in taken:
+        if digest(snapshot.state) != snapshot.state_digest:
+            continue  # the edited one
+        upto = [r for r in recorded if r.position <= snapshot.position]
+        assert CODEC.encode(_fold(upto)) == snapshot.state, snapshot.position
+    status = await snapshot_lines(url)  # claire status: what a restart would restore from
+    assert any(line.split()[:2] == [PRODUCER, "position"] for line in status), status
     after = [r for r in recorded if r.position > head]
     (reconciled,) = [r.event for r in after if isinstance(r.event, ev.ExecutionReconciled)]
     return {
+        "taken": len(taken),
         "restored_from": restarted.snapshot_position,
         "snapshot": good.snapshot.position,
         "sent": server.count("order/create"),
@@ -170,6 +192,7 @@ async def test_restart_when_restored_from_snapshot_then_same_decisions_as_from_p
     assert not any("skipped" in m for m in caplog.messages)
     from_snapshot = await _session(await fresh_database_url(), from_snapshot=True, caplog=caplog)
     assert from_snapshot["restored_from"] == from_snapshot["snapshot"] > 0
+    assert from_snapshot["taken"] >= 5 and from_one["taken"] >= 3  # each checked above
     assert any("truncated or edited" in m for m in caplog.messages)  # the newer one, skipped
 
     assert from_snapshot["sent"] == from_one["sent"] == 4  # a1, a2, a3 (answer lost), a4: once

@@ -83,7 +83,9 @@ class LiveExecution:
         self._stop_pct = stop_loss_pct
         #: ``snapshot_every`` > 0 takes a snapshot every that many events and at each UTC day
         self._snapshots = snapshots
-        self._writer = SnapshotWriter(snapshots, PRODUCER, self._written) if snapshots else None
+        self._writer = (
+            SnapshotWriter(snapshots, PRODUCER, self._written) if snapshots is not None else None
+        )
         self._snapshot_every = snapshot_every
         self.snapshots_taken = 0
         #: the position of the snapshot the last restore started from (0: from position 1)

@@ -45,6 +45,7 @@ from tests.support.mexc_rest import LocalMexcRest
 pytestmark = pytest.mark.db
 
 CODEC = CODECS[PRODUCER]
+DAY = 86_400_000
 
 
 def _fold(log: list[Any]) -> LiveBookState:
@@ -54,7 +55,9 @@ def _fold(log: list[Any]) -> LiveBookState:
     return state
 
 
-def _bot(store: EventStore, server: LocalMexcRest, snapshots: Snapshots | None) -> LiveExecution:
+def _bot(
+    store: EventStore, server: LocalMexcRest, snapshots: Snapshots | None, every: int = 1
+) -> LiveExecution:
     return LiveExecution(
         venue(server),
         store,
@@ -63,7 +66,7 @@ def _bot(store: EventStore, server: LocalMexcRest, snapshots: Snapshots | None) 
         poll_seconds=0.05,
         stop_loss_pct=Decimal(6),
         snapshots=snapshots,
-        snapshot_every=1 if snapshots is not None else 0,
+        snapshot_every=every if snapshots is not None else 0,
     )
 
 
@@ -201,3 +204,34 @@ async def test_restart_when_restored_from_snapshot_then_same_decisions_as_from_p
     corrections = from_snapshot["reconciled"].corrections
     assert any("a3 was accepted (answer had been lost)" in c for c in corrections)
     assert any("a4 had not reached the exchange; sent" in c for c in corrections)
+
+
+async def test_first_event_of_a_utc_day_when_live_then_snapshot_of_the_day_before_taken(
+    fresh_database_url: Callable[..., Awaitable[str]],
+) -> None:
+    async with (
+        LocalMexcRest(accounts={KEY: SECRET}) as server,
+        await EventStore.connect(await fresh_database_url()) as store,
+    ):
+        server.mark_prices["BTC_USDT"] = Decimal("65010.0")
+        snapshots = Snapshots(store)
+        bot = _bot(store, server, snapshots, every=10**9)  # only the day's end triggers one
+        async with running(bot):
+            await until(store, lambda r: "execution.reconciled" in types(r))
+            await append_request(store, request("d1"))
+            await until(store, _filled("d1"))
+            for _ in range(600):  # until the feed has handed back what the bot recorded
+                if bot.last_position == (await store.head())[0]:
+                    break
+                await asyncio.sleep(0.05)
+            evening, _ = await store.head()
+            assert await snapshots.all() == []
+            day = max(r.event.at_ms for r in await events(store)) // DAY
+            tomorrow = msgspec.structs.replace(request("d2"), at_ms=(day + 1) * DAY)
+            await append_request(store, tomorrow)
+            await until(store, _filled("d2"))
+            await bot.wait_snapshots()
+        recorded = await events(store)
+        (taken,) = [s for s in await snapshots.all() if s.machine == PRODUCER]
+    assert taken.position == evening
+    assert taken.state == CODEC.encode(_fold([r for r in recorded if r.position <= evening]))

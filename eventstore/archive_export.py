@@ -77,9 +77,13 @@ async def _restore_floor(url: str) -> tuple[int, str]:
     try:
         snapshots = Snapshots(store)
         floor: tuple[int, str] | None = None
-        for machine in CODECS:
+        for machine, codec in CODECS.items():
             found = await snapshots.latest_usable(machine)
             if found is None:
+                if codec.optional and not await snapshots.candidates(
+                    machine, limit=1, states=False
+                ):
+                    continue  # never run on this ledger (live execution, in paper mode)
                 return 0, f"no usable snapshot of {machine}: its restore folds from position 1"
             if floor is None or found.snapshot.position < floor[0]:
                 floor = (found.snapshot.position, f"the newest usable snapshot of {machine}")

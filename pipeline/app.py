@@ -330,6 +330,8 @@ def _live_execution(
         capital_tolerance_pct=settings.live_capital_tolerance_pct,
         capital_mismatch=settings.live_capital_mismatch,
         stop_loss_pct=config.stop_loss_pct if config is not None else None,
+        snapshots=Snapshots(store),
+        snapshot_every=settings.snapshot_every_events,
     )
 
 

@@ -7,6 +7,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from array import array as c_array
 from typing import Any
@@ -158,15 +159,26 @@ def csv_table(data: bytes) -> Any:
         "occurred_at": pa.int64(), "recorded_at": pa.int64(), "causation_id": pa.string(),
         "causation_position": pa.int64(), "correlation_id": pa.string(), "payload": pa.string(),
     }  # fmt: skip
-    table = csv.read_csv(
-        pa.py_buffer(data),
-        read_options=csv.ReadOptions(column_names=names, block_size=1 << 26),
-        parse_options=csv.ParseOptions(newlines_in_values=True),
-        convert_options=csv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    )  # fmt: skip
+
+    def parse(block_size: int, newlines_in_values: bool) -> Any:
+        return csv.read_csv(
+            pa.py_buffer(data),
+            read_options=csv.ReadOptions(column_names=names, block_size=block_size),
+            parse_options=csv.ParseOptions(newlines_in_values=newlines_in_values),
+            convert_options=csv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )  # fmt: skip
+
+    # Blocks of 1 MiB are parsed by Arrow's threads at once, which needs every newline to end
+    # a row: true when the rows parsed are as many as the newlines (jsonb's text has none;
+    # any other column might). If not, one block parsed in order, newlines allowed in values.
+    table = None
+    with contextlib.suppress(pa.ArrowInvalid):
+        table = parse(1 << 20, False)
+    if table is None or table.num_rows != data.count(b"\n"):
+        table = parse(1 << 26, True)
     stamp = pa.timestamp("us", tz="UTC")
     columns = {name: table.column(name) for name in names}
     for name in ("event_id", "causation_id", "correlation_id"):

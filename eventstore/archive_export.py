@@ -281,6 +281,9 @@ async def _write_partitions(
                     done.append(await dropping)
                     dropping = None
                 await _step(export, export.publish)
+                # The reader's snapshot locks only the partition it reads, never the parent,
+                # so this DETACH (ACCESS EXCLUSIVE on ledger.events) does not wait for it
+                # (which would deadlock: the reader waits for this loop to take its chunks).
                 dropping = asyncio.create_task(_drop(dropper, export.name, manifest))
                 export = None
             else:

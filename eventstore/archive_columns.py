@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from aggregates.envelope import CLAIRE_NAMESPACE
-from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts
+from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts, binary_slices
 from eventstore.canonical import (
     jsonb_key_order,
     render_object,
@@ -430,13 +430,20 @@ def _as_text(table: Any, name: str) -> Any:
 
 
 def _plain(table: Any) -> bool:
-    """Whether every typed trade string is one the column-wise texts write as is."""
+    """Whether every typed trade string is one the column-wise texts write as is (a
+    dictionary column is judged by its dictionaries: a few values, not a row each)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    strings = ("symbol", "taker_side", "position_effect", "trade_id")
-    return not any(
-        pc.any(pc.match_substring_regex(_as_text(table, n), _NOT_PLAIN)).as_py() for n in strings
-    )
+    for name in ("symbol", "taker_side", "position_effect", "trade_id"):
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            values = [chunk.dictionary for chunk in column.chunks]
+        else:
+            values = [pc.cast(column, pa.string())]
+        if any(pc.any(pc.match_substring_regex(v, _NOT_PLAIN)).as_py() for v in values):
+            return False
+    return True
 
 
 def canonical_texts(table: Any) -> list[str]:
@@ -476,13 +483,22 @@ def _canonical_column(table: Any) -> Any:
 
 
 def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
-    """Every row's chain hash, from the hash before the table's first row."""
-    import pyarrow as pa
+    """Every row's chain hash, from the hash before the table's first row: one SHA-256 loop
+    over slices of the canonical texts' Arrow buffer (``sha256(previous + text)``)."""
+    if not _plain(table):
+        return _chain([row.canonical().encode() for row in rows_of(table)], previous)
+    data, offsets = binary_slices(_canonical_column(table))
+    out = []
+    sha256 = hashlib.sha256
+    start = offsets[0]
+    for end in offsets[1:]:
+        previous = sha256(previous + data[start:end]).digest()
+        out.append(previous)
+        start = end
+    return out
 
-    if _plain(table):
-        texts = _canonical_column(table).cast(pa.binary()).to_pylist()
-    else:
-        texts = [row.canonical().encode() for row in rows_of(table)]
+
+def _chain(texts: list[bytes], previous: bytes) -> list[bytes]:
     out = []
     sha256 = hashlib.sha256
     for text in texts:

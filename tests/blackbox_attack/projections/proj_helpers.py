@@ -159,8 +159,10 @@ def order_filled(
     return events
 
 
-def new(event: Event, i: int = 0) -> NewEvent:
-    return NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=START + timedelta(milliseconds=i))
+def new(event: Event) -> NewEvent:
+    """Occurred-at is the event's own domain time, as the services record it."""
+    occurred = START + timedelta(milliseconds=event.at_ms - T0)
+    return NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=occurred)
 
 
 async def append(url: str, events: Iterable[Event], *, batch: bool = False) -> None:
@@ -170,15 +172,15 @@ async def append(url: str, events: Iterable[Event], *, batch: bool = False) -> N
         items = list(events)
         if batch:
             groups: dict[str, list[NewEvent]] = {}
-            for i, event in enumerate(items):
-                groups.setdefault(stream_for(event), []).append(new(event, i))
+            for event in items:
+                groups.setdefault(stream_for(event), []).append(new(event))
             # keep global order inside each stream; streams are independent
             for stream, group in groups.items():
                 for start in range(0, len(group), 1000):
                     await store.append(stream, group[start : start + 1000])
         else:
-            for i, event in enumerate(items):
-                await store.append(stream_for(event), [new(event, i)])
+            for event in items:
+                await store.append(stream_for(event), [new(event)])
     finally:
         await store.close()
 

@@ -46,7 +46,7 @@ async def test_positions_when_a_session_with_flips_and_partial_fills_is_rebuilt_
 ) -> None:
     url = await fresh_database_url()
     await base_ledger(url, SYMBOLS)
-    await append(url, session(400, SYMBOLS, seed=42), batch=True)
+    await append(url, session(250, SYMBOLS, seed=42), batch=True)
     result = await claire(url, "projections", "rebuild")
     assert result.code == 0, result.text
     books = reference(await logged(url))  # type: ignore[arg-type]
@@ -118,10 +118,10 @@ async def test_orders_when_an_order_of_thirty_digit_size_fills_exactly_then_it_i
     assert positions[0]["contracts"] == -Decimal(size)
 
 
-async def test_projections_when_three_hundred_symbols_trade_then_every_position_is_projected(
+async def test_projections_when_a_hundred_and_twenty_symbols_trade_then_every_position_is_projected(
     fresh_database_url: MakeUrl,
 ) -> None:
-    symbols = [f"S{n:03d}_USDT" for n in range(300)]
+    symbols = [f"S{n:03d}_USDT" for n in range(120)]
     url = await fresh_database_url()
     await base_ledger(url, symbols)
     events = []

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -122,7 +122,9 @@ def order_filled(
             reduce_only=False,
             reference_price=px,
         ),
-        OrderAccepted(at_ms=T0 + at, client_order_id=oid, exchange_order_id=f"x{oid}", symbol=symbol),
+        OrderAccepted(
+            at_ms=T0 + at, client_order_id=oid, exchange_order_id=f"x{oid}", symbol=symbol
+        ),
     ]
     rest = qty
     if partial_first is not None:
@@ -166,27 +168,31 @@ def new(event: Event) -> NewEvent:
 
 
 async def append(url: str, events: Iterable[Event], *, batch: bool = False) -> None:
-    """Append each event on its own stream (one append per event, or grouped per stream)."""
+    """Append each event on its own stream, one append per event in order; or, with ``batch``,
+    every stream concurrently (group commit), each stream's events in their order."""
     store = await EventStore.connect(url)
     try:
         items = list(events)
-        if batch:
-            groups: dict[str, list[NewEvent]] = {}
-            for event in items:
-                groups.setdefault(stream_for(event), []).append(new(event))
-            # keep global order inside each stream; streams are independent
-            for stream, group in groups.items():
-                for start in range(0, len(group), 1000):
-                    await store.append(stream, group[start : start + 1000])
-        else:
+        if not batch:
             for event in items:
                 await store.append(stream_for(event), [new(event)])
+            return
+        groups: dict[str, list[NewEvent]] = {}
+        for event in items:
+            groups.setdefault(stream_for(event), []).append(new(event))
+
+        async def one(stream: str, group: list[NewEvent]) -> None:
+            for start in range(0, len(group), 1000):
+                await store.append(stream, group[start : start + 1000])
+
+        await asyncio.gather(*(one(stream, group) for stream, group in groups.items()))
     finally:
         await store.close()
 
 
 async def base_ledger(url: str, symbols: Iterable[str] = ("BTC_USDT",)) -> None:
-    await append(url, [config_event(), *(spec(s) for s in symbols)])
+    await append(url, [config_event()])
+    await append(url, [spec(s) for s in symbols], batch=True)
 
 
 # --------------------------------------------------------------------------- SQL
@@ -256,7 +262,7 @@ def env_for(url: str, namespace: str = "") -> dict[str, str]:
     return env
 
 
-async def claire(url: str, *args: str, timeout: float = 300) -> Run:
+async def claire(url: str, *args: str) -> Run:
     def go() -> Run:
         done = subprocess.run(
             [str(BIN / "claire"), *args],
@@ -264,7 +270,7 @@ async def claire(url: str, *args: str, timeout: float = 300) -> Run:
             text=True,
             env=env_for(url),
             cwd=ROOT,
-            timeout=timeout,
+            timeout=300,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 
@@ -281,7 +287,14 @@ class Projector:
 
     def start(self) -> Projector:
         self.process = subprocess.Popen(
-            [str(BIN / "claire"), "run", "--service", "projector", "--duration", str(self.duration)],
+            [
+                str(BIN / "claire"),
+                "run",
+                "--service",
+                "projector",
+                "--duration",
+                str(self.duration),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -300,10 +313,10 @@ class Projector:
         self.process.communicate(timeout=30)
 
 
-async def until(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+async def until(predicate: Callable[[], Awaitable[bool]], patience: float = 60.0) -> bool:
     """Poll ``await predicate()`` until true; False if the wait runs out (never a timing claim)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + patience
     while loop.time() < deadline:
         if await predicate():
             return True

@@ -17,9 +17,16 @@ from aggregates.snapshot import CODECS
 from eventstore import EventStore
 from eventstore.migrations import upgrade
 from eventstore.snapshots import Snapshots, snapshot_of
-
-from .proj_helpers import append, base_ledger, claire, fetchval, head, readmodels, tick
-from .workload import session
+from tests.blackbox_attack.projections.proj_helpers import (
+    append,
+    base_ledger,
+    claire,
+    fetchval,
+    head,
+    readmodels,
+    tick,
+)
+from tests.blackbox_attack.projections.workload import session
 
 MakeUrl = Callable[..., Awaitable[str]]
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
@@ -72,7 +79,7 @@ async def archived_ledger(
     await snapshot_all(url, floor)
     assert (await claire(url, "projections", "rebuild")).code == 0
     before = await readmodels(url)
-    directory.mkdir(exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, exist_ok=True)
     result = await claire(url, "archive", "--before", FAR_FUTURE, "--to", str(directory))
     assert result.code == 0, result.text
     archived = await fetchval(url, "SELECT count(*) FROM ledger.archived")
@@ -99,7 +106,7 @@ async def test_rebuild_without_the_archive_when_part_of_the_log_was_archived_the
     assert await readmodels(url) == whole, result.text[-800:]
 
 
-async def test_rebuild_with_the_archive_then_equal_to_before_and_a_bad_file_is_named_and_models_kept(
+async def test_rebuild_with_the_archive_then_equal_to_before_and_a_bad_file_named_models_kept(
     fresh_database_url: MakeUrl, tmp_path: Path
 ) -> None:
     directory = tmp_path / "archive"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Awaitable, Callable
 
-from .proj_helpers import (
+from tests.blackbox_attack.projections.proj_helpers import (
     Projector,
     append,
     base_ledger,
@@ -22,7 +22,7 @@ from .proj_helpers import (
     readmodels,
     until,
 )
-from .workload import session
+from tests.blackbox_attack.projections.workload import session
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
 
@@ -90,7 +90,7 @@ async def test_projector_when_sigkilled_while_folding_then_a_restart_equals_a_re
             marks = await checkpoints(url)
             return any(p > 0 for p in marks.values())
 
-        await until(moved, timeout=30)
+        await until(moved, patience=30)
         projector.kill()
         await append(url, session(40, SYMBOLS, seed=100 + round_), batch=True)
     live = await projected(url)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from .proj_helpers import (
+from tests.blackbox_attack.projections.proj_helpers import (
     Projector,
     append,
     base_ledger,
@@ -20,7 +20,7 @@ from .proj_helpers import (
     readmodels,
     until,
 )
-from .workload import session
+from tests.blackbox_attack.projections.workload import session
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
 MakeUrl = Callable[..., Awaitable[str]]
@@ -54,7 +54,12 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
     url = await fresh_database_url()
     await base_ledger(url, SYMBOLS)
     await append(url, session(1200, SYMBOLS, seed=21), batch=True)
-    old = tuple(len(rows) for rows in (await readmodels(url, ["fills", "order_events", "orders", "positions"])).values())
+    old = tuple(
+        len(rows)
+        for rows in (
+            await readmodels(url, ["fills", "order_events", "orders", "positions"])
+        ).values()
+    )
     assert old == (0, 0, 0, 0)  # the projector never ran: the models in service are empty
 
     stop = asyncio.Event()
@@ -65,7 +70,9 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
     assert result.code == 0, result.text
     new = tuple(
         len(rows)
-        for rows in (await readmodels(url, ["fills", "order_events", "orders", "positions"])).values()
+        for rows in (
+            await readmodels(url, ["fills", "order_events", "orders", "positions"])
+        ).values()
     )
     assert new[0] > 1200
     assert seen <= {old, new}, sorted(seen - {old, new})[:5]

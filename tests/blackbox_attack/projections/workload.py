@@ -7,9 +7,14 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from aggregates.events import ContractSpecified, Event, OrderFilled, OrderPartiallyFilled, TradeTicked
-
-from .proj_helpers import order_filled, tick
+from aggregates.events import (
+    ContractSpecified,
+    Event,
+    OrderFilled,
+    OrderPartiallyFilled,
+    TradeTicked,
+)
+from tests.blackbox_attack.projections.proj_helpers import order_filled, tick
 
 
 def session(
@@ -76,4 +81,4 @@ def close(a: object, b: Decimal, places: int = 9) -> bool:
     return abs(Decimal(str(a)) - b) <= Decimal(10) ** -places * max(Decimal(1), abs(b))
 
 
-__all__ = ["TradeTicked", "Book", "close", "reference", "session"]
+__all__ = ["Book", "TradeTicked", "close", "reference", "session"]

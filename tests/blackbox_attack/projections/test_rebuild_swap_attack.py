@@ -10,8 +10,10 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import pytest
 
 from tests.blackbox_attack.projections.proj_helpers import (
+    VIEWS,
     Projector,
     append,
     base_ledger,
@@ -34,18 +36,26 @@ SELECT (SELECT count(*) FROM readmodel.fills),
 """
 
 
-async def watch(url: str, stop: asyncio.Event) -> list[tuple[int, ...]]:
+async def watch(
+    url: str, stop: asyncio.Event, sql: str = SEEN
+) -> tuple[list[tuple[int, ...]], list[str]]:
+    """Query until told to stop: what was seen, and every error a query met."""
     conn = await asyncpg.connect(url)
     seen: list[tuple[int, ...]] = []
+    errors: list[str] = []
     try:
         while not stop.is_set():
-            row = await conn.fetchrow(SEEN)
+            try:
+                row = await conn.fetchrow(sql)
+            except asyncpg.PostgresError as error:
+                errors.append(repr(error))
+                continue
             assert row is not None
             seen.append(tuple(row))
             await asyncio.sleep(0)
     finally:
         await conn.close()
-    return seen
+    return seen, errors
 
 
 async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_the_new_models(
@@ -64,9 +74,12 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
 
     stop = asyncio.Event()
     readers = [asyncio.create_task(watch(url, stop)) for _ in range(2)]
-    result = await claire(url, "projections", "rebuild")
+    for _ in range(3):  # a rebuild may lose a deadlock to a reader: see the test below
+        result = await claire(url, "projections", "rebuild")
+        if result.code == 0:
+            break
     stop.set()
-    seen = {snapshot for reader in readers for snapshot in await reader}
+    seen = {snapshot for reader in readers for snapshot in (await reader)[0]}
     assert result.code == 0, result.text
     new = tuple(
         len(rows)
@@ -76,6 +89,40 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
     )
     assert new[0] > 1200
     assert seen <= {old, new}, sorted(seen - {old, new})[:5]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: docs/AUDIT.md says readers see the old or the new models during a rebuild; "
+    "a reader's SELECT over several readmodel views deadlocks with the rebuild's swap: "
+    "PostgreSQL aborts the reader's query or the rebuild (exit 1 with a traceback)",
+)
+async def test_rebuild_when_readers_join_several_views_meanwhile_then_no_query_and_no_rebuild_fails(
+    fresh_database_url: MakeUrl,
+) -> None:
+    url = await fresh_database_url()
+    await base_ledger(url, SYMBOLS)
+    await append(url, session(100, SYMBOLS, seed=22), batch=True)
+    views = list(VIEWS)
+    queries = [
+        "SELECT " + ", ".join(f"(SELECT count(*) FROM readmodel.{v})" for v in order)
+        for order in [views[k:] + views[:k] for k in range(0, 11, 2)] + [views[::-1]]
+    ]
+    stop = asyncio.Event()
+    readers = [asyncio.create_task(watch(url, stop, sql)) for sql in queries]
+    failed: list[str] = []
+    for _ in range(8):
+        result = await claire(url, "projections", "rebuild")
+        if result.code != 0:
+            failed.append(result.text[-300:])
+            break
+        if any(task.done() for task in readers):
+            break
+        await asyncio.sleep(0)
+    stop.set()
+    errors = [error for task in readers for error in (await task)[1]]
+    assert not failed, failed
+    assert not errors, errors[:3]
 
 
 async def test_rebuild_when_the_archive_directory_is_missing_then_exit_1_and_models_unchanged(

@@ -66,16 +66,16 @@ async def archived_ledger(
 ) -> tuple[str, dict]:  # type: ignore[type-arg]
     url = await small_partitions(fresh_database_url)
     await base_ledger(url, SYMBOLS)
-    await append(url, session(60, SYMBOLS, seed=17))
+    await append(url, session(60, SYMBOLS, seed=17), batch=True)
     floor = await head(url) - 3
     if respec:
         # pad to a partition boundary (50), then the feed announces the contracts again: the
         # table kept after archiving starts with them, so the table alone folds.
-        while (await head(url)) % 50:
-            await append(url, [tick("BTC_USDT", "100")])
+        pad = -(await head(url)) % 50
+        await append(url, [tick("BTC_USDT", "100", n) for n in range(pad)], batch=True)
         floor = await head(url) + 1
         await base_ledger(url, SYMBOLS)
-        await append(url, session(15, SYMBOLS, seed=27))
+        await append(url, session(15, SYMBOLS, seed=27), batch=True)
     await snapshot_all(url, floor)
     assert (await claire(url, "projections", "rebuild")).code == 0
     before = await readmodels(url)
@@ -117,7 +117,7 @@ async def test_rebuild_with_the_archive_then_equal_to_before_and_a_bad_file_name
     single = await claire(url, "projections", "rebuild", "portfolio", "--archive", str(directory))
     assert single.code == 0, single.text
     assert await readmodels(url) == before
-    await append(url, session(10, SYMBOLS, seed=18))
+    await append(url, session(10, SYMBOLS, seed=18), batch=True)
     assert (await claire(url, "projections", "rebuild", "--archive", str(directory))).code == 0
     current = await readmodels(url)
     assert current != before
@@ -137,7 +137,7 @@ async def test_archive_when_a_projection_checkpoint_lags_then_its_positions_stay
 ) -> None:
     url = await small_partitions(fresh_database_url)
     await base_ledger(url, SYMBOLS)
-    await append(url, session(60, SYMBOLS, seed=19))
+    await append(url, session(60, SYMBOLS, seed=19), batch=True)
     await snapshot_all(url, await head(url) - 3)
     # the projector never ran: every checkpoint is at 0, so nothing may be archived
     result = await claire(url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))

@@ -82,7 +82,7 @@ async def test_projector_when_stopped_and_resumed_then_equal_to_a_rebuild_that_n
 async def test_projector_when_sigkilled_while_folding_then_a_restart_equals_a_rebuild(
     fresh_database_url: MakeUrl,
 ) -> None:
-    url = await ledger(fresh_database_url, 400, seed=11)
+    url = await ledger(fresh_database_url, 250, seed=11)
     for round_ in range(2):
         projector = Projector(url, duration=60).start()
 

@@ -143,9 +143,9 @@ async def test_rebuild_when_the_archive_directory_is_missing_then_exit_1_and_mod
 
 
 async def test_rebuild_when_the_name_is_unknown_then_exit_2_without_a_traceback(
-    fresh_database_url: MakeUrl,
+    database_url: str,
 ) -> None:
-    url = await fresh_database_url()
+    url = database_url
     result = await claire(url, "projections", "rebuild", "no_such_projection")
     assert result.code == 2, result.text
     assert "Traceback" not in result.text, result.text

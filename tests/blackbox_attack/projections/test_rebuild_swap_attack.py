@@ -174,3 +174,19 @@ async def test_rebuild_when_the_live_projector_runs_and_appends_go_on_then_model
     result = await claire(url, "projections", "rebuild")
     assert result.code == 0, result.text
     assert live == await readmodels(url)
+
+
+async def test_rebuild_when_two_run_at_once_then_both_succeed_and_models_equal_a_lone_rebuild(
+    fresh_database_url: MakeUrl,
+) -> None:
+    url = await fresh_database_url()
+    await base_ledger(url, SYMBOLS)
+    await append(url, session(150, SYMBOLS, seed=41), batch=True)
+    first, second = await asyncio.gather(
+        claire(url, "projections", "rebuild"), claire(url, "projections", "rebuild")
+    )
+    assert (first.code, second.code) == (0, 0), first.text + second.text
+    both = await readmodels(url)
+    assert len(both["fills"]) > 150
+    assert (await claire(url, "projections", "rebuild")).code == 0
+    assert await readmodels(url) == both

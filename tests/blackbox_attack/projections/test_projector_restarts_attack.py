@@ -83,7 +83,7 @@ async def test_projector_when_sigkilled_while_folding_then_a_restart_equals_a_re
     fresh_database_url: MakeUrl,
 ) -> None:
     url = await ledger(fresh_database_url, 250, seed=11)
-    for round_ in range(2):
+    for round_ in range(1):
         projector = Projector(url, duration=60).start()
 
         async def moved() -> bool:

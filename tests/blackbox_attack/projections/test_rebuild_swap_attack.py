@@ -63,7 +63,7 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
 ) -> None:
     url = await fresh_database_url()
     await base_ledger(url, SYMBOLS)
-    await append(url, session(1200, SYMBOLS, seed=21), batch=True)
+    await append(url, session(600, SYMBOLS, seed=21), batch=True)
     old = tuple(
         len(rows)
         for rows in (
@@ -87,7 +87,7 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
             await readmodels(url, ["fills", "order_events", "orders", "positions"])
         ).values()
     )
-    assert new[0] > 1200
+    assert new[0] > 600
     assert seen <= {old, new}, sorted(seen - {old, new})[:5]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -121,10 +122,14 @@ async def test_rebuild_when_the_log_holds_an_event_the_fold_refuses_then_a_messa
     assert "Traceback" not in result.text, result.text[-800:]
 
 
-async def test_rebuild_when_the_fold_fails_midway_then_the_models_in_service_are_unchanged(
-    fresh_database_url: MakeUrl,
+async def test_rebuild_when_the_fold_fails_or_the_archive_is_missing_then_models_are_unchanged(
+    fresh_database_url: MakeUrl, tmp_path: Path
 ) -> None:
     url, before = await poisoned(fresh_database_url, "fill_before_its_order_was_accepted")
+    missing = await claire(url, "projections", "rebuild", "--archive", f"{tmp_path}/nowhere")
+    assert "Traceback" not in missing.text, missing.text
+    assert missing.code in (1, 2), missing.text
+    assert await readmodels(url) == before
     result = await claire(url, "projections", "rebuild")
     assert result.code != 0, result.text  # the fold refuses the fill
     assert await readmodels(url) == before

@@ -7,6 +7,7 @@ read models equal a rebuild from scratch after kill -9.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -51,13 +52,18 @@ async def projected(url: str) -> dict[str, list[tuple[object, ...]]]:
     return await readmodels(url)
 
 
-async def test_rebuild_when_repeated_whole_or_by_name_then_the_read_models_are_identical(
+async def test_rebuild_when_repeated_at_once_whole_or_by_name_then_the_read_models_are_identical(
     fresh_database_url: MakeUrl,
 ) -> None:
     url = await ledger(fresh_database_url, 80)
     first = await rebuilt(url)
     assert len(first["fills"]) > 80
     assert await rebuilt(url) == first
+    both = await asyncio.gather(
+        claire(url, "projections", "rebuild"), claire(url, "projections", "rebuild")
+    )
+    assert [run.code for run in both] == [0, 0], [run.text for run in both]
+    assert await readmodels(url) == first
     for name in ("portfolio", "orders"):
         result = await claire(url, "projections", "rebuild", name)
         assert result.code == 0, result.text

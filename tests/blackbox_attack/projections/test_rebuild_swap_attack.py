@@ -125,23 +125,6 @@ async def test_rebuild_when_readers_join_several_views_meanwhile_then_no_query_a
     assert not errors, errors[:3]
 
 
-async def test_rebuild_when_the_archive_directory_is_missing_then_exit_1_and_models_unchanged(
-    fresh_database_url: MakeUrl, tmp_path: object
-) -> None:
-    url = await fresh_database_url()
-    await base_ledger(url, SYMBOLS)
-    await append(url, session(30, SYMBOLS, seed=2), batch=True)
-    assert (await claire(url, "projections", "rebuild")).code == 0
-    before = await readmodels(url)
-    await append(url, session(30, SYMBOLS, seed=3), batch=True)
-    result = await claire(url, "projections", "rebuild", "--archive", f"{tmp_path}/nowhere")
-    assert "Traceback" not in result.text, result.text
-    if result.code != 0:
-        assert result.code in (1, 2), result.text
-        assert await readmodels(url) == before
-    # else: nothing was archived, so a missing directory holds nothing needed
-
-
 async def test_rebuild_when_the_name_is_unknown_then_exit_2_without_a_traceback(
     database_url: str,
 ) -> None:
@@ -174,19 +157,3 @@ async def test_rebuild_when_the_live_projector_runs_and_appends_go_on_then_model
     result = await claire(url, "projections", "rebuild")
     assert result.code == 0, result.text
     assert live == await readmodels(url)
-
-
-async def test_rebuild_when_two_run_at_once_then_both_succeed_and_models_equal_a_lone_rebuild(
-    fresh_database_url: MakeUrl,
-) -> None:
-    url = await fresh_database_url()
-    await base_ledger(url, SYMBOLS)
-    await append(url, session(150, SYMBOLS, seed=41), batch=True)
-    first, second = await asyncio.gather(
-        claire(url, "projections", "rebuild"), claire(url, "projections", "rebuild")
-    )
-    assert (first.code, second.code) == (0, 0), first.text + second.text
-    both = await readmodels(url)
-    assert len(both["fills"]) > 150
-    assert (await claire(url, "projections", "rebuild")).code == 0
-    assert await readmodels(url) == both

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,8 @@ import msgspec
 from aggregates.envelope import CLAIRE_NAMESPACE
 from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts, binary_slices
 from eventstore.canonical import (
+    canonical_line,
+    chain_links,
     jsonb_key_order,
     render_object,
 )
@@ -66,27 +69,11 @@ class ArchivedRow:
 
     def canonical(self) -> str:
         """:func:`eventstore.canonical.canonical_text` of this row."""
-        cause, corr, cause_position = (
-            self.causation_id,
-            self.correlation_id,
-            self.causation_position,
-        )
-        return "|".join(
-            (
-                str(self.position),
-                self.stream,
-                str(self.stream_version),
-                str(self.event_id),
-                self.event_type,
-                str(self.schema_version),
-                str(self.occurred_us),
-                str(self.recorded_us),
-                "" if cause is None else str(cause),
-                "" if cause_position is None else str(cause_position),
-                "" if corr is None else str(corr),
-                self.payload_text,
-            )
-        )
+        return canonical_line(
+            self.position, self.stream, self.stream_version, self.event_id, self.event_type,
+            self.schema_version, self.occurred_us, self.recorded_us, self.causation_id,
+            self.causation_position, self.correlation_id, self.payload_text,
+        )  # fmt: skip
 
 
 def _schema() -> Any:
@@ -483,28 +470,13 @@ def _canonical_column(table: Any) -> Any:
 
 
 def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
-    """Every row's chain hash, from the hash before the table's first row: one SHA-256 loop
-    over slices of the canonical texts' Arrow buffer (``sha256(previous + text)``)."""
+    """Every row's chain hash, from the hash before the table's first row: the ledger's one
+    link (:func:`eventstore.canonical.chain_links`) over slices of the canonical texts' Arrow
+    buffer, no Python string per row."""
     if not _plain(table):
-        return _chain([row.canonical().encode() for row in rows_of(table)], previous)
+        return chain_links(previous, [row.canonical().encode() for row in rows_of(table)])
     data, offsets = binary_slices(_canonical_column(table))
-    out = []
-    sha256 = hashlib.sha256
-    start = offsets[0]
-    for end in offsets[1:]:
-        previous = sha256(previous + data[start:end]).digest()
-        out.append(previous)
-        start = end
-    return out
-
-
-def _chain(texts: list[bytes], previous: bytes) -> list[bytes]:
-    out = []
-    sha256 = hashlib.sha256
-    for text in texts:
-        previous = sha256(previous + text).digest()
-        out.append(previous)
-    return out
+    return chain_links(previous, (data[start:end] for start, end in pairwise(offsets)))
 
 
 _PARQUET_OPTIONS: dict[str, Any] = {

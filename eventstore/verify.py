@@ -156,14 +156,19 @@ class _Verify:
         raise _Bad(after + 1, f"the rows after position {after} cannot be read")
 
 
-def _canonical(row: Any) -> str:
+def row_canonical(row: Any) -> str:
     """The canonical text of a :data:`eventstore.sql.READ_FOR_VERIFY` row: the envelope in
     :data:`aggregates.envelope.ENVELOPE_FIELDS` order (its timestamps at 6 and 7), the payload's
-    text, then the hash."""
+    text, then the hash. ``ValueError``/``TypeError``/... for a row it cannot render."""
+    return canonical_line(
+        row[0], row[1], row[2], row[3], row[4], row[5], epoch_micros(row[6]),
+        epoch_micros(row[7]), row[8], row[9], row[10], row[_PAYLOAD],
+    )  # fmt: skip
+
+
+def _canonical(row: Any) -> str:
+    """:func:`row_canonical`, a row it cannot render named as the first bad one."""
     try:
-        return canonical_line(
-            row[0], row[1], row[2], row[3], row[4], row[5], epoch_micros(row[6]),
-            epoch_micros(row[7]), row[8], row[9], row[10], row[_PAYLOAD],
-        )  # fmt: skip
+        return row_canonical(row)
     except (ValueError, TypeError, OverflowError, ArithmeticError) as error:
         raise _Bad(row[0], f"position {row[0]} cannot be read: {error}") from None

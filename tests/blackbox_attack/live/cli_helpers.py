@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
+from tests.support.cli_run import CliRun, run_tool_async, tool_path
 from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
 
 KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"
 ROOT = Path(__file__).resolve().parents[3]
-CLAIRE = str(Path(sys.executable).parent / "claire")
+CLAIRE = tool_path("claire")
 
 TRADING = {
     "INITIAL_EQUITY_USDT": "10000",
@@ -47,15 +45,8 @@ TRADING = {
 }
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
+#: what a run of ``claire`` left (``tests/support/cli_run.py``)
+Outcome = CliRun
 
 
 def live_env(database_url: str, redis_url: str, rest_url: str, **extra: str) -> dict[str, str]:
@@ -80,21 +71,8 @@ def live_env(database_url: str, redis_url: str, rest_url: str, **extra: str) -> 
 
 
 async def claire(args: list[str], env: dict[str, str], cwd: Path, limit_s: float = 30.0) -> Outcome:
-    process = await asyncio.create_subprocess_exec(
-        CLAIRE,
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), limit_s)
-    except TimeoutError as late:
-        process.kill()
-        out, err = await process.communicate()
-        raise AssertionError(f"claire {args} did not end: {out.decode()} {err.decode()}") from late
-    return Outcome(process.returncode or 0, out.decode(), err.decode())
+    """``claire args`` as a real process with exactly ``env``, the event loop free meanwhile."""
+    return await run_tool_async("claire", *args, env=env, cwd=cwd, limit_s=limit_s)
 
 
 def exchange() -> LocalMexcRest:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay, replay_in_process
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay_in_process
 
 pytestmark = pytest.mark.db
 
@@ -17,7 +17,9 @@ LOWEST_FIRST = {"fees", "max_drawdown_pct", "halts"}
 
 
 def sweep(ledger: str, *argv: str, window: tuple[str, str] = (FROM, TO)) -> list[dict]:
-    result = replay(
+    """A sweep through ``replay``'s ``main`` in this process (its combinations still run in
+    worker processes); the real ``replay`` process is run by the other sweep attacks."""
+    result = replay_in_process(
         "--from", window[0], "--to", window[1], "--database-url", ledger, "--json", *argv
     )  # fmt: skip
     assert result.code == 0, result.err[-1500:]

@@ -13,31 +13,14 @@ from eventstore import EventStore
 from tests.support.cli_run import CliRun, run_tool_async, tool_path
 from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
+from tests.support.trading_env import ATTACK_LIMITS
 
 KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"
 ROOT = Path(__file__).resolve().parents[3]
 CLAIRE = tool_path("claire")
 
 TRADING = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_DAILY_DRAWDOWN_PCT": "5",
-    "ABNORMAL_MOVE_PCT": "8",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "30",
-    "MAX_EXPOSURE_PCT": "50",
-    "MAX_POSITION_PCT": "10",
-    "STOP_LOSS_PCT": "2",
-    "MAX_ORDER_NOTIONAL_USDT": "2000",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "EXIT_COOLDOWN_SECONDS": "120",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "120",
-    "LOOKBACK_MINUTES": "5",
-    "SIGNAL_THRESHOLD_PCT": "0.5",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
+    **ATTACK_LIMITS,
     "TAKER_FEE_RATE": "0.0006",
     "MAKER_FEE_RATE": "0.0002",
     "PAPER_SLIPPAGE_BPS": "2",

@@ -155,7 +155,7 @@ def replay_seconds(url: str, day: str, *options: str) -> tuple[float, int]:
 
 def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, float]:
     """Run the ``replay`` CLI as ``bench_replay.run_replay`` does, on another day."""
-    command = [sys.executable, "-m", "replay.cli", "--from", day, "-q", *options]
+    command = [sys.executable, "-m", "cli.replay", "--from", day, "-q", *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = subprocess.run(
@@ -216,7 +216,7 @@ def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
     started = time.perf_counter()
     options = ("--verify", "--all", "--jobs", jobs, "-q", "--database-url", url)
     child = subprocess.run(
-        [sys.executable, "-m", "replay.cli", *options],
+        [sys.executable, "-m", "cli.replay", *options],
         stdout=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
         check=False,

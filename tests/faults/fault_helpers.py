@@ -38,7 +38,7 @@ from tests.support.trading_env import PROCESS_TRADING_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-CLAIRE = [PYTHON, "-m", "pipeline.cli"]
+CLAIRE = [PYTHON, "-m", "cli.main"]
 
 #: A full trading configuration for subprocess runs (``tests/support/trading_env.py``).
 TRADING_ENV = PROCESS_TRADING_ENV

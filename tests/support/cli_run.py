@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import main as claire_main
-from replay.cli import main as replay_main
+from cli.main import main as claire_main
+from cli.replay import main as replay_main
 
 #: where the installed entry points (``claire``, ``replay``) live: beside this interpreter
 BIN = Path(sys.executable).parent

@@ -34,38 +34,14 @@ from aggregates.risk.machine import RiskMachine
 from aggregates.signal import SignalMachine
 from eventstore import EventStore
 from projections.postgres import readmodel_rows as readmodel_rows  # the product's own
+from tests.support.trading_env import PROCESS_TRADING_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 CLAIRE = [PYTHON, "-m", "cli.main"]
 
-#: A full trading configuration (every decision parameter explicit) for subprocess runs. Silence
-#: is generous because these tapes are anchored near wall-clock time but played at full speed.
-TRADING_ENV = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_POSITION_PCT": "40",
-    "MAX_EXPOSURE_PCT": "120",
-    "MAX_DAILY_DRAWDOWN_PCT": "20",
-    "STOP_LOSS_PCT": "6",
-    "LOOKBACK_MINUTES": "1",
-    "SIGNAL_THRESHOLD_PCT": "0.3",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
-    "ABNORMAL_MOVE_PCT": "50",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "60",
-    "DATA_SILENCE_SECONDS": "3600",
-    "EXIT_COOLDOWN_SECONDS": "1",
-    "LOSS_STREAK_COUNT": "50",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "1",
-    "MAX_ORDERS_PER_MINUTE": "60",
-    "MAX_ORDER_NOTIONAL_USDT": "5000",
-    "TAKER_FEE_RATE": "0.0006",
-    "MAKER_FEE_RATE": "0.0002",
-    "PAPER_SLIPPAGE_BPS": "2",
-    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1,ETH_USDT:0.01:1:1000000:1:0.01",
-}
+#: A full trading configuration for subprocess runs (``tests/support/trading_env.py``).
+TRADING_ENV = PROCESS_TRADING_ENV
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT")
 _BASE = {"BTC_USDT": Decimal("100000.0"), "ETH_USDT": Decimal("2500.00")}

@@ -3,13 +3,12 @@ runs them (a module of its own: test directories share one import namespace)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
+
+from tests.support.cli_run import CliRun, run_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,26 +22,18 @@ def readme_audit_query() -> str:
     return match.group(1).strip().rstrip(";")
 
 
-def claire_verify(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def claire_verify(url: str, *extra: str) -> CliRun:
     """``claire verify`` as an operator runs it."""
     return claire(url, "verify", *extra)
 
 
-def claire(url: str, *command: str) -> subprocess.CompletedProcess[str]:
+def claire(url: str, *command: str) -> CliRun:
     """A ``claire`` command on the ledger at ``url``, as an operator runs it."""
     if command[:1] == ("replay",):  # replay takes its options after the subcommand
         argv = ["replay", "--database-url", url, *command[1:]]
     else:
         argv = ["--database-url", url, *command]
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-        check=False,
-    )
+    return run_tool("claire", *argv, cwd=ROOT)
 
 
 async def audit(url: str) -> asyncpg.Record | None:

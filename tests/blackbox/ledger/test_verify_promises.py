@@ -70,7 +70,7 @@ async def test_verify_while_other_writers_commit_reports_an_intact_chain(
         await task
     assert overlapped >= 4, "the writer never committed during a verify: nothing was tested"
     run = await asyncio.to_thread(claire_verify, ledger_url)
-    assert run.returncode == 0, run.stderr
+    assert run.code == 0, run.err
 
 
 @pytest.mark.parametrize("moment", ["infinity", "-infinity", "294276-12-31 00:00:00+00"])
@@ -88,9 +88,9 @@ async def test_a_row_verify_cannot_read_is_named_by_position_exit_1_no_traceback
     )
     anchor = tmp_path / "head.anchor"
     run = await asyncio.to_thread(claire_verify, ledger_url, "--anchor", str(anchor))
-    assert run.returncode == 1, (run.stdout, run.stderr)
-    assert "Traceback" not in run.stderr
-    assert "position 4" in run.stderr
+    assert run.code == 1, (run.out, run.err)
+    assert "Traceback" not in run.err
+    assert "position 4" in run.err
     assert not anchor.exists()
     result = await store.verify()
     assert not result.ok and result.first_bad_position == 4
@@ -119,9 +119,9 @@ async def test_refusal_triggers_switched_off_by_a_stored_setting_fail_verify_nam
         await conn.close()
     anchor = tmp_path / "head.anchor"
     run = await asyncio.to_thread(claire_verify, ledger_url, "--anchor", str(anchor))
-    assert run.returncode == 1, (run.stdout, run.stderr)
-    assert "session_replication_role" in run.stderr
-    assert ("ALTER ROLE" if "ROLE" in scope else "ALTER DATABASE") in run.stderr
+    assert run.code == 1, (run.out, run.err)
+    assert "session_replication_role" in run.err
+    assert ("ALTER ROLE" if "ROLE" in scope else "ALTER DATABASE") in run.err
     assert not anchor.exists()
 
 
@@ -131,7 +131,7 @@ async def test_an_anchor_is_written_only_after_verify_passes(
     await store.append("s", ticks(2))
     anchor = tmp_path / "head.anchor"
     run = await asyncio.to_thread(claire_verify, ledger_url, "--anchor", str(anchor))
-    assert run.returncode == 0, run.stderr
+    assert run.code == 0, run.err
     written = anchor.read_text().strip()
     anchor.unlink()
     # A row appended behind the head's back (INSERT is allowed to a superuser): chain != head.
@@ -143,10 +143,10 @@ async def test_an_anchor_is_written_only_after_verify_passes(
                    '{"type": "clock.tick", "at_ms": 1}', sha256('x'))""",
     )
     run = await asyncio.to_thread(claire_verify, ledger_url, "--anchor", str(anchor))
-    assert run.returncode == 1
+    assert run.code == 1
     assert not anchor.exists()
     run = await asyncio.to_thread(claire_verify, ledger_url, "--expect", written)
-    assert run.returncode == 1
+    assert run.code == 1
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,6 @@ async def test_no_command_prints_a_traceback_for_a_row_it_cannot_read(
         "UPDATE ledger.head SET position = 4, hash = sha256('x')",
     )
     run = await asyncio.to_thread(claire, ledger_url, *command)
-    assert "Traceback" not in run.stderr, run.stderr
-    assert run.returncode == 1, (run.stdout, run.stderr)
-    assert "position 4" in run.stderr
+    assert "Traceback" not in run.err, run.err
+    assert run.code == 1, (run.out, run.err)
+    assert "position 4" in run.err

@@ -97,7 +97,7 @@ async def test_big_appends_when_other_writers_run_then_all_succeed_consecutive_a
         assert [e.event_id for e in back] == [n.event_id for n in events]
         assert [e.event for e in back] == [n.event for n in events]
     verify = await claire_verify_async(ledger_url)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.code == 0, verify.text
 
 
 _CLASSES = st.sampled_from([200, 999, 10_000])

@@ -123,4 +123,4 @@ async def test_reused_id_when_sent_by_another_process_store_then_refused_and_ver
         await store.append("market-BTC_USDT", [*big, changed])
     assert len(await ledger_rows(ledger_url)) == 1
     verify = await claire_verify_async(ledger_url)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.code == 0, verify.text

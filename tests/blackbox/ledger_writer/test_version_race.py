@@ -79,4 +79,4 @@ async def test_racing_processes_when_expected_version_is_right_then_never_a_fals
     # turn one solo append and 2 appends that both succeed.
     assert len(rows) == rounds * (1 + processes * (2 + 1 + 2))
     verify = await claire_verify_async(ledger_url)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.code == 0, verify.text

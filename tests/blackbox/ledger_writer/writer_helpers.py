@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
-
-#: The ``claire`` command installed next to this interpreter.
-CLAIRE = str(Path(sys.executable).parent / "claire")
+from tests.support.cli_run import CliRun, environment, run_tool
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -62,18 +56,10 @@ def assert_gapless(rows: list[tuple[int, str, int, uuid.UUID]]) -> None:
     assert len({row[3] for row in rows}) == len(rows)
 
 
-def claire_verify(url: str) -> subprocess.CompletedProcess[str]:
+def claire_verify(url: str) -> CliRun:
     """``claire verify`` as an operator runs it."""
-    env = {**os.environ, "DATABASE_URL": url}
-    return subprocess.run(
-        [CLAIRE, "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_tool("claire", "verify", env=environment(DATABASE_URL=url), timeout=300)
 
 
-async def claire_verify_async(url: str) -> subprocess.CompletedProcess[str]:
+async def claire_verify_async(url: str) -> CliRun:
     return await asyncio.to_thread(claire_verify, url)

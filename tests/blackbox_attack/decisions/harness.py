@@ -15,6 +15,7 @@ from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.machine import record
 from aggregates.risk import RiskMachine
+from tests.support.trading_env import ATTACK_LIMITS
 
 D = Decimal
 SYM = "TST_USDT"
@@ -22,25 +23,7 @@ DAY_MS = 86_400_000
 T0 = 1_780_000_000_000 - (1_780_000_000_000 % DAY_MS) + 3_600_000  # 01:00 UTC of some day
 
 BASE = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_DAILY_DRAWDOWN_PCT": "5",
-    "ABNORMAL_MOVE_PCT": "8",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "30",
-    "MAX_EXPOSURE_PCT": "50",
-    "MAX_POSITION_PCT": "10",
-    "STOP_LOSS_PCT": "2",
-    "MAX_ORDER_NOTIONAL_USDT": "2000",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "EXIT_COOLDOWN_SECONDS": "120",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "120",
-    "LOOKBACK_MINUTES": "5",
-    "SIGNAL_THRESHOLD_PCT": "0.5",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
+    **ATTACK_LIMITS,
     "TAKER_FEE_RATE": "0",
     "MAKER_FEE_RATE": "0",
     "PAPER_SLIPPAGE_BPS": "0",

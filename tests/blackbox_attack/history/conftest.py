@@ -4,8 +4,6 @@ before the upgrade), events through ``EventStore.append``, snapshots through ``S
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from aggregates.streams import stream_for
 from eventstore import EventStore
 from eventstore.migrations import upgrade
 from eventstore.snapshots import Snapshots, snapshot_of
+from tests.support.cli_run import CliRun, assert_no_traceback, environment, run_tool_async
 
 ROOT = Path(__file__).resolve().parents[3]
 PARTITION = 10
@@ -134,37 +133,17 @@ async def make_ledger(
     return make
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
+#: what a run of ``claire`` or ``replay`` left (``tests/support/cli_run.py``)
+Run = CliRun
 
 
 async def run(url: str, *args: str, tool: str = "claire") -> Run:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env["DATABASE_URL"] = url
-
-    def go() -> Run:
-        done = subprocess.run(
-            [str(BIN / tool), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=600,
-        )
-        return Run(done.returncode, done.stdout, done.stderr)
-
-    return await asyncio.to_thread(go)
+    """``tool args`` as a real process against the ledger at ``url``, from the repository root."""
+    env = environment(drop=("DATABASE_URL", "REDIS_URL"), DATABASE_URL=url)
+    return await run_tool_async(tool, *args, env=env, cwd=ROOT, limit_s=600)
 
 
-def no_traceback(result: Run) -> None:
-    assert "Traceback" not in result.text, result.text
+no_traceback = assert_no_traceback
 
 
 async def archivable_ledger(make_ledger: Callable[..., Awaitable[Ledger]], **kw: object) -> Ledger:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +13,7 @@ import asyncpg
 
 from aggregates.envelope import NewEvent
 from aggregates.events import OperatorCommandIssued, TradeTicked
+from tests.support.cli_run import CliRun, environment, run_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS_LEDGER = ROOT / "docs" / "LEDGER.md"
@@ -83,20 +81,13 @@ async def positions(url: str) -> list[int]:
         await conn.close()
 
 
-def claire(url: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env["DATABASE_URL"] = url
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "claire"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def claire(url: str, *args: str, timeout: float = 300) -> CliRun:
+    """``claire args`` as a real process against the ledger at ``url``."""
+    env = environment(drop=("DATABASE_URL", "REDIS_URL"), DATABASE_URL=url)
+    return run_tool("claire", *args, env=env, cwd=ROOT, timeout=timeout)
 
 
-async def claire_async(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+async def claire_async(url: str, *args: str) -> CliRun:
     return await asyncio.to_thread(claire, url, *args)
 
 
@@ -109,4 +100,4 @@ async def assert_intact(store, url: str) -> None:  # type: ignore[no-untyped-def
     assert result.ok, result
     assert await audit(url) == []
     done = await claire_async(url, "verify")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.text

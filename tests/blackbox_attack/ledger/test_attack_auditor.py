@@ -30,14 +30,14 @@ async def test_audit_and_verify_when_run_as_auditor_login_then_intact_and_replic
         finally:
             await conn.close()
         done = await claire_async(auditor_url, "verify")
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.code == 0, done.text
         db = await admin.fetchval("SELECT current_database()")
         await admin.execute(
             f'ALTER ROLE {login} IN DATABASE "{db}" SET session_replication_role = replica'
         )
         done = await claire_async(auditor_url, "verify")
-        out = done.stdout + done.stderr
-        assert done.returncode == 1 and "Traceback" not in out, out
+        out = done.text
+        assert done.code == 1 and "Traceback" not in out, out
     finally:
         await store.close()
         await admin.execute(f"DROP OWNED BY {login}")

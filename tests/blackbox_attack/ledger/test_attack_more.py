@@ -146,8 +146,8 @@ async def test_verify_when_replication_role_stored_for_all_roles_in_database_the
     finally:
         await conn.close()
     done = await claire_async(url, "verify")
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
+    assert done.code == 1, done.text
+    assert "Traceback" not in done.text
 
 
 @pytest.mark.parametrize(
@@ -176,8 +176,8 @@ async def test_verify_and_audit_when_rows_reordered_or_head_rewound_then_both_fa
     finally:
         await conn.close()
     done = await claire_async(url, "verify")
-    out = done.stdout + done.stderr
-    assert done.returncode == 1 and "Traceback" not in out, out
+    out = done.text
+    assert done.code == 1 and "Traceback" not in out, out
     rows = await audit(url)
     assert rows, "audit query found nothing"
     if position is not None:
@@ -186,8 +186,8 @@ async def test_verify_and_audit_when_rows_reordered_or_head_rewound_then_both_fa
 
 def test_verify_when_database_unreachable_then_exit_2_without_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
     done = claire(f"postgresql://nobody@/nodb?host={tmp_path}", "verify")
-    out = done.stdout + done.stderr
-    assert done.returncode == 2 and "Traceback" not in out, out
+    out = done.text
+    assert done.code == 2 and "Traceback" not in out, out
 
 
 _BAD = [

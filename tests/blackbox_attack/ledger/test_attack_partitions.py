@@ -29,7 +29,7 @@ async def small_partitions_url(fresh_database_url):  # type: ignore[no-untyped-d
     finally:
         await conn.close()
     done = await claire_async(url, "db", "upgrade")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.text
     return url
 
 

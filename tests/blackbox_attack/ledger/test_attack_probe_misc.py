@@ -32,8 +32,8 @@ async def test_verify_expect_when_position_overflows_or_hash_too_long_then_fails
     url: str, expect: str
 ) -> None:
     done = await claire_async(url, "verify", "--expect", expect)
-    out = done.stdout + done.stderr
-    assert done.returncode in (1, 2) and "Traceback" not in out, (done.returncode, out)
+    out = done.text
+    assert done.code in (1, 2) and "Traceback" not in out, (done.code, out)
 
 
 @pytest.mark.parametrize("content", ["99999999999999999999:" + "00" * 32, "-1:" + "00" * 32])
@@ -43,8 +43,8 @@ async def test_verify_since_when_anchor_position_overflows_then_fails_cleanly(
     anchor = tmp_path / "a"
     anchor.write_text(content)
     done = await claire_async(url, "verify", "--since", str(anchor))
-    out = done.stdout + done.stderr
-    assert done.returncode in (1, 2) and "Traceback" not in out, (done.returncode, out)
+    out = done.text
+    assert done.code in (1, 2) and "Traceback" not in out, (done.code, out)
 
 
 @pytest.mark.parametrize(
@@ -57,8 +57,8 @@ async def test_verify_since_when_anchor_position_overflows_then_fails_cleanly(
 )
 def test_verify_when_database_url_malformed_then_exit_2_without_traceback(bad: str) -> None:
     done = claire(bad, "verify")
-    out = done.stdout + done.stderr
-    assert done.returncode == 2 and "Traceback" not in out, (done.returncode, out)
+    out = done.text
+    assert done.code == 2 and "Traceback" not in out, (done.code, out)
 
 
 async def test_position_at_when_timestamp_at_datetime_edges_then_first_or_none(url: str) -> None:

@@ -40,7 +40,7 @@ async def _sql(url: str, *statements: str) -> None:
 
 
 def _clean(done) -> str:  # type: ignore[no-untyped-def]
-    out = done.stdout + done.stderr
+    out = done.text
     assert "Traceback" not in out, out
     return out
 
@@ -51,9 +51,9 @@ async def test_verify_when_intact_then_exit_0_prints_head_and_anchor_matches_sql
     store, url = ledger
     anchor = tmp_path / "head.anchor"
     done = await claire_async(url, "verify", "--anchor", str(anchor))
-    assert done.returncode == 0, _clean(done)
+    assert done.code == 0, _clean(done)
     position, digest = await store.head()
-    assert f"{position}:{digest.hex()}" in done.stdout
+    assert f"{position}:{digest.hex()}" in done.out
     assert anchor.read_text().strip() == f"{position}:{digest.hex()}"
     conn = await asyncpg.connect(url)
     try:
@@ -65,7 +65,7 @@ async def test_verify_when_intact_then_exit_0_prints_head_and_anchor_matches_sql
     assert stored == digest.hex()
     for args in (("--expect", anchor.read_text().strip()), ("--since", str(anchor))):
         done = await claire_async(url, "verify", *args)
-        assert done.returncode == 0, _clean(done)
+        assert done.code == 0, _clean(done)
 
 
 TAMPERINGS = {
@@ -102,7 +102,7 @@ async def test_verify_and_audit_when_row_tampered_then_both_name_same_first_posi
     anchor.write_text("sentinel")
     done = await claire_async(url, "verify", "--anchor", str(anchor))
     out = _clean(done)
-    assert done.returncode == 1, out
+    assert done.code == 1, out
     assert str(position) in out
     assert anchor.read_text() == "sentinel"
     rows = await audit(url)
@@ -122,7 +122,7 @@ async def test_verify_when_row_has_infinity_timestamp_then_exit_1_names_position
     )
     done = await claire_async(url, "verify")
     out = _clean(done)
-    assert done.returncode == 1 and "6" in out, out
+    assert done.code == 1 and "6" in out, out
     with pytest.raises(CorruptEvent) as raised:
         async for _ in store.read_all(after=0):
             pass
@@ -149,7 +149,7 @@ async def test_verify_when_payload_not_decodable_then_exit_1_names_position(ledg
     )
     done = await claire_async(url, "verify")
     out = _clean(done)
-    assert done.returncode == 1 and "8" in out, out
+    assert done.code == 1 and "8" in out, out
 
 
 @pytest.mark.parametrize(
@@ -173,7 +173,7 @@ async def test_verify_when_replication_role_stored_for_database_or_role_then_exi
         await conn.close()
     done = await claire_async(url, "verify")
     out = _clean(done)
-    assert done.returncode == 1, out
+    assert done.code == 1, out
     assert "session_replication_role" in out or "replica" in out or "local" in out, out
 
 
@@ -195,14 +195,14 @@ async def test_verify_when_a_refusal_trigger_disabled_or_replica_only_then_exit_
     finally:
         await conn.close()
     done = await claire_async(url, "verify")
-    assert done.returncode == 1, _clean(done)
+    assert done.code == 1, _clean(done)
 
 
 @pytest.mark.parametrize("expect", ["10:" + "00" * 32, "999:" + "00" * 32], ids=["wrong", "ahead"])
 async def test_verify_expect_when_anchor_not_in_chain_then_exit_1(ledger, expect: str) -> None:  # type: ignore[no-untyped-def]
     _, url = ledger
     done = await claire_async(url, "verify", "--expect", expect)
-    assert done.returncode == 1, _clean(done)
+    assert done.code == 1, _clean(done)
 
 
 @pytest.mark.parametrize(
@@ -211,7 +211,7 @@ async def test_verify_expect_when_anchor_not_in_chain_then_exit_1(ledger, expect
 async def test_verify_expect_when_malformed_then_exit_2_bad_usage(ledger, expect: str) -> None:  # type: ignore[no-untyped-def]
     _, url = ledger
     done = await claire_async(url, "verify", "--expect", expect)
-    assert done.returncode == 2, _clean(done)
+    assert done.code == 2, _clean(done)
 
 
 @pytest.mark.parametrize("content", ["", "garbage\n", "5:" + "ab" * 32, "999:" + "00" * 32])
@@ -222,21 +222,21 @@ async def test_verify_since_when_anchor_file_bad_or_not_in_chain_then_fails_with
     anchor = tmp_path / "since"
     anchor.write_text(content)
     done = await claire_async(url, "verify", "--since", str(anchor))
-    assert done.returncode in (1, 2), _clean(done)
+    assert done.code in (1, 2), _clean(done)
     _clean(done)
 
 
 async def test_verify_since_when_file_missing_then_exit_2(ledger, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, url = ledger
     done = await claire_async(url, "verify", "--since", str(tmp_path / "nope"))
-    assert done.returncode == 2, _clean(done)
+    assert done.code == 2, _clean(done)
 
 
 async def test_verify_since_when_tamper_after_anchor_then_exit_1(ledger, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store, url = ledger
     anchor = tmp_path / "a"
     done = await claire_async(url, "verify", "--anchor", str(anchor))
-    assert done.returncode == 0
+    assert done.code == 0
     await store.append("later", [new() for _ in range(3)])
     await _sql(
         url,
@@ -247,7 +247,7 @@ async def test_verify_since_when_tamper_after_anchor_then_exit_1(ledger, tmp_pat
     )
     done = await claire_async(url, "verify", "--since", str(anchor))
     out = _clean(done)
-    assert done.returncode == 1 and "12" in out, out
+    assert done.code == 1 and "12" in out, out
 
 
 async def test_verify_when_appends_commit_meanwhile_then_never_false_failure(ledger) -> None:  # type: ignore[no-untyped-def]
@@ -265,7 +265,7 @@ async def test_verify_when_appends_commit_meanwhile_then_never_false_failure(led
     try:
         for _ in range(4):
             done = await claire_async(url, "verify")
-            assert done.returncode == 0, _clean(done)
+            assert done.code == 0, _clean(done)
             result = await store.verify()
             assert result.ok, result
             assert await audit(url) == []
@@ -277,4 +277,4 @@ async def test_verify_when_appends_commit_meanwhile_then_never_false_failure(led
 async def test_verify_expect_when_position_zero_with_nonzero_hash_then_exit_1(ledger) -> None:  # type: ignore[no-untyped-def]
     _, url = ledger
     done = await claire_async(url, "verify", "--expect", "0:" + "11" * 32)
-    assert done.returncode == 1, _clean(done)
+    assert done.code == 1, _clean(done)

@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
 from eventstore import EventStore
+from tests.support.cli_run import CliRun, run_tool_async, tool_path
 from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
+from tests.support.trading_env import ATTACK_LIMITS
 
 KEY, SECRET = "mx0vglATTACK19KEY0001", "ATTACK19SECRETvalue0123456789"
 ROOT = Path(__file__).resolve().parents[3]
-CLAIRE = str(Path(sys.executable).parent / "claire")
+CLAIRE = tool_path("claire")
 
 TRADING = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_DAILY_DRAWDOWN_PCT": "5",
-    "ABNORMAL_MOVE_PCT": "8",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "300",
-    "DATA_SILENCE_SECONDS": "30",
-    "MAX_EXPOSURE_PCT": "50",
-    "MAX_POSITION_PCT": "10",
-    "STOP_LOSS_PCT": "2",
-    "MAX_ORDER_NOTIONAL_USDT": "2000",
-    "MAX_ORDERS_PER_MINUTE": "20",
-    "EXIT_COOLDOWN_SECONDS": "120",
-    "LOSS_STREAK_COUNT": "3",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "120",
-    "LOOKBACK_MINUTES": "5",
-    "SIGNAL_THRESHOLD_PCT": "0.5",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
+    **ATTACK_LIMITS,
     "TAKER_FEE_RATE": "0.0006",
     "MAKER_FEE_RATE": "0.0002",
     "PAPER_SLIPPAGE_BPS": "2",
@@ -47,15 +28,8 @@ TRADING = {
 }
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
+#: what a run of ``claire`` left (``tests/support/cli_run.py``)
+Outcome = CliRun
 
 
 def live_env(database_url: str, redis_url: str, rest_url: str, **extra: str) -> dict[str, str]:
@@ -80,21 +54,8 @@ def live_env(database_url: str, redis_url: str, rest_url: str, **extra: str) -> 
 
 
 async def claire(args: list[str], env: dict[str, str], cwd: Path, limit_s: float = 30.0) -> Outcome:
-    process = await asyncio.create_subprocess_exec(
-        CLAIRE,
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), limit_s)
-    except TimeoutError as late:
-        process.kill()
-        out, err = await process.communicate()
-        raise AssertionError(f"claire {args} did not end: {out.decode()} {err.decode()}") from late
-    return Outcome(process.returncode or 0, out.decode(), err.decode())
+    """``claire args`` as a real process with exactly ``env``, the event loop free meanwhile."""
+    return await run_tool_async("claire", *args, env=env, cwd=cwd, limit_s=limit_s)
 
 
 def exchange() -> LocalMexcRest:

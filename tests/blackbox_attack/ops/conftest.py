@@ -3,20 +3,15 @@ attacks on logins never touch the shared server's roles) and a runner for ``clai
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
 from adapters.embedded import start_postgres
-
-CLAIRE = str(Path(sys.executable).with_name("claire"))
+from tests.support.cli_run import CliRun, environment, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +37,12 @@ def with_login(url: str, login: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
+#: what a run of ``claire`` left (``tests/support/cli_run.py``)
+Run = CliRun
 
 
 def claire(args: list[str], env: Mapping[str, str], timeout: float = 120) -> Run:
     """Run ``claire`` in an empty directory (no stray ``.env``) with exactly ``env`` added."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIRE_", "DATABASE"))}
-    base.update(env)
+    base = environment(drop_prefixes=("CLAIRE_", "DATABASE"), **env)
     with tempfile.TemporaryDirectory(prefix="a20cli-") as cwd:
-        done = subprocess.run(
-            [CLAIRE, *args],
-            env=base,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    return Run(done.returncode, done.stdout, done.stderr)
+        return run_tool("claire", *args, env=base, cwd=cwd, timeout=timeout)

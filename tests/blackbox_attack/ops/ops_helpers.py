@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +19,10 @@ import asyncpg
 import msgspec
 
 from aggregates.events import AnyEvent
+from tests.support.cli_run import tool_path
 
 ROOT = Path(__file__).resolve().parents[3]
-CLAIRE = str(Path(sys.executable).with_name("claire"))
+CLAIRE = tool_path("claire")
 
 
 def example_env() -> dict[str, str]:

@@ -7,11 +7,15 @@ import secrets
 import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.blackbox_attack.ops.ops_helpers import CLAIRE, beat, example_env
+from tests.support.cli_run import assert_no_traceback, run_main, run_tool
+
+UNREACHABLE = "postgresql://x@127.0.0.1:9/x"
 
 
 async def listen_while_beating(
@@ -67,19 +71,24 @@ async def test_status_listen_when_services_and_garbage_are_on_health_then_lists_
     assert "risk" in done.stdout and "feed" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize("bad", ["-1", "0", "abc", "nan", "inf", ""])
-def test_status_listen_when_the_seconds_are_bad_then_exit_2_without_traceback(bad: str) -> None:
-    done = subprocess.run(
-        [CLAIRE, "status", "--listen", bad],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            **example_env(),
-            "DATABASE_URL": "postgresql://x@127.0.0.1:9/x",
-        },
-        check=False,
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
+BAD_SECONDS = ["-1", "0", "abc", "nan", "inf", ""]
+
+
+@pytest.mark.parametrize("bad", BAD_SECONDS)
+def test_status_listen_when_the_seconds_are_bad_then_exit_2_without_traceback(
+    bad: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name, value in {**example_env(), "DATABASE_URL": UNREACHABLE}.items():
+        monkeypatch.setenv(name, value)
+    done = run_main("claire", "status", "--listen", bad)
+    assert done.code == 2, done.text
+    assert_no_traceback(done)
+
+
+def test_status_listen_when_a_process_gets_bad_seconds_then_exit_2_without_traceback() -> None:
+    env = {"PATH": "/usr/bin:/bin", **example_env(), "DATABASE_URL": UNREACHABLE}
+    with tempfile.TemporaryDirectory(prefix="a20st-") as cwd:
+        done = run_tool("claire", "status", "--listen", "nan", env=env, cwd=cwd, timeout=60)
+    assert done.code == 2, done.text
+    assert_no_traceback(done)

@@ -1,19 +1,15 @@
 """Recorded sessions for the sweep attack, built the documented way (the helpers the replay
 tests record with: a generated market through signal + risk + paper, appended in log order),
-and ``replay`` run as a real command in a subprocess (exit code, stdout, stderr)."""
+and ``replay`` run as a real command in a subprocess (exit code, stdout, stderr), or in-process
+through its ``main`` where a process start proves nothing more (``tests/support/cli_run.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -23,36 +19,23 @@ from aggregates import events as ev
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from tests.integration.replay.replay_helpers import append_log, config_event, market, session
+from tests.support.cli_run import CliRun, environment, run_main, run_tool
 
-BIN = Path(sys.executable).parent
 #: the generated session runs 2025-06-01T23:30Z .. 00:40Z (70 minutes, across UTC midnight)
 FROM, TO = "2025-06-01T23:30:00Z", "2025-06-02T00:40:00Z"
 #: walk-forward with --train 0.02 --test 0.01: the first test span starts 28.8 minutes in
 FIRST_TEST_MS = 1_748_820_600_000 + 1_728_000
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
-
-    def of(self, kind: str) -> list[dict]:
-        return [line for line in self.lines() if line["type"] == kind]
+def replay(*argv: str, timeout: float = 120) -> CliRun:
+    """``replay`` as a real process: what an operator sees (exit status, stdout, stderr)."""
+    return run_tool("replay", *argv, env=environment(PYTHONWARNINGS="ignore"), timeout=timeout)
 
 
-def replay(*argv: str, timeout: float = 120) -> Result:
-    done = subprocess.run(
-        [str(BIN / "replay"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+def replay_in_process(*argv: str) -> CliRun:
+    """``replay``'s ``main(argv)`` in this process: the same code path without a process start,
+    for argument cases and for the reference runs a sweep's figures are compared with."""
+    return run_main("replay", *argv)
 
 
 def _build(postgres_server_url: str, events: list[ev.Event]) -> Iterator[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay, replay_in_process
 
 pytestmark = pytest.mark.db
 
@@ -68,14 +68,14 @@ def test_sweep_when_the_session_was_reconfigured_then_each_combination_equals_wh
 ) -> None:
     swept = replay(
         "--from", FROM, "--to", TO, "--database-url", reconfigured_ledger, "--json",
-        "--jobs", "2", "--sweep", "MAX_POSITION_PCT=10,45", "STOP_LOSS_PCT=1,5",
+        "--jobs", "1", "--sweep", "MAX_POSITION_PCT=10,45", "STOP_LOSS_PCT=1,5",
     )  # fmt: skip
     assert swept.code == 0, swept.err[-800:]
     results = swept.of("sweep_result")
     assert len(results) == 4
     for result in results:
         overrides = [f"{k}={v}" for k, v in result["parameters"].items()]
-        alone = replay(
+        alone = replay_in_process(
             "--from", FROM, "--to", TO, "--database-url", reconfigured_ledger, "-q", "--json",
             "--what-if", *overrides,
         )  # fmt: skip

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import BIN, FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.support.cli_run import tool_path
 
 pytestmark = pytest.mark.db
 
@@ -80,7 +81,7 @@ def _sweep_killing_workers(ledger: str, kills: int) -> tuple[int, list[dict], in
     workers (the first one, then the one the retry starts) while it runs."""
     proc = subprocess.Popen(
         [
-            str(BIN / "replay"), "--from", FROM, "--to", TO, "--database-url", ledger,
+            tool_path("replay"), "--from", FROM, "--to", TO, "--database-url", ledger,
             "--json", "--jobs", "1", "--sweep", *BIG_GRID,
         ],
         stdout=subprocess.PIPE,
@@ -151,7 +152,7 @@ def test_sweep_when_a_dask_worker_dies_mid_sweep_then_every_combination_is_still
         pids = sorted(client.run(os.getpid).values())
         proc = subprocess.Popen(
             [
-                str(BIN / "replay"), "--from", FROM, "--to", TO, "--database-url", ledger,
+                tool_path("replay"), "--from", FROM, "--to", TO, "--database-url", ledger,
                 "--json", "--cluster", local.scheduler_address, "--sweep", *BIG_GRID,
             ],
             stdout=subprocess.PIPE,

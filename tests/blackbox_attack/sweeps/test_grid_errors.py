@@ -1,5 +1,10 @@
 """docs/SWEEPS.md "Errors and exit codes": bad grids and options exit 2 naming the problem,
-before any work, with no traceback, and nothing written (no report file, the ledger unchanged)."""
+before any work, with no traceback, and nothing written (no report file, the ledger unchanged).
+
+Every case runs through ``replay``'s ``main(argv)`` in this process (an exception escaping it
+fails the test: a real process would print a traceback); one case of each kind of failure (a bad
+grid, a refused value, a clash of options, a window too short, a cluster) also runs as a real
+process, so the exit status and output the shell sees are proven too."""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay, replay_in_process
+from tests.support.cli_run import CliRun
 
 pytestmark = pytest.mark.db
 
@@ -100,13 +106,26 @@ FINDINGS = [
 ]
 
 
-def _check(argv: list[str], word: str, tmp_path: Path, ledger: str, head_of) -> None:
+#: one case of each kind, run again as a real process
+REAL_PROCESS = {
+    "unknown_parameter",
+    "refused_negative",
+    "with_what_if",
+    "window_shorter_than_a_fold",
+    "cluster_timeout_negative",
+}
+
+
+def _check(
+    argv: list[str], word: str, tmp_path: Path, ledger: str, head_of, *, real: bool = False
+) -> None:
     before = head_of(ledger)
     report = tmp_path / "sweep.html"
-    result = replay(
+    args = (
         "--from", FROM, "--to", TO, "--database-url", ledger, "--jobs", "1", "-q",
-        "--report", str(report), *argv, timeout=60,
+        "--report", str(report), *argv,
     )  # fmt: skip
+    result: CliRun = replay(*args, timeout=60) if real else replay_in_process(*args)
     assert "Traceback" not in result.err + result.out
     assert result.code == 2, (result.code, result.err[-800:])
     assert word in result.err
@@ -125,6 +144,22 @@ def test_sweep_when_the_grid_or_an_option_is_bad_then_exit_2_naming_it_and_nothi
     head_of: Callable[[str], int],
 ) -> None:
     _check(argv, word, tmp_path, ledger, head_of)
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "word"),
+    [b for b in BAD if b[0] in REAL_PROCESS],
+    ids=[b[0] for b in BAD if b[0] in REAL_PROCESS],
+)
+def test_sweep_when_run_as_a_process_with_a_bad_grid_or_option_then_it_exits_2_naming_it(
+    name: str,
+    argv: list[str],
+    word: str,
+    tmp_path: Path,
+    ledger: str,
+    head_of: Callable[[str], int],
+) -> None:
+    _check(argv, word, tmp_path, ledger, head_of, real=True)
 
 
 @pytest.mark.parametrize(("argv", "word"), FINDINGS)

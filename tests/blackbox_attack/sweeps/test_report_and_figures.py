@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay, replay_in_process
 
 pytestmark = pytest.mark.db
 
@@ -21,7 +21,7 @@ CENT = Decimal("0.01")
 def sweep_report(ledger: str, tmp_path: Path, *grid: str) -> tuple[list[dict], str]:
     path = tmp_path / "sweep.html"
     result = replay(
-        "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", "2",
+        "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", "1",
         "--report", str(path), "--sweep", *grid,
     )  # fmt: skip
     assert result.code == 0, result.err[-1500:]
@@ -93,7 +93,7 @@ def test_sweep_when_given_the_recorded_parameters_then_figures_equal_the_logs_ow
         "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", "1",
         "--sweep", "STOP_LOSS_PCT=6", "MAX_POSITION_PCT=40",
     )  # fmt: skip
-    walked = replay("--from", FROM, "--to", TO, "--database-url", ledger, "--json", "-q")
+    walked = replay_in_process("--from", FROM, "--to", TO, "--database-url", ledger, "--json", "-q")
     assert swept.code == 0 and walked.code == 0
     (figures,) = [line["figures"] for line in swept.of("sweep_result")]
     (summary,) = walked.of("summary")

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay_in_process
 
 pytestmark = pytest.mark.db
 
@@ -17,7 +17,9 @@ LOWEST_FIRST = {"fees", "max_drawdown_pct", "halts"}
 
 
 def sweep(ledger: str, *argv: str, window: tuple[str, str] = (FROM, TO)) -> list[dict]:
-    result = replay(
+    """A sweep through ``replay``'s ``main`` in this process (its combinations still run in
+    worker processes); the real ``replay`` process is run by the other sweep attacks."""
+    result = replay_in_process(
         "--from", window[0], "--to", window[1], "--database-url", ledger, "--json", *argv
     )  # fmt: skip
     assert result.code == 0, result.err[-1500:]
@@ -27,7 +29,7 @@ def sweep(ledger: str, *argv: str, window: tuple[str, str] = (FROM, TO)) -> list
 
 def what_if(ledger: str, parameters: dict, window: tuple[str, str] = (FROM, TO)) -> dict:
     overrides = [f"{k}={v}" for k, v in parameters.items()]
-    result = replay(
+    result = replay_in_process(
         "--from", window[0], "--to", window[1], "--database-url", ledger, "-q", "--json",
         "--what-if", *overrides,
     )  # fmt: skip
@@ -84,7 +86,7 @@ def test_sweep_when_every_figure_ties_then_ranks_follow_the_grid_with_the_last_k
     # STOP_LOSS_PCT and LOOKBACK_MINUTES that never trigger a halt: halts tie everywhere
     lines = sweep(
         ledger, "--sweep", "STOP_LOSS_PCT=3,1,2", "LOOKBACK_MINUTES=5,3", "--sort-by", "halts",
-        "--jobs", "2",
+        "--jobs", "1",
     )  # fmt: skip
     results = of(lines, "sweep_result")
     assert {r["figures"]["halts"] for r in results} == {0}
@@ -101,7 +103,7 @@ def test_sweep_when_sorted_by_a_metric_then_ranks_follow_it_with_ties_in_grid_or
     ledger: str, metric: str
 ) -> None:
     grid = ("MAX_POSITION_PCT=5,40,20", "STOP_LOSS_PCT=2,1")
-    lines = sweep(ledger, "--sweep", *grid, "--sort-by", metric, "--jobs", "2")
+    lines = sweep(ledger, "--sweep", *grid, "--sort-by", metric, "--jobs", "1")
     results = of(lines, "sweep_result")
     order = [
         {"MAX_POSITION_PCT": p, "STOP_LOSS_PCT": s}
@@ -136,7 +138,7 @@ def test_sweep_when_sorted_by_a_metric_then_ranks_follow_it_with_ties_in_grid_or
 def test_sweep_when_run_then_each_combination_is_byte_identical_to_what_if_run_alone(
     ledger: str, window: tuple[str, str], grid: tuple[str, ...]
 ) -> None:
-    results = of(sweep(ledger, "--sweep", *grid, "--jobs", "2", window=window), "sweep_result")
+    results = of(sweep(ledger, "--sweep", *grid, "--jobs", "1", window=window), "sweep_result")
     assert len(results) == (6 if "SIGNAL" in grid[1] else 3)
     for result in results:
         alone = what_if(ledger, result["parameters"], window)

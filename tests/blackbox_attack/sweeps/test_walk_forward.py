@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay
+from tests.blackbox_attack.sweeps.sweep_helpers import FROM, TO, replay, replay_in_process
 
 pytestmark = pytest.mark.db
 
@@ -20,9 +20,9 @@ GRID = ("MAX_POSITION_PCT=5,30", "SIGNAL_THRESHOLD_PCT=0.2,0.3,0.5")
 TRAIN, TEST = "0.02", "0.01"  # 28.8 and 14.4 minutes of a 70-minute session
 
 
-def walk(ledger: str, *extra: str) -> list[dict]:
+def walk(ledger: str, *extra: str, jobs: str = "1") -> list[dict]:
     result = replay(
-        "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", "2",
+        "--from", FROM, "--to", TO, "--database-url", ledger, "--json", "--jobs", jobs,
         "--sweep", *GRID, "--train", TRAIN, "--test", TEST, *extra,
     )  # fmt: skip
     assert result.code == 0, result.err[-1500:]
@@ -44,7 +44,7 @@ def at(text: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def folds(ledger: str) -> list[dict]:
-    return walk(ledger)
+    return walk(ledger, jobs="2")  # the one walk-forward over two worker processes
 
 
 def test_walk_forward_when_run_then_test_spans_follow_one_another_from_the_first_training_end(
@@ -77,9 +77,9 @@ def test_walk_forward_when_run_then_each_choice_is_the_best_of_the_sweep_over_it
 ) -> None:
     for fold in of(folds, "walk_forward_fold"):
         span = fold["train"]
-        alone = replay(
+        alone = replay_in_process(
             "--from", span["from"], "--to", span["to"], "--database-url", ledger, "--json",
-            "--jobs", "2", "--sweep", *GRID,
+            "--jobs", "1", "--sweep", *GRID,
         )  # fmt: skip
         assert alone.code == 0, alone.err[-800:]
         (summary,) = alone.of("sweep")
@@ -94,7 +94,7 @@ def test_walk_forward_when_run_then_out_of_sample_figures_are_the_what_if_of_the
     for fold in of(folds, "walk_forward_fold"):
         span = fold["test"]
         overrides = [f"{k}={v}" for k, v in fold["chosen"].items()]
-        alone = replay(
+        alone = replay_in_process(
             "--from", span["from"], "--to", span["to"], "--database-url", ledger, "-q", "--json",
             "--what-if", *overrides,
         )  # fmt: skip
@@ -125,7 +125,7 @@ def test_walk_forward_when_a_test_span_starts_then_it_starts_from_the_what_ifs_o
     for fold in of(folds, "walk_forward_fold"):
         oos = fold["out_of_sample"]
         overrides = [f"{k}={v}" for k, v in fold["chosen"].items()]
-        before = replay(
+        before = replay_in_process(
             "--from", FROM, "--to", fold["test"]["from"], "--database-url", ledger, "-q",
             "--json", "--what-if", *overrides,
         )  # fmt: skip
@@ -151,7 +151,7 @@ def test_walk_forward_when_to_is_a_date_past_the_logs_last_event_then_folds_over
     ledger: str,
 ) -> None:
     result = replay(
-        "--from", FROM, "--to", "2025-06-02", "--database-url", ledger, "--json", "--jobs", "2",
+        "--from", FROM, "--to", "2025-06-02", "--database-url", ledger, "--json", "--jobs", "1",
         "--sweep", "STOP_LOSS_PCT=1,2", "--train", TRAIN, "--test", TEST,
     )  # fmt: skip
     assert "Traceback" not in result.err
@@ -165,9 +165,9 @@ def test_walk_forward_when_sorted_by_fees_then_each_choice_has_the_lowest_traini
     lines = walk(ledger, "--sort-by", "fees")
     for fold in of(lines, "walk_forward_fold"):
         span = fold["train"]
-        alone = replay(
+        alone = replay_in_process(
             "--from", span["from"], "--to", span["to"], "--database-url", ledger, "--json",
-            "--jobs", "2", "--sweep", *GRID, "--sort-by", "fees",
+            "--jobs", "1", "--sweep", *GRID, "--sort-by", "fees",
         )  # fmt: skip
         fees = [Decimal(r["figures"]["fees"]) for r in alone.of("sweep_result")]
         assert Decimal(fold["in_sample"]["fees"]) == min(fees)

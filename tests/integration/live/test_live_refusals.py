@@ -23,36 +23,13 @@ from pipeline.preflight import code_version, require_preflight
 from pipeline.startup import StartRefused
 from tests.support.mexc_rest import LocalMexcRest
 from tests.support.preflight import CHECKS, passed_preflight
+from tests.support.trading_env import PROCESS_TRADING_ENV
 
 pytestmark = pytest.mark.db
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY, SECRET = "mx0vglREFUSALKEY001", "REFUSALSECRET0123456789"
-TRADING = {
-    "INITIAL_EQUITY_USDT": "10000",
-    "MAX_POSITION_PCT": "40",
-    "MAX_EXPOSURE_PCT": "120",
-    "MAX_DAILY_DRAWDOWN_PCT": "20",
-    "STOP_LOSS_PCT": "6",
-    "LOOKBACK_MINUTES": "1",
-    "SIGNAL_THRESHOLD_PCT": "0.3",
-    "SIGNAL_MIN_TRADES": "20",
-    "SIGNAL_MIN_CONTRACTS": "100",
-    "ABNORMAL_MOVE_PCT": "50",
-    "ABNORMAL_WINDOW_SECONDS": "60",
-    "ABNORMAL_PAUSE_SECONDS": "60",
-    "DATA_SILENCE_SECONDS": "3600",
-    "EXIT_COOLDOWN_SECONDS": "1",
-    "LOSS_STREAK_COUNT": "50",
-    "LOSS_STREAK_WINDOW_MINUTES": "60",
-    "LOSS_STREAK_PAUSE_MINUTES": "1",
-    "MAX_ORDERS_PER_MINUTE": "60",
-    "MAX_ORDER_NOTIONAL_USDT": "5000",
-    "TAKER_FEE_RATE": "0.0006",
-    "MAKER_FEE_RATE": "0.0002",
-    "PAPER_SLIPPAGE_BPS": "2",
-    "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1",
-}
+TRADING = {**PROCESS_TRADING_ENV, "CONTRACT_SPECS": "BTC_USDT:0.0001:1:5000000:1:0.1"}
 
 
 def live_env(database_url: str, rest_url: str, **extra: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ from aggregates.portfolio import DAY_MS
 from aggregates.risk import RiskMachine
 from aggregates.risk.protect import split_exit
 from aggregates.simulation import Simulation
-from tests.unit.aggregates.test_risk_layers import Desk, orders, verdict
+from tests.unit.aggregates.risk_desk import Desk, orders, verdict
 from tests.unit.strategies import START_MS, trading_config
 
 D = Decimal

@@ -18,12 +18,13 @@ import msgspec
 from adapters.mexc.rest_types import Order
 from aggregates import events as ev
 from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, utc_from_ms
+from aggregates.events import CURRENCY_PATTERN
 from aggregates.live_book import PendingRequest
 from aggregates.orders import OrderState, OrderStatus
 
 #: MEXC's order states beyond 1 (uninformed) and 2 (uncompleted)
 COMPLETED, CANCELLED, INVALID = 3, 4, 5
-_CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 def stop_price(entry: Decimal, direction: str, pct: Decimal, step: Decimal) -> Decimal:

@@ -22,6 +22,7 @@ async def snapshot_lines(url: str) -> list[str]:
     try:
         snapshots = Snapshots(store)
         head, _ = await store.head()
+        width = max(map(len, CODECS))
         for machine in sorted(CODECS):
             skipped: list[str] = []
             usable = None
@@ -32,11 +33,13 @@ async def snapshot_lines(url: str) -> list[str]:
                     break
                 skipped.append(f"    skipped at {snapshot.position}: {problem}")
             if usable is None:
-                lines.append(f"  {machine:<7} none usable: folds {head} events from position 1")
+                lines.append(
+                    f"  {machine:<{width}} none usable: folds {head} events from position 1"
+                )
             else:
                 taken = usable.taken_at.isoformat(timespec="seconds") if usable.taken_at else "-"
                 lines.append(
-                    f"  {machine:<7} position {usable.position} (taken {taken}):"
+                    f"  {machine:<{width}} position {usable.position} (taken {taken}):"
                     f" folds {head - usable.position} events"
                 )
             lines.extend(skipped)

@@ -199,10 +199,12 @@ async def test_claire_status_when_snapshots_exist_then_shows_what_each_service_w
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["--database-url", store.url, "status"]) == 0
     out = capsys.readouterr().out
-    assert f"risk    position {good} " in out
+    # one column of machine names, as wide as the longest ("execution-live")
+    assert f"  risk{' ' * 11}position {good} " in out
     assert f"folds {len(log) - good} events" in out
     assert f"skipped at {bad}: state bytes do not hash" in out
-    assert f"signal  none usable: folds {len(log)} events from position 1" in out
+    assert f"signal{' ' * 9}none usable: folds {len(log)} events from position 1" in out
+    assert "execution-live none usable" in out
 
 
 async def test_live_service_when_running_then_snapshots_every_n_events_and_at_midnight(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import secrets
 import shutil
@@ -171,31 +172,41 @@ def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, fl
 
 
 def measure(
-    url: str, events: int, every: int, *, latency: bool = True, segments: bool = False
+    url: str,
+    events: int,
+    every: int,
+    *,
+    latency: bool = True,
+    segments: bool = False,
+    baseline: bool = True,
 ) -> dict[str, float]:
+    """``baseline``: also the fold from position 1 (restores and replay ``--no-snapshots``)."""
     figures: dict[str, float] = {}
+    started = time.perf_counter()
     written = asyncio.run(take_snapshots(url, every))
-    print(f"  {written} snapshots written (every {every:,} events and each UTC midnight)")
-    for name in ("signal", "risk", "paper"):
-        full, folded_full = asyncio.run(restore_seconds(url, name, False))
-        fast, folded = asyncio.run(restore_seconds(url, name, True))
-        figures[f"restore {name}"] = fast
-        figures[f"restore {name} full"] = full
-        print(
-            f"  restore {name:<6} from snapshot {fast:6.2f} s ({folded:,} events folded)   "
-            f"from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}",
-            flush=True,
-        )
-    day = datetime.fromtimestamp(LAST_DAY_MS / 1000, UTC).date().isoformat()
-    fast, code = replay_seconds(url, day, "--verify")
-    full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
-    figures["replay verify"] = fast
-    figures["replay verify full"] = full
     print(
-        f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})   "
-        f"from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}",
+        f"  {written} snapshots written (every {every:,} events and each UTC midnight) in "
+        f"{time.perf_counter() - started:,.0f} s; load average {_load()}",
         flush=True,
     )
+    for name in ("signal", "risk", "paper"):
+        fast, folded = asyncio.run(restore_seconds(url, name, True))
+        figures[f"restore {name}"] = fast
+        line = f"  restore {name:<6} from snapshot {fast:6.2f} s ({folded:,} events folded)"
+        if baseline:
+            full, folded_full = asyncio.run(restore_seconds(url, name, False))
+            figures[f"restore {name} full"] = full
+            line += f"   from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}"
+        print(line, flush=True)
+    day = datetime.fromtimestamp(LAST_DAY_MS / 1000, UTC).date().isoformat()
+    fast, code = replay_seconds(url, day, "--verify")
+    figures["replay verify"] = fast
+    line = f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})"
+    if baseline:
+        full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
+        figures["replay verify full"] = full
+        line += f"   from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}"
+    print(f"{line}; load average {_load()}", flush=True)
     if segments:
         one, code_one, _, _, _ = run_cli_all(url, "1")
         two, code_two, _, _, _ = run_cli_all(url, "2")
@@ -203,12 +214,17 @@ def measure(
         figures["verify --all --jobs 2"] = two
         print(
             f"  replay --verify --all: --jobs 1 {one:7.2f} s (exit {code_one})   --jobs 2 "
-            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x",
+            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x; "
+            f"load average {_load()}",
             flush=True,
         )
     if latency:
         snapshot_latency(url)
     return figures
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
@@ -229,7 +245,28 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--every", type=int, default=100_000, help="SNAPSHOT_EVERY_EVENTS")
     parser.add_argument("--database-url", help="a server URL (default: an embedded PostgreSQL)")
+    parser.add_argument(
+        "--reuse",
+        metavar="EVENTS=URL",
+        action="append",
+        default=[],
+        help="use this ledger (generated with --keep) for that size instead of generating one",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated databases")
+    parser.add_argument(
+        "--baseline-max",
+        type=int,
+        metavar="EVENTS",
+        help="measure the fold from position 1 only up to this size (default: every size)",
+    )
+    parser.add_argument(
+        "--all-at",
+        type=int,
+        metavar="EVENTS",
+        help="the size on which to time --verify --all --jobs 1 and 2 (default: the largest)",
+    )
     args = parser.parse_args()
+    reuse = {int(size): url for size, url in (item.split("=", 1) for item in args.reuse)}
     with contextlib.ExitStack() as stack:
         server_url = args.database_url
         if server_url is None:
@@ -243,24 +280,36 @@ def main() -> None:
         results = {}
         for events in args.events:
             name = f"claire_bench_history_{secrets.token_hex(4)}"
-            url = asyncio.run(create_database(server_url, name))
+            url = reuse.get(events)
+            keep = url is not None or args.keep
             try:
-                asyncio.run(upgrade_async(url))
-                # Every ledger ends about LAST_DAY_MS + 12 h: start earlier the longer it is.
-                bench_replay.START_MS = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
-                print(f"\n{events:,} events: generating ...", flush=True)
-                started = time.perf_counter()
-                head = asyncio.run(bench_replay.generate(url, events))
-                print(f"  {head:,} events in {time.perf_counter() - started:,.0f} s", flush=True)
+                if url is None:
+                    url = asyncio.run(create_database(server_url, name))
+                    asyncio.run(upgrade_async(url))
+                    # Every ledger ends about LAST_DAY_MS + 12 h: start earlier the longer it is.
+                    start_ms = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
+                    print(f"\n{events:,} events: generating ...", flush=True)
+                    started = time.perf_counter()
+                    head = bench_replay.generate(url, events, start_ms=start_ms)
+                    print(
+                        f"  {head:,} events in {time.perf_counter() - started:,.0f} s",
+                        flush=True,
+                    )
+                else:
+                    print(f"\n{events:,} events: reusing {url}", flush=True)
                 results[events] = measure(
                     url,
                     events,
                     args.every,
                     latency=events == min(args.events),
-                    segments=events == max(args.events),
+                    segments=events == (args.all_at or max(args.events)),
+                    baseline=args.baseline_max is None or events <= args.baseline_max,
                 )
             finally:
-                asyncio.run(drop_database(server_url, name))
+                if not keep:
+                    asyncio.run(drop_database(server_url, name))
+                elif url is not None:
+                    print(f"  kept: {url}", flush=True)
         if len(results) > 1:
             small, large = min(results), max(results)
             print(f"\n{large:,} events against {small:,} (goal: within 1.3x with snapshots)")

@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/bench_history.py --events 1000000 10000000
 
 For each size, generates a ledger with the real machines (``benchmarks/bench_replay.py``'s
-market and ``simulate()``), shifted in time so that every ledger **ends on the same last day**,
-into a throwaway database on an embedded PostgreSQL of its own (or ``--database-url``). Snapshots
-are then written as the services write them (every ``--every`` events and at each UTC midnight),
-and it measures, each with snapshots and without (``--no-snapshots``, the fold from position 1):
+market, ``simulate()`` and its COPY loaders), shifted in time so that every ledger **ends on the
+same last day**, into a throwaway database on an embedded PostgreSQL of its own (or
+``--database-url``), with the snapshots the services would have written (every ``--every``
+events and at each UTC midnight, taken from the simulation's own states; ``replay --verify
+--all`` checks that the fold reproduces each one). It measures, each with snapshots and without
+(``--no-snapshots``, the fold from position 1; ``--baseline-max`` limits that to small sizes):
 
 * the restore time of each decision service (``DecisionService.restore``: until it can decide);
 * ``replay --from <last day> --verify -q`` (the CLI, in a child process);
@@ -36,12 +38,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.bench_replay as bench_replay
-from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
 from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
-from eventstore.snapshots import Snapshots, snapshot_of
+from eventstore.snapshots import Snapshots
 from pipeline.decider import DecisionService
 from replay.verify import verification_machines
 
@@ -49,48 +50,6 @@ from replay.verify import verification_machines
 LAST_DAY_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 #: Mean gap between events of the generated market (trades every 200..800 ms, a clock every 5 s).
 MEAN_GAP_MS = 455
-
-
-async def take_snapshots(url: str, every: int) -> int:
-    """Fold the log once with each machine and store a snapshot every ``every`` events and at
-    each UTC midnight, as the running services would have. Returns how many were written."""
-    store = await EventStore.connect(url)
-    snapshots = Snapshots(store)
-    machines = verification_machines()
-    states = {m.name: m.initial() for m in machines}
-    config_hash = ""
-    written = 0
-    day = -1
-
-    async def snap(position: int) -> None:
-        nonlocal written
-        chain = await snapshots.chain_hash_at(position)
-        assert chain is not None
-        for m in machines:
-            data = CODECS[m.name].encode(states[m.name])
-            await snapshots.save(snapshot_of(m.name, data, position, chain, config_hash))
-            written += 1
-
-    try:
-        last = 0
-        async for batch in store.read_all_batches():
-            for fact in batch:
-                today = fact.event.at_ms // DAY_MS
-                if today > day:
-                    if day >= 0:
-                        await snap(last)
-                    day = today
-                if fact.event_type == "config.activated":
-                    config_hash = fact.event.config_hash  # type: ignore[attr-defined]
-                for m in machines:
-                    if not m.owns(fact.event):
-                        states[m.name], _ = m.step(states[m.name], fact)
-                last = fact.position
-                if last % every == 0:
-                    await snap(last)
-    finally:
-        await store.close()
-    return written
 
 
 async def restore_seconds(url: str, name: str, use_snapshots: bool) -> tuple[float, int]:
@@ -173,8 +132,6 @@ def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, fl
 
 def measure(
     url: str,
-    events: int,
-    every: int,
     *,
     latency: bool = True,
     segments: bool = False,
@@ -182,13 +139,6 @@ def measure(
 ) -> dict[str, float]:
     """``baseline``: also the fold from position 1 (restores and replay ``--no-snapshots``)."""
     figures: dict[str, float] = {}
-    started = time.perf_counter()
-    written = asyncio.run(take_snapshots(url, every))
-    print(
-        f"  {written} snapshots written (every {every:,} events and each UTC midnight) in "
-        f"{time.perf_counter() - started:,.0f} s; load average {_load()}",
-        flush=True,
-    )
     for name in ("signal", "risk", "paper"):
         fast, folded = asyncio.run(restore_seconds(url, name, True))
         figures[f"restore {name}"] = fast
@@ -250,9 +200,12 @@ def main() -> None:
         metavar="EVENTS=URL",
         action="append",
         default=[],
-        help="use this ledger (generated with --keep) for that size instead of generating one",
+        help="use this ledger (generated here with --keep: it has its snapshots) for that size",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated databases")
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the snapshot encoding cost (3 folds)"
+    )
     parser.add_argument(
         "--baseline-max",
         type=int,
@@ -290,18 +243,20 @@ def main() -> None:
                     start_ms = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
                     print(f"\n{events:,} events: generating ...", flush=True)
                     started = time.perf_counter()
-                    head = bench_replay.generate(url, events, start_ms=start_ms)
+                    head = bench_replay.generate(
+                        url, events, start_ms=start_ms, snapshot_every=args.every
+                    )
                     print(
-                        f"  {head:,} events in {time.perf_counter() - started:,.0f} s",
+                        f"  {head:,} events and their snapshots (every {args.every:,} events and "
+                        f"each UTC midnight) in {time.perf_counter() - started:,.0f} s; load "
+                        f"average {_load()}",
                         flush=True,
                     )
                 else:
                     print(f"\n{events:,} events: reusing {url}", flush=True)
                 results[events] = measure(
                     url,
-                    events,
-                    args.every,
-                    latency=events == min(args.events),
+                    latency=events == min(args.events) and not args.no_latency,
                     segments=events == (args.all_at or max(args.events)),
                     baseline=args.baseline_max is None or events <= args.baseline_max,
                 )

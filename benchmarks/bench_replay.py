@@ -42,9 +42,11 @@ from aggregates.config import parse_config
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.machine import record
 from aggregates.paper import PaperExchange
+from aggregates.portfolio import DAY_MS
 from aggregates.risk import RiskMachine
 from aggregates.signal import SignalMachine
-from aggregates.simulation import simulate
+from aggregates.simulation import Simulation, simulate
+from aggregates.snapshot import CODECS
 from eventstore import EventStore, sql
 from eventstore.admin import create_database, drop_database
 from eventstore.canonical import GENESIS
@@ -52,6 +54,7 @@ from eventstore.codec import Prepared, check_stream_name, prepare_checked
 from eventstore.driver import connect
 from eventstore.migrations import upgrade_async
 from eventstore.plan import Plan
+from eventstore.snapshots import Snapshots, snapshot_of
 from tests.unit.strategies import REPLAY_VALUES
 
 GOAL_EVENTS_PER_SECOND = 200_000
@@ -135,10 +138,16 @@ _decode_inputs = msgspec.msgpack.Decoder(list[_Input]).decode
 
 
 def generate(
-    url: str, events: int, chunk: int = LOAD_CHUNK_EVENTS, *, start_ms: int | None = None
+    url: str,
+    events: int,
+    chunk: int = LOAD_CHUNK_EVENTS,
+    *,
+    start_ms: int | None = None,
+    snapshot_every: int | None = None,
 ) -> int:
     """Load the simulated session (``market(events, start_ms=start_ms)``) into the fresh ledger
-    at ``url``; returns its head.
+    at ``url``; returns its head. With ``snapshot_every``, also store the machines' snapshots
+    as the services would have written them (:func:`_snapshot_points`).
 
     Why not ``EventStore.append``: the log alternates streams every few events (trades, clock,
     decisions), so a chunk was hundreds of small appends, about 5,000 events/s (10 M events: more
@@ -152,7 +161,7 @@ def generate(
       the store's ``Plan`` (positions and stream versions checked against the simulated ones),
       the previous chunk's last hash handed round from loader to loader, then COPY the rows
       (``sql.COPY_COLUMNS``, binary) into ``ledger.events``, whose trigger fills the side tables;
-    * the head moves once, at the end, to the last link.
+    * the head moves once, at the end, to the last link; then the snapshots taken, if any.
 
     The rows are those the appends would have written but for ``recorded_at`` (one per chunk).
     Only for a fresh ledger nobody else writes to: rows land above the head while it loads.
@@ -186,9 +195,10 @@ def generate(
         end.close()  # the children's ends: a dead child then ends our reads and writes
     senders = [w for _, w in feeds]
     started = time.perf_counter()
+    taken: list[tuple[int, str, dict[str, bytes]]] = []
     try:
         try:
-            _simulate(inputs, senders, started)
+            _simulate(inputs, senders, started, snapshot_every, taken)
         except BrokenPipeError:
             pass  # a loader stopped: its outcome says why
         finally:
@@ -211,6 +221,8 @@ def generate(
             raise outcome
     head, head_hash = max(outcomes)
     asyncio.run(_move_head(url, head, head_hash))
+    if taken:
+        asyncio.run(_save_snapshots(url, taken))
     return int(head)
 
 
@@ -273,9 +285,19 @@ def _market(inputs: Connection) -> Iterator[RecordedEvent]:
             )
 
 
-def _simulate(inputs: Connection, loaders: list[Connection], started: float) -> None:
+def _simulate(
+    inputs: Connection,
+    loaders: list[Connection],
+    started: float,
+    snapshot_every: int | None = None,
+    taken: list[tuple[int, str, dict[str, bytes]]] | None = None,
+) -> None:
     """Run the machines over the market; chunk k of the log goes to loader k mod LOADERS."""
-    log = simulate([SignalMachine(), RiskMachine(), PaperExchange()], _market(inputs))
+    simulation = Simulation([SignalMachine(), RiskMachine(), PaperExchange()])
+    source = _market(inputs)
+    if snapshot_every is not None and taken is not None:
+        source = _snapshot_points(simulation, source, snapshot_every, taken)
+    log = simulation.feed(source)
     pending: list[RecordedEvent] = []
     done = sent = 0
     # ``market`` stops after ``events`` inputs and every decision they caused is loaded:
@@ -294,6 +316,53 @@ def _simulate(inputs: Connection, loaders: list[Connection], started: float) -> 
         loaders[sent % len(loaders)].send_bytes(_encode(pending))
     for loader in loaders:
         loader.send_bytes(_END)
+
+
+def _snapshot_points(
+    simulation: Simulation,
+    inputs: Iterator[RecordedEvent],
+    every: int,
+    taken: list[tuple[int, str, dict[str, bytes]]],
+) -> Iterator[RecordedEvent]:
+    """``inputs``, and the machines' encoded states whenever the log has crossed a multiple of
+    ``every`` events or is about to enter a new UTC day, as (position, config hash, states).
+
+    Why here: a snapshot is a fold of the log up to its position, and the simulation holds
+    exactly that fold when it asks for its next input (everything derived from the previous
+    one has been stepped over); folding the generated log again took as long as generating it.
+    The services snapshot at the multiple itself (``SNAPSHOT_EVERY_EVENTS``), this at the first
+    input after it: at most a few events later. Midnight snapshots are at the same position.
+    """
+    config_hash = ""
+    day = -1
+    cut = every
+    for fact in inputs:
+        today = fact.event.at_ms // DAY_MS
+        position = simulation.position
+        if position and (position >= cut or today > day >= 0):
+            states = zip(simulation.machines, simulation.states, strict=True)
+            taken.append(
+                (position, config_hash, {m.name: CODECS[m.name].encode(s) for m, s in states})
+            )
+            cut = (position // every + 1) * every
+        day = max(day, today)
+        if isinstance(fact.event, ev.ConfigActivated):
+            config_hash = fact.event.config_hash
+        yield fact
+
+
+async def _save_snapshots(url: str, taken: list[tuple[int, str, dict[str, bytes]]]) -> None:
+    store = await EventStore.connect(url)
+    try:
+        snapshots = Snapshots(store)
+        for position, config_hash, states in taken:
+            chain = await snapshots.chain_hash_at(position)
+            if chain is None:
+                raise SystemExit(f"no event at the snapshot position {position}")
+            for name, data in states.items():
+                await snapshots.save(snapshot_of(name, data, position, chain, config_hash))
+    finally:
+        await store.close()
 
 
 def _loader_process(

@@ -4,8 +4,9 @@
         --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 Generates a session with the real machines (``simulate()``: signal + risk + paper over a
-generated two-symbol market with a clock every 5 s), bulk-appends it into a throwaway database it
-creates (and drops unless ``--keep``), then runs the ``replay`` command line in a child process:
+generated two-symbol market with a clock every 5 s), loads it by COPY (:func:`generate`: the
+store's own validation, placement and hash chain, in loader processes) into a throwaway database
+it creates (and drops unless ``--keep``), then runs the ``replay`` command line in a child process:
 ``--verify -q`` (re-decide every step, compare, hash chain in a worker fed the same chunks) and
 the plain walk ``-q``. Prints events/s, the CPU seconds of the replay process and its worker (the
 figure to compare on a busy machine) and the peak resident memory of the replay process (polled)

@@ -216,7 +216,7 @@ def main() -> None:
         "--all-at",
         type=int,
         metavar="EVENTS",
-        help="the size on which to time --verify --all --jobs 1 and 2 (default: the largest)",
+        help="the size to time --verify --all --jobs 1 and 2 on (default: the largest; 0: none)",
     )
     args = parser.parse_args()
     reuse = {int(size): url for size, url in (item.split("=", 1) for item in args.reuse)}
@@ -257,7 +257,7 @@ def main() -> None:
                 results[events] = measure(
                     url,
                     latency=events == min(args.events) and not args.no_latency,
-                    segments=events == (args.all_at or max(args.events)),
+                    segments=events == (max(args.events) if args.all_at is None else args.all_at),
                     baseline=args.baseline_max is None or events <= args.baseline_max,
                 )
             finally:

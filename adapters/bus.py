@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Generic, TypeVar, get_args
@@ -71,22 +70,11 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     payload: dict[str, str] = {}
 
 
-class _WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """RecordedEvent as read off the wire, with ``event`` typed as the tagged union."""
+class _WireEvent(RecordedEvent, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """RecordedEvent as read off the wire (its fields, by inheritance), with ``event`` typed as
+    the tagged union so the decode is strict."""
 
-    position: int
-    stream: str
-    stream_version: int
-    event_id: uuid.UUID
-    event_type: str
-    schema_version: int
-    occurred_at: datetime
-    recorded_at: datetime
-    causation_id: uuid.UUID | None
-    causation_position: int | None
-    correlation_id: uuid.UUID | None
     event: AnyEvent
-    hash: bytes
 
 
 _encoder = msgspec.json.Encoder(decimal_format="string")

@@ -28,12 +28,13 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: uuid.UUID | None = None
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A committed event with everything the ledger knows about it.
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What the ledger records around an event, in its column order: the one field list.
 
-    ``gc=False``: reads and replays create one per event, and the cycle collector need not scan
-    them; none can be part of a reference cycle (its fields are immutable values and an event,
-    whose own fields are values too).
+    :class:`RecordedEvent` and the bus's wire form extend it; the store's SQL column lists
+    (``eventstore.sql``) and the canonical text (``eventstore.canonical.canonical_line``) follow
+    :data:`ENVELOPE_FIELDS`, and tests hold every other spelling (the reader's array-like rows)
+    to it.
     """
 
     position: int
@@ -47,6 +48,21 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     causation_id: uuid.UUID | None
     causation_position: int | None
     correlation_id: uuid.UUID | None
+
+
+#: The envelope's field names, in the ledger's column (and canonical text) order.
+ENVELOPE_FIELDS: tuple[str, ...] = Envelope.__struct_fields__
+
+
+class RecordedEvent(Envelope, frozen=True, kw_only=True, gc=False):
+    """A committed event with everything the ledger knows about it: its envelope, the event,
+    and its chain hash.
+
+    ``gc=False``: reads and replays create one per event, and the cycle collector need not scan
+    them; none can be part of a reference cycle (its fields are immutable values and an event,
+    whose own fields are values too).
+    """
+
     event: Event
     hash: bytes
 

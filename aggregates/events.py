@@ -22,6 +22,9 @@ import msgspec
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{1,20}_[A-Z0-9]{1,10}$"
 Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
+#: An asset's code (``USDT``, ``BTC``): a symbol's half.
+CURRENCY_PATTERN = r"^[A-Z0-9]{1,10}$"
+Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN)]
 Millis = Annotated[int, msgspec.Meta(ge=0, le=32503680000000)]  # up to year 3000
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.:-]{1,64}$")]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -358,7 +361,7 @@ class _Fill(Event, frozen=True):
     price: Decimal
     contracts: Decimal
     fee: Decimal
-    fee_currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,10}$")]
+    fee_currency: Currency
     liquidity: Literal["maker", "taker"]
     fill_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     reduce_only: bool = False
@@ -445,7 +448,7 @@ class ExecutionVenueEquity(Event, frozen=True, tag="execution.venue_equity"):
     the bot is configured to trade (``INITIAL_EQUITY_USDT``): the hot wallet kept apart."""
 
     venue: Literal["mexc"]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,10}$")]
+    currency: Currency
     equity: Decimal
     available: Decimal
     configured_capital: Decimal

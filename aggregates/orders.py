@@ -195,37 +195,39 @@ def apply(state: OrderState | None, event: ev.Event) -> OrderState:
     )
 
 
-class OrderBook:
+class OrderBook(msgspec.Struct, kw_only=True):
     """Every order keyed by client order id: the fold behind the orders read model.
 
     Mutable on purpose: a session holds many orders and copying the mapping on every event would
     make a long replay quadratic. Each order's own state is the frozen :class:`OrderState` that
     :func:`apply` returns; non-order events are ignored. With ``keep_terminal=False`` finished
     orders are dropped, so a book that only needs open orders stays small on endless logs.
+
+    A Struct so that it has canonical bytes (live execution's snapshots hold it,
+    ``aggregates.live_book``): ``orders`` and ``open_ids`` keep their insertion order through
+    MessagePack, and ``open_orders`` walks ``open_ids`` in that order. Treat both as private.
     """
 
-    __slots__ = ("_keep_terminal", "_open", "_orders")
-
-    def __init__(self, *, keep_terminal: bool = True) -> None:
-        self._keep_terminal = keep_terminal
-        self._orders: dict[str, OrderState] = {}
-        self._open: dict[str, None] = {}  # insertion-ordered set of open ids
+    keep_terminal: bool = True
+    orders: dict[str, OrderState] = {}
+    #: insertion-ordered set of the open orders' ids
+    open_ids: dict[str, None] = {}
 
     def apply(self, event: ev.Event) -> OrderState | None:
         """Fold one event; returns the order it touched (None for non-order events)."""
         if not isinstance(event, ORDER_EVENTS):
             return None
         order_id = event.client_order_id
-        state = apply(self._orders.get(order_id), event)
+        state = apply(self.orders.get(order_id), event)
         if state.is_working:
-            self._orders[order_id] = state
-            self._open[order_id] = None
+            self.orders[order_id] = state
+            self.open_ids[order_id] = None
         else:
-            self._open.pop(order_id, None)
-            if self._keep_terminal:
-                self._orders[order_id] = state
+            self.open_ids.pop(order_id, None)
+            if self.keep_terminal:
+                self.orders[order_id] = state
             else:
-                self._orders.pop(order_id, None)
+                self.orders.pop(order_id, None)
         return state
 
     def fold(self, events: Iterable[ev.Event]) -> OrderBook:
@@ -234,17 +236,17 @@ class OrderBook:
         return self
 
     def get(self, client_order_id: str) -> OrderState | None:
-        return self._orders.get(client_order_id)
+        return self.orders.get(client_order_id)
 
     def __len__(self) -> int:
-        return len(self._orders)
+        return len(self.orders)
 
     def __iter__(self) -> Iterator[OrderState]:
-        return iter(self._orders.values())
+        return iter(self.orders.values())
 
     def open_orders(self) -> list[OrderState]:
         """Orders still able to trade (REQUESTED, ACCEPTED, PARTIALLY_FILLED), oldest first."""
-        return [self._orders[order_id] for order_id in self._open]
+        return [self.orders[order_id] for order_id in self.open_ids]
 
 
 def fold_orders(events: Iterable[ev.Event], *, keep_terminal: bool = True) -> OrderBook:

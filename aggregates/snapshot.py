@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from aggregates.live_book import LiveBookState
 from aggregates.paper import PaperState
 from aggregates.risk.state import RiskState
 from aggregates.screener import ScreenerLog
@@ -73,6 +74,10 @@ class StateCodec:
     machine: str
     state_type: type
     prepare: Callable[[Any], object] = lambda state: state
+    #: Run by some deployments only (live execution, in live mode): a machine with no snapshot
+    #: stored at all has never run on this ledger, and the archive's retention floor does not
+    #: wait for it (one with snapshots, none usable, still holds the floor at 0).
+    optional: bool = False
 
     def encode(self, state: Any) -> bytes:
         """Canonical bytes, tagged with the machine: equal states (values and dict order) give
@@ -96,12 +101,14 @@ class StateCodec:
             raise SnapshotDecodeError(f"{self.machine}: not a snapshot state: {error}") from error
 
 
-#: Every fold a service restores from the log, by machine name (the screener's is the ingest's).
+#: Every fold a service restores from the log, by machine name (the screener's is the ingest's,
+#: ``execution-live`` is live execution's order book: ``pipeline.live_execution``).
 CODECS: dict[str, StateCodec] = {
     "signal": StateCodec("signal", SignalState),
     "risk": StateCodec("risk", RiskState),
     "paper": StateCodec("paper", PaperState, _sorted_priced),
     "screener": StateCodec("screener", ScreenerLog),
+    "execution-live": StateCodec("execution-live", LiveBookState, optional=True),
 }
 
 

@@ -32,12 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.bench_replay as bench_replay
+from aggregates.envelope import utc_from_ms
 from aggregates.snapshot import CODECS
 from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
@@ -115,7 +115,7 @@ def replay_seconds(url: str, day: str, *options: str) -> tuple[float, int]:
 
 def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, float]:
     """Run the ``replay`` CLI as ``bench_replay.run_replay`` does, on another day."""
-    command = [sys.executable, "-m", "replay.cli", "--from", day, "-q", *options]
+    command = [sys.executable, "-m", "cli.replay", "--from", day, "-q", *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = subprocess.run(
@@ -148,7 +148,7 @@ def measure(
             figures[f"restore {name} full"] = full
             line += f"   from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}"
         print(line, flush=True)
-    day = datetime.fromtimestamp(LAST_DAY_MS / 1000, UTC).date().isoformat()
+    day = utc_from_ms(LAST_DAY_MS).date().isoformat()
     fast, code = replay_seconds(url, day, "--verify")
     figures["replay verify"] = fast
     line = f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})"
@@ -182,7 +182,7 @@ def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
     started = time.perf_counter()
     options = ("--verify", "--all", "--jobs", jobs, "-q", "--database-url", url)
     child = subprocess.run(
-        [sys.executable, "-m", "replay.cli", *options],
+        [sys.executable, "-m", "cli.replay", *options],
         stdout=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
         check=False,

@@ -33,6 +33,7 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.tape import TapeEntry
 from adapters.secrets import Secret
+from adapters.settings import RuntimeSettings
 from aggregates import events as ev
 from aggregates.config import parse_config
 from eventstore import EventStore
@@ -41,7 +42,6 @@ from eventstore.errors import EventStoreError
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock, demo_config
-from pipeline.settings import RuntimeSettings
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT", "DOGE_USDT", "XRP_USDT")
 BASE = {"BTC_USDT": 100_000.0, "ETH_USDT": 2500.0, "SOL_USDT": 150.0, "DOGE_USDT": 0.2,

@@ -450,7 +450,7 @@ def run_replay(url: str, *options: str) -> tuple[float, int, int, int, float]:
     The CPU seconds (user + system of the replay process and its chain-check worker) are what
     to compare on a busy machine: wall time there depends on what else runs.
     """
-    command = [sys.executable, "-m", "replay.cli", "--from", "2025-06-02", "-q", *options]
+    command = [sys.executable, "-m", "cli.replay", "--from", "2025-06-02", "-q", *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = psutil.Popen(

@@ -165,7 +165,7 @@ async def soak(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60
     log = (scratch / "claire.log").open("wb")
     claire = subprocess.Popen(  # noqa: ASYNC220
-        [python, "-m", "pipeline.cli", "run", "--duration", str(seconds)],
+        [python, "-m", "cli.main", "run", "--duration", str(seconds)],
         env=env,
         cwd=scratch,
         stdout=log,

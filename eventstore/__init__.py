@@ -1,6 +1,14 @@
-"""The ledger: an append-only, gapless, hash-chained PostgreSQL event store.
+"""The ledger: an append-only, gapless, hash-chained event store.
 
-``from eventstore import EventStore`` — docs/LEDGER.md gives the guarantees and the API.
+``from eventstore import EventStore`` (PostgreSQL) or ``MemoryEventLog`` (in process), both
+:class:`EventLog` s (:mod:`eventstore.port`). docs/LEDGER.md gives the guarantees and the API.
+
+The modules that import asyncpg: ``postgres`` (the store) and the parts it delegates to
+(``driver``, ``reader``, ``follow``, ``verify``, ``big``), the operators' ``migrations``,
+``logins`` and ``admin``, and the archive's ``archive_export``, ``archive_columns`` and
+``archive_verify``. No I/O and no asyncpg: ``port``, ``memory``, ``canonical``, ``codec``,
+``plan``, ``chain``, ``errors`` and ``sql`` (statements as text). Importing this package imports
+asyncpg (for :class:`EventStore`); ``MemoryEventLog`` itself uses none of it.
 """
 
 from eventstore.errors import (
@@ -12,9 +20,9 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
-from eventstore.port import EventLog
+from eventstore.memory import MemoryEventLog
+from eventstore.port import EventLog, VerifyResult
 from eventstore.postgres import EventStore, connection_lost
-from eventstore.verify import VerifyResult
 
 __all__ = [
     "ConcurrencyConflict",
@@ -24,6 +32,7 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "InvalidEvent",
+    "MemoryEventLog",
     "StoreUnavailable",
     "VerifyResult",
     "connection_lost",

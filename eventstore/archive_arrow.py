@@ -7,6 +7,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from array import array as c_array
 from typing import Any
@@ -31,24 +32,53 @@ _VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
 def _derived_ids(bodies: Any) -> Any:
     """The content-derived id of every non-null body (uuid5 bytes, as
     ``eventstore.archive_columns._derived_id_bytes``) as an Arrow ``binary(16)`` array, null
-    where the body is: one tight SHA-1 loop; the digests cut to 16 bytes and given uuid5's
-    bits by strided copies over all of them at once."""
+    where the body is: the namespace put before every body by one Arrow join, one tight SHA-1
+    loop over slices of that buffer; the digests cut to 16 bytes and given uuid5's bits by
+    strided copies over all of them at once."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if isinstance(bodies, pa.ChunkedArray):
         bodies = bodies.combine_chunks()
     valid = pc.is_valid(bodies)
-    present = bodies.filter(valid).cast(pa.binary()).to_pylist()
-    sha1, namespace = hashlib.sha1, _NAMESPACE
-    digests = b"".join([sha1(namespace + body).digest() for body in present])
-    ids = bytearray(16 * len(present))
+    present = bodies.filter(valid).cast(pa.binary())
+    keyed = pc.binary_join_element_wise(pa.scalar(_NAMESPACE, pa.binary()), present, b"")
+    data, offsets = binary_slices(keyed)
+    sha1 = hashlib.sha1
+    start = offsets[0]
+    digests = []
+    for end in offsets[1:]:
+        digests.append(sha1(data[start:end]).digest())
+        start = end
+    count = len(digests)
+    joined = b"".join(digests)
+    ids = bytearray(16 * count)
     for k in range(16):
-        ids[k::16] = digests[k::20]
+        ids[k::16] = joined[k::20]
     ids[6::16] = bytes(ids[6::16]).translate(_VERSION)
     ids[8::16] = bytes(ids[8::16]).translate(_VARIANT)
-    array = pa.Array.from_buffers(pa.binary(16), len(present), [None, pa.py_buffer(ids)])
+    array = pa.Array.from_buffers(pa.binary(16), count, [None, pa.py_buffer(ids)])
     return pc.replace_with_mask(pa.nulls(len(bodies), pa.binary(16)), valid, array)
+
+
+def binary_slices(values: Any) -> tuple[bytes, Any]:
+    """A string or binary Arrow array (no nulls) as its data bytes and its ``n + 1`` offsets
+    into them: element ``i`` is ``data[offsets[i]:offsets[i + 1]]``, sliced in a loop with no
+    Arrow scalar or Python object per element but the slice itself."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    n, first = len(values), values.offset
+    if n == 0:
+        return b"", c_array("i", [0])
+    offsets = c_array("q" if pa.types.is_large_binary(values.type)
+                      or pa.types.is_large_string(values.type) else "i")  # fmt: skip
+    size = offsets.itemsize
+    buffers = values.buffers()
+    offsets.frombytes(buffers[1].to_pybytes()[size * first : size * (first + n + 1)])
+    data = buffers[2].to_pybytes() if buffers[2] is not None else b""
+    return data, offsets
 
 
 #: Where each hex digit of a uuid's 32 lands in its 36-character text, and the dashes.
@@ -129,15 +159,26 @@ def csv_table(data: bytes) -> Any:
         "occurred_at": pa.int64(), "recorded_at": pa.int64(), "causation_id": pa.string(),
         "causation_position": pa.int64(), "correlation_id": pa.string(), "payload": pa.string(),
     }  # fmt: skip
-    table = csv.read_csv(
-        pa.py_buffer(data),
-        read_options=csv.ReadOptions(column_names=names, block_size=1 << 26),
-        parse_options=csv.ParseOptions(newlines_in_values=True),
-        convert_options=csv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    )  # fmt: skip
+
+    def parse(block_size: int, newlines_in_values: bool) -> Any:
+        return csv.read_csv(
+            pa.py_buffer(data),
+            read_options=csv.ReadOptions(column_names=names, block_size=block_size),
+            parse_options=csv.ParseOptions(newlines_in_values=newlines_in_values),
+            convert_options=csv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )  # fmt: skip
+
+    # Blocks of 1 MiB are parsed by Arrow's threads at once, which needs every newline to end
+    # a row: true when the rows parsed are as many as the newlines (jsonb's text has none;
+    # any other column might). If not, one block parsed in order, newlines allowed in values.
+    table = None
+    with contextlib.suppress(pa.ArrowInvalid):
+        table = parse(1 << 20, False)
+    if table is None or table.num_rows != data.count(b"\n"):
+        table = parse(1 << 26, True)
     stamp = pa.timestamp("us", tz="UTC")
     columns = {name: table.column(name) for name in names}
     for name in ("event_id", "causation_id", "correlation_id"):

@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from aggregates.envelope import CLAIRE_NAMESPACE
-from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts
+from eventstore.archive_arrow import RAW_COLUMNS, _derived_ids, _uuid_texts, binary_slices
 from eventstore.canonical import (
+    canonical_line,
+    chain_links,
     jsonb_key_order,
     render_object,
 )
@@ -66,27 +69,11 @@ class ArchivedRow:
 
     def canonical(self) -> str:
         """:func:`eventstore.canonical.canonical_text` of this row."""
-        cause, corr, cause_position = (
-            self.causation_id,
-            self.correlation_id,
-            self.causation_position,
-        )
-        return "|".join(
-            (
-                str(self.position),
-                self.stream,
-                str(self.stream_version),
-                str(self.event_id),
-                self.event_type,
-                str(self.schema_version),
-                str(self.occurred_us),
-                str(self.recorded_us),
-                "" if cause is None else str(cause),
-                "" if cause_position is None else str(cause_position),
-                "" if corr is None else str(corr),
-                self.payload_text,
-            )
-        )
+        return canonical_line(
+            self.position, self.stream, self.stream_version, self.event_id, self.event_type,
+            self.schema_version, self.occurred_us, self.recorded_us, self.causation_id,
+            self.causation_position, self.correlation_id, self.payload_text,
+        )  # fmt: skip
 
 
 def _schema() -> Any:
@@ -430,13 +417,20 @@ def _as_text(table: Any, name: str) -> Any:
 
 
 def _plain(table: Any) -> bool:
-    """Whether every typed trade string is one the column-wise texts write as is."""
+    """Whether every typed trade string is one the column-wise texts write as is (a
+    dictionary column is judged by its dictionaries: a few values, not a row each)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    strings = ("symbol", "taker_side", "position_effect", "trade_id")
-    return not any(
-        pc.any(pc.match_substring_regex(_as_text(table, n), _NOT_PLAIN)).as_py() for n in strings
-    )
+    for name in ("symbol", "taker_side", "position_effect", "trade_id"):
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            values = [chunk.dictionary for chunk in column.chunks]
+        else:
+            values = [pc.cast(column, pa.string())]
+        if any(pc.any(pc.match_substring_regex(v, _NOT_PLAIN)).as_py() for v in values):
+            return False
+    return True
 
 
 def canonical_texts(table: Any) -> list[str]:
@@ -476,19 +470,13 @@ def _canonical_column(table: Any) -> Any:
 
 
 def chain_hashes(table: Any, previous: bytes) -> list[bytes]:
-    """Every row's chain hash, from the hash before the table's first row."""
-    import pyarrow as pa
-
-    if _plain(table):
-        texts = _canonical_column(table).cast(pa.binary()).to_pylist()
-    else:
-        texts = [row.canonical().encode() for row in rows_of(table)]
-    out = []
-    sha256 = hashlib.sha256
-    for text in texts:
-        previous = sha256(previous + text).digest()
-        out.append(previous)
-    return out
+    """Every row's chain hash, from the hash before the table's first row: the ledger's one
+    link (:func:`eventstore.canonical.chain_links`) over slices of the canonical texts' Arrow
+    buffer, no Python string per row."""
+    if not _plain(table):
+        return chain_links(previous, [row.canonical().encode() for row in rows_of(table)])
+    data, offsets = binary_slices(_canonical_column(table))
+    return chain_links(previous, (data[start:end] for start, end in pairwise(offsets)))
 
 
 _PARQUET_OPTIONS: dict[str, Any] = {

@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -42,6 +43,7 @@ FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'ledger.events'::regclass
 """
 _HAS = "SELECT to_regclass($1) IS NOT NULL"
+T = TypeVar("T")
 
 
 async def retention_floor(conn: asyncpg.Connection, url: str) -> tuple[int, str]:
@@ -77,9 +79,13 @@ async def _restore_floor(url: str) -> tuple[int, str]:
     try:
         snapshots = Snapshots(store)
         floor: tuple[int, str] | None = None
-        for machine in CODECS:
+        for machine, codec in CODECS.items():
             found = await snapshots.latest_usable(machine)
             if found is None:
+                if codec.optional and not await snapshots.candidates(
+                    machine, limit=1, states=False
+                ):
+                    continue  # never run on this ledger (live execution, in paper mode)
                 return 0, f"no usable snapshot of {machine}: its restore folds from position 1"
             if floor is None or found.snapshot.position < floor[0]:
                 floor = (found.snapshot.position, f"the newest usable snapshot of {machine}")
@@ -122,7 +128,15 @@ def _check_writable(directory: Path) -> None:
 async def archive(url: str, before: datetime, directory: Path) -> ArchiveReport:
     """Archive, oldest first, every whole partition recorded before ``before`` and under the
     retention floor; see the module docstring. Raises :class:`ArchiveError` (nothing dropped
-    for the partition at fault; partitions archived before it stay archived and consistent)."""
+    for the partition at fault; partitions archived before it stay archived and consistent).
+
+    Three things overlap, each on its own core when one is free: PostgreSQL writes the next
+    rows (``COPY`` on this connection, at most :data:`_READ_AHEAD` chunks ahead), this
+    process builds, writes and reads back the current file (worker threads), and PostgreSQL
+    prunes and drops the partition before it (a second connection). What must come first
+    still does: a partition is dropped only after its file was read back and re-hashed to
+    the chain, and a file is renamed into place only after the partition before it was
+    dropped, so a failure leaves each partition either archived or untouched."""
     await asyncio.to_thread(_check_writable, directory)
     conn = await asyncpg.connect(url)
     try:
@@ -132,31 +146,98 @@ async def archive(url: str, before: datetime, directory: Path) -> ArchiveReport:
         await conn.execute("SELECT pg_advisory_lock(hashtext('claire.archive'))")
         floor, reason = await retention_floor(conn, url)
         identity = await _ledger_identity(conn)
-        done: list[Manifest] = []
-        while True:
-            stopped = await _archive_next(conn, before, directory, floor, identity, done)
-            if stopped is not None:
-                return ArchiveReport(done, floor, reason, stopped)
+        archived = await conn.fetch(_ARCHIVED)
+        after = (0, GENESIS)
+        if archived:
+            after = (archived[-1]["last_position"], archived[-1]["last_hash"])
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_READ_AHEAD)
+        reader = asyncio.create_task(_read_partitions(conn, before, floor, after, queue))
+        try:
+            done: list[Manifest] = []
+            stopped = await _write_partitions(url, directory, identity, queue, done)
+            return ArchiveReport(done, floor, reason, stopped)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
     finally:
         await conn.close()
 
 
-async def _archive_next(
+#: Chunks of rows ``COPY`` may read ahead of the file being written.
+_READ_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """A partition about to be read: its name, the hash before it, its first and last rows."""
+
+    name: str
+    previous: bytes
+    first: tuple[int, bytes]
+    last: tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class _Stop:
+    reason: str  # why no further partition is archived
+
+
+_END = b""  # all of the partition's rows were read
+
+
+async def _read_partitions(
     conn: asyncpg.Connection,
     before: datetime,
-    directory: Path,
     floor: int,
-    identity: str,
-    done: list[Manifest],
+    after: tuple[int, bytes],
+    queue: asyncio.Queue[Any],
+) -> None:
+    """Put on ``queue``, oldest first, each partition to archive (a :class:`_Partition`, its
+    rows as ``COPY`` CSV chunks, :data:`_END`), then a :class:`_Stop`; or the error, if the
+    ledger does not continue the archive."""
+    try:
+        previous_last, previous = after
+        rows = await conn.fetch(_PARTITIONS)
+        for low, high, name in sorted((row[1][0], row[1][1], row[0]) for row in rows):
+            stopped = await _not_archivable(conn, name, low, high, before, floor, previous_last)
+            if stopped is not None:
+                await queue.put(_Stop(stopped))
+                return
+            # One snapshot for the rows and the hashes at both ends (the read-back proves
+            # they agree); the rows come as CSV, parsed column-wise: no Python object per row.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                ends = "SELECT position, hash FROM ledger.{0} ORDER BY position {1} LIMIT 1"
+                start_row = await conn.fetchrow(ends.format(name, "ASC"))
+                end_row = await conn.fetchrow(ends.format(name, "DESC"))
+                first, last = (start_row[0], start_row[1]), (end_row[0], end_row[1])
+                await queue.put(_Partition(name, previous, first, last))
+                for start in range(first[0], high, _EXPORT_CHUNK):
+                    data = await _copy_csv(
+                        conn,
+                        f"SELECT {EXPORT_SELECT} FROM ledger.{name} WHERE position >= {start}"
+                        f" AND position < {start + _EXPORT_CHUNK} ORDER BY position",
+                    )
+                    await queue.put(data)
+            await queue.put(_END)
+            previous_last, previous = last
+        await queue.put(_Stop("no partition left"))
+    except Exception as error:  # the writer raises it, after what came before it
+        await queue.put(error)
+
+
+async def _not_archivable(
+    conn: asyncpg.Connection,
+    name: str,
+    low: int,
+    high: int,
+    before: datetime,
+    floor: int,
+    previous_last: int,
 ) -> str | None:
+    """Why partition ``name`` is not archived (``None``: it is); :class:`ArchiveError` if it
+    does not continue the archive at ``previous_last + 1``."""
     head = await conn.fetchval("SELECT position FROM ledger.head")
-    partitions = sorted((row[1][0], row[1][1], row[0]) for row in await conn.fetch(_PARTITIONS))
-    if not partitions:
-        return "no partition left"
-    low, high, name = partitions[0]
-    archived = await conn.fetch(_ARCHIVED)
-    previous_last = archived[-1]["last_position"] if archived else 0
-    previous = archived[-1]["last_hash"] if archived else GENESIS
     first = await conn.fetchval(f"SELECT min(position) FROM ledger.{name}")
     last = high - 1
     if last > head:
@@ -173,36 +254,69 @@ async def _archive_next(
         )
     if recorded >= before:
         return f"partition {name} holds events recorded at or after {before.isoformat()}"
-    export = _FileExport(name, directory, previous, identity)
+    return None
+
+
+async def _write_partitions(
+    url: str, directory: Path, identity: str, queue: asyncio.Queue[Any], done: list[Manifest]
+) -> str:
+    """Take what :func:`_read_partitions` puts on ``queue``: write, read back and publish each
+    partition's file, then drop the partition on a second connection while the next file is
+    written; each dropped partition's manifest goes on ``done``. Returns why no further
+    partition was archived."""
+    dropper = await asyncpg.connect(url)
+    dropping: asyncio.Task[Manifest] | None = None
+    export: _FileExport | None = None
     try:
-        await asyncio.to_thread(export.start)
-        # One snapshot for the rows and the hashes at both ends (the read-back proves they
-        # agree); the rows come as CSV, parsed column-wise: no Python object per row.
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            ends = "SELECT position, hash FROM ledger.{0} ORDER BY position {1} LIMIT 1"
-            start_row = await conn.fetchrow(ends.format(name, "ASC"))
-            end_row = await conn.fetchrow(ends.format(name, "DESC"))
-            export.first, export.last = (start_row[0], start_row[1]), (end_row[0], end_row[1])
-            for start in range(first, high, _EXPORT_CHUNK):
-                data = await _copy_csv(
-                    conn,
-                    f"SELECT {EXPORT_SELECT} FROM ledger.{name} WHERE position >= {start}"
-                    f" AND position < {start + _EXPORT_CHUNK} ORDER BY position",
-                )
-                await asyncio.to_thread(export.write, data)
-        manifest = await asyncio.to_thread(export.finish)
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            if isinstance(item, _Stop):
+                break
+            if isinstance(item, _Partition):
+                export = _FileExport(item.name, directory, item.previous, identity)
+                export.first, export.last = item.first, item.last
+                await _step(export, export.start)
+            elif item is _END:
+                assert export is not None
+                manifest = await _step(export, export.finish)
+                if dropping is not None:  # the partition before is gone first
+                    done.append(await dropping)
+                    dropping = None
+                await _step(export, export.publish)
+                # The reader's snapshot locks only the partition it reads, never the parent,
+                # so this DETACH (ACCESS EXCLUSIVE on ledger.events) does not wait for it
+                # (which would deadlock: the reader waits for this loop to take its chunks).
+                dropping = asyncio.create_task(_drop(dropper, export.name, manifest))
+                export = None
+            else:
+                assert export is not None
+                await _step(export, export.write, item)
+        if dropping is not None:
+            done.append(await dropping)
+            dropping = None
+        return item.reason
+    finally:
+        if export is not None:
+            await asyncio.to_thread(export.abort)
+        if dropping is not None:  # failing: the drop before still ends (or fails) first
+            with contextlib.suppress(Exception):
+                await dropping
+        await dropper.close()
+
+
+async def _step(export: _FileExport, step: Callable[..., T], *args: Any) -> T:
+    """One step of ``export`` in a worker thread; an :class:`OSError` (directory not
+    writable, disk full) becomes :class:`ArchiveError` naming the file."""
+    try:
+        return await asyncio.to_thread(step, *args)
     except OSError as error:
-        await asyncio.to_thread(export.abort)
         raise ArchiveError(
-            f"cannot write archive file {export.file} in {directory}: {error}; nothing was dropped",
+            f"cannot write archive file {export.file} in {export.directory}: {error}; "
+            "nothing was dropped",
             file=export.file,
         ) from None
-    except BaseException:
-        await asyncio.to_thread(export.abort)
-        raise
-    await _drop(conn, name, manifest)
-    done.append(manifest)
-    return None
 
 
 async def _copy_csv(conn: asyncpg.Connection, query: str) -> bytes:
@@ -245,6 +359,7 @@ class _FileExport:
         self.first: tuple[int, bytes] | None = None
         self.last: tuple[int, bytes] | None = None
         self.count = 0
+        self.published = False
 
     def start(self) -> None:
         import pyarrow.parquet as pq
@@ -295,12 +410,18 @@ class _FileExport:
         self.temporary_manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
         with self.temporary_manifest.open("rb+") as handle:
             os.fsync(handle.fileno())
+        return manifest
+
+    def publish(self) -> None:
+        """Rename the read-back file and its manifest into place (after :meth:`finish`)."""
         self.temporary.rename(self.path)
         self.temporary_manifest.rename(self.manifest_path)
         _fsync_dir(self.directory)
-        return manifest
+        self.published = True
 
     def abort(self) -> None:
+        if self.published:  # renamed into place: never removed
+            return
         with contextlib.suppress(Exception):
             if self.writer is not None:
                 self.writer.close()
@@ -309,8 +430,9 @@ class _FileExport:
                 path.unlink(missing_ok=True)
 
 
-async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> None:
-    """Record the file, prune the side tables, detach and drop the partition: one transaction."""
+async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> Manifest:
+    """Record the file, prune the side tables, detach and drop the partition: one transaction.
+    Returns the manifest, once its partition is gone."""
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO ledger.archived (partition, first_position, last_position, first_hash,"
@@ -323,18 +445,23 @@ async def _drop(conn: asyncpg.Connection, name: str, manifest: Manifest) -> None
             f"DELETE FROM ledger.event_ids i USING ledger.{name} e WHERE i.event_id = e.event_id"
         )
         # Each stream keeps its last version: a stream never starts again at version 1. Each
-        # stream's last version is looked up once (MATERIALIZED), not once per deleted row.
+        # stream's last version is looked up once (MATERIALIZED), not once per deleted row;
+        # the pairs to delete are materialized too, so they meet the side table in one hash
+        # join (estimated from the CTE, the planner probed the partition once per live row).
         await conn.execute(
             f"""
             WITH last AS MATERIALIZED (
                 SELECT s.stream, (SELECT max(m.stream_version) FROM ledger.stream_versions m
                                   WHERE m.stream = s.stream) AS version
                 FROM (SELECT DISTINCT stream FROM ledger.{name}) s
+            ), gone AS MATERIALIZED (
+                SELECT e.stream, e.stream_version FROM ledger.{name} e JOIN last l USING (stream)
+                WHERE e.stream_version < l.version
             )
-            DELETE FROM ledger.stream_versions v USING ledger.{name} e JOIN last l USING (stream)
-            WHERE v.stream = e.stream AND v.stream_version = e.stream_version
-              AND v.stream_version < l.version
+            DELETE FROM ledger.stream_versions v USING gone g
+            WHERE v.stream = g.stream AND v.stream_version = g.stream_version
             """
         )
         await conn.execute(f"ALTER TABLE ledger.events DETACH PARTITION ledger.{name}")
         await conn.execute(f"DROP TABLE ledger.{name}")
+    return manifest

@@ -18,7 +18,7 @@ from eventstore.archive_columns import chain_hashes
 from eventstore.errors import ArchiveError
 
 FORMAT: Literal[1] = 1
-_READ_CHUNK = 20_000
+_READ_CHUNK = 50_000
 
 
 #: A SHA-256 digest as a manifest writes it: checked on read, so a bad field is named, not a crash.

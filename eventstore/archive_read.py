@@ -18,10 +18,10 @@ from eventstore.archive_columns import ArchivedRow, rows_of
 from eventstore.archive_files import Manifest, _batches, _sha256, manifests
 from eventstore.canonical import (
     GENESIS,
-    canonical_text,
     chain,
 )
 from eventstore.errors import ArchiveError
+from eventstore.verify import row_canonical
 
 
 def read_archived(directory: Path, after: int = 0) -> Iterator[tuple[ArchivedRow, bytes]]:
@@ -77,15 +77,6 @@ def _files_after(
 
 
 _FIRST_LIVE = sql.READ_FOR_VERIFY
-
-
-def _live_text(row: Any) -> str:
-    names = (
-        "position", "stream", "stream_version", "event_id", "event_type", "schema_version",
-        "occurred_at", "recorded_at", "causation_id", "causation_position", "correlation_id",
-        "payload_text",
-    )  # fmt: skip
-    return canonical_text(**dict(zip(names, row[:12], strict=True)))
 
 
 def _archived_batches(directory: Path, after: int, size: int) -> Generator[list[Any]]:
@@ -154,7 +145,7 @@ class ArchivedLog:
         if rows:
             first, stored = rows[0][0], rows[0][12]
             try:
-                follows = chain(end_hash, _live_text(rows[0])) == stored
+                follows = chain(end_hash, row_canonical(rows[0])) == stored
             except (ValueError, TypeError, OverflowError, ArithmeticError):
                 follows = False
         else:

@@ -8,23 +8,20 @@ payload as ``payload::text`` verbatim (``json_build_array`` embeds a jsonb value
 output), so a worker given those bytes checks the same links without touching the database.
 
 Each row must follow its predecessor's position by one and its stored hash must equal
-``sha256(previous stored hash || utf8(canonical text))`` (:mod:`eventstore.canonical`); the
-problems are named exactly as :meth:`EventStore.verify` names them. A chunk these types cannot
+``sha256(previous stored hash || utf8(canonical text))``, computed by the functions every other
+check uses (:func:`eventstore.canonical.canonical_line`, :func:`~eventstore.canonical.next_link`);
+the problems are named exactly as :meth:`EventStore.verify` names them. A chunk these types cannot
 decode stops the check where it is (``stalled``): the caller checks the rest from the database.
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import msgspec
 
-from eventstore.canonical import GENESIS
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+from eventstore.canonical import EPOCH, GENESIS, MICROSECOND, canonical_line, chain_links
 
 
 class _Link(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -74,35 +71,51 @@ class ChainCheck:
             self.stalled = True
             return
         previous, expected = self.previous, self.expected
-        digests = [hashes[at : at + 32] for at in range(0, len(hashes), 32)]
-        sha256 = hashlib.sha256
-        epoch, micro = _EPOCH, _MICROSECOND
-        recorded, recorded_text = None, ""
-        for row, digest in zip(rows, digests, strict=True):
+        line, epoch, micro = canonical_line, EPOCH, MICROSECOND
+        recorded, recorded_us = None, 0
+        texts: list[bytes] = []
+        gap = None
+        for row in rows:
             position = row.position
-            if position != expected:
-                self._stop(
-                    previous, expected, f"position {expected} is missing (next is {position})"
-                )
-                return
+            if position != expected + len(texts):
+                gap = position
+                break
             if row.recorded_at != recorded:  # one per append: usually shared by many rows
                 recorded = row.recorded_at
-                recorded_text = str((recorded - epoch) // micro)
-            causation = row.causation_position
-            text = (
-                f"{position}|{row.stream}|{row.stream_version}|"
-                f"{row.event_id}|{row.event_type}|"
-                f"{row.schema_version}|{(row.occurred_at - epoch) // micro}|{recorded_text}|"
-                f"{row.causation_id or ''}|{'' if causation is None else causation}|"
-                f"{row.correlation_id or ''}|"
+                recorded_us = (recorded - epoch) // micro
+            # The text up to the payload, then the payload's bytes as the server rendered them.
+            text = line(
+                position,
+                row.stream,
+                row.stream_version,
+                row.event_id,
+                row.event_type,
+                row.schema_version,
+                (row.occurred_at - epoch) // micro,
+                recorded_us,
+                row.causation_id,
+                row.causation_position,
+                row.correlation_id,
+                "",
             )
-            if sha256(previous + text.encode() + row.payload).digest() != digest:
-                self._stop(
-                    previous, expected, f"position {position}: hash does not match its content"
-                )
-                return
-            previous = digest
-            expected += 1
+            texts.append(text.encode() + row.payload)
+        if len(hashes) != 32 * len(rows):
+            raise ValueError(f"{len(rows)} rows but {len(hashes)} bytes of hashes")
+        digests = [hashes[at : at + 32] for at in range(0, 32 * len(texts), 32)]
+        # Up to the first bad link, the recomputed links are the stored ones.
+        links = chain_links(previous, texts)
+        if links != digests:
+            bad = next(i for i, (a, b) in enumerate(zip(links, digests, strict=True)) if a != b)
+            previous = digests[bad - 1] if bad else previous
+            position = expected + bad
+            self._stop(previous, position, f"position {position}: hash does not match its content")
+            return
+        if digests:
+            previous = digests[-1]
+        expected += len(texts)
+        if gap is not None:
+            self._stop(previous, expected, f"position {expected} is missing (next is {gap})")
+            return
         self._stop(previous, expected, None)
 
     def _stop(self, previous: bytes, expected: int, problem: str | None) -> None:
@@ -111,3 +124,19 @@ class ChainCheck:
         self.previous, self.expected = previous, expected
         if problem is not None:
             self.first_bad, self.problem = expected, problem
+
+
+def anchor_problem(
+    expect: tuple[int, bytes], last: int, anchor_hash: bytes | None
+) -> tuple[int | None, str] | None:
+    """Whether an intact chain ending at ``last`` still holds the anchor ``expect`` (position,
+    hash); ``anchor_hash`` is the stored hash found at that position. The first bad position and
+    the problem, else None. Every ``verify`` (PostgreSQL, in memory) names it this way."""
+    position, digest = expect
+    if position > last:
+        return last + 1, f"the anchor names position {position}, the log ends at {last}"
+    if position == 0 and digest != GENESIS:  # before position 1 the chain is zeros
+        return None, "the anchor names position 0 with a hash other than 32 zero bytes"
+    if position > 0 and anchor_hash != digest:
+        return position, f"position {position} no longer has the anchored hash"
+    return None

@@ -32,9 +32,10 @@ from eventstore.errors import CorruptEvent, InvalidEvent
 class Prepared(msgspec.Struct, frozen=True):
     """A validated event ready for the appender: everything but position, version and hash.
 
-    ``middle`` and ``tail`` are the parts of its canonical text that do not depend on where it
-    lands, computed here, outside the appender's critical section. ``event`` is kept for the
-    store's in-process commit listeners (:meth:`EventStore.on_commit`).
+    ``id_text``, ``occurred_us``, ``causation_text`` and ``correlation_text`` are its envelope
+    fields as the canonical text renders them (:func:`eventstore.canonical.canonical_line`),
+    computed here, outside the appender's critical section. ``event`` is kept for the store's
+    in-process commit listeners (:meth:`EventStore.on_commit`).
     """
 
     event: ev.Event
@@ -46,8 +47,10 @@ class Prepared(msgspec.Struct, frozen=True):
     causation_position: int | None
     correlation_id: uuid.UUID | None
     payload_text: str
-    middle: str
-    tail: str
+    id_text: str
+    occurred_us: int
+    causation_text: str | None
+    correlation_text: str | None
 
 
 _KEY_ORDER: dict[type, tuple[str, ...]] = {}
@@ -355,6 +358,13 @@ def prepare(stream: str, new: NewEvent) -> Prepared:
     return prepare_checked(stream, new)
 
 
+def check_read_argument(name: str, value: object, minimum: int) -> None:
+    """A read's numeric argument, checked before it reaches the driver (whose errors for a
+    wrong type would read as a lost connection): :class:`InvalidEvent` naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value < 2**63:
+        raise InvalidEvent(f"{name} must be an int in {minimum}..{2**63 - 1}, got {value!r}")
+
+
 def check_stream_name(stream: str) -> None:
     """:func:`eventstore.canonical.check_stream` as an append reports it: :class:`InvalidEvent`."""
     try:
@@ -395,12 +405,10 @@ def prepare_checked(stream: str, new: NewEvent) -> Prepared:
         cause_position,
         correlation,
         payload_text,
-        f"{event_id}|{tag}|{schema}|{epoch_micros(occurred_at)}",
-        (
-            f"{'' if causation is None else causation}|"
-            f"{'' if cause_position is None else cause_position}|"
-            f"{'' if correlation is None else correlation}|{payload_text}"
-        ),
+        str(event_id),
+        epoch_micros(occurred_at),
+        None if causation is None else str(causation),
+        None if correlation is None else str(correlation),
     )
 
 

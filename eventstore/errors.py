@@ -62,3 +62,8 @@ class ArchiveError(EventStoreError):
         super().__init__(problem)
         self.file = file
         self.position = position
+
+
+class MigrationRefused(EventStoreError):
+    """The database refused the schema migration (e.g. the role may not create the group roles);
+    nothing of it was applied (one transaction)."""

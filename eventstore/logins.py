@@ -130,6 +130,9 @@ FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid
 WHERE r.rolname = $1 AND d.deptype = 'o'
 ORDER BY 1
 """
+# Everything a pre-existing login may have been given beyond its one group role: memberships,
+# settings, a connection limit, direct grants in our schemas, and default privileges naming it
+# (which would hand it every table some role creates later).
 _RESET = """
 SELECT format('REVOKE %I FROM %I', g.rolname, $1::text)
 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
@@ -152,6 +155,18 @@ CROSS JOIN pg_namespace n WHERE n.nspname = ANY($2::text[])
 UNION ALL
 SELECT format('REVOKE ALL ON SCHEMA %I FROM %I', n.nspname, $1::text)
 FROM pg_namespace n WHERE n.nspname = ANY($2::text[])
+UNION ALL
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s REVOKE ALL ON %s FROM %I',
+              o.rolname,
+              CASE WHEN d.defaclnamespace = 0 THEN ''
+                   ELSE format(' IN SCHEMA %I', n.nspname) END,
+              CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                   WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END,
+              $1::text)
+FROM pg_default_acl d JOIN pg_roles o ON o.oid = d.defaclrole
+LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+WHERE EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) a JOIN pg_roles g ON g.oid = a.grantee
+              WHERE g.rolname = $1)
 """
 
 
@@ -174,6 +189,8 @@ async def ensure_logins(url: str, logins: list[Login]) -> None:
                 for statement in await conn.fetch(_RESET, login.name, list(_SCHEMAS)):
                     await conn.execute(statement[0])
                 await conn.execute(await conn.fetchval(_GRANT, login.group, login.name))
+    except asyncpg.PostgresError as error:  # e.g. an owner that may not create roles
+        raise LoginSettingsError([f"cannot create or reset the service logins: {error}"]) from error
     finally:
         await conn.close()
 

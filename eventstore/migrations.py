@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from eventstore.driver import connect
-from eventstore.errors import StoreUnavailable
+from eventstore.errors import MigrationRefused, StoreUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOCK_KEY = 0x0C1A1E_0001  # pg_advisory_xact_lock key for migrations
@@ -108,6 +108,11 @@ async def upgrade_async(url: str, target: str = "head") -> str:
             if current != wanted:
                 await conn.execute(render_sql(current, target))
             return wanted
+    except asyncpg.PostgresError as error:  # a state of the database: a message, not a traceback
+        raise MigrationRefused(
+            f"the database refused the migration: {error}; run it as the role that owns the"
+            " ledger (a superuser, or one with CREATEROLE that is a member of the claire_* roles)"
+        ) from error
     finally:
         await conn.close()
 

@@ -11,16 +11,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from hashlib import sha256
 from itertools import repeat
 from typing import Any
 
 from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.events import Event
 from eventstore import sql
-from eventstore.canonical import epoch_micros
-from eventstore.codec import Prepared, prepare_checked
-from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError
+from eventstore.canonical import canonical_line, chain_links, epoch_micros
+from eventstore.codec import Prepared, check_stream_name, prepare_checked
+from eventstore.errors import ConcurrencyConflict, EventIdConflict, EventStoreError, InvalidEvent
+
+
+def check_append(stream: str, events: Sequence[NewEvent], expected_version: int | None) -> None:
+    """An append's arguments as every :class:`eventstore.port.EventLog` checks them, before any
+    event is validated: :class:`InvalidEvent` naming the bad one."""
+    if expected_version is not None and (
+        not isinstance(expected_version, int)
+        or isinstance(expected_version, bool)
+        or expected_version < 0
+    ):
+        raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
+    check_stream_name(stream)
+    if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+        raise InvalidEvent(f"events must be a sequence of NewEvent, got {type(events).__name__}")
 
 
 def validate(stream: str, events: Sequence[NewEvent]) -> list[Prepared]:
@@ -81,14 +94,29 @@ class Plan:
         ``version``), extending the hash chain; records them in ``assigned`` (by ``id.int``)."""
         (positions, streams, stream_versions, ids, types, schemas, occurred, causes,
          cause_positions, correlations, payloads, hashes) = self.columns  # fmt: skip
-        position, previous, recorded = self.head, self.hash, self._recorded
+        position, recorded = self.head, self._recorded
+        line = canonical_line
         first = position + 1
+        texts: list[bytes] = []
         for event in fresh:
             position += 1
             version += 1
-            # Same text as canonical.canonical_text (verify() recomputes it that way).
-            text = f"{position}|{stream}|{version}|{event.middle}|{recorded}|{event.tail}"
-            previous = sha256(previous + text.encode()).digest()
+            texts.append(
+                line(
+                    position,
+                    stream,
+                    version,
+                    event.id_text,
+                    event.event_type,
+                    event.schema_version,
+                    event.occurred_us,
+                    recorded,
+                    event.causation_text,
+                    event.causation_position,
+                    event.correlation_text,
+                    event.payload_text,
+                ).encode()
+            )
             positions.append(position)
             streams.append(stream)
             stream_versions.append(version)
@@ -100,8 +128,10 @@ class Plan:
             cause_positions.append(event.causation_position)
             correlations.append(event.correlation_id)
             payloads.append(event.payload_text)
-            hashes.append(previous)
             self.events.append(event.event)
+        links = chain_links(self.hash, texts)
+        hashes.extend(links)
+        previous = links[-1] if links else self.hash
         self.head, self.hash = position, previous
         self.versions[stream] = version
         assigned.update(zip(id_keys(fresh), range(first, position + 1), strict=True))
@@ -111,12 +141,10 @@ class Plan:
         (positions, streams, _, ids, types, schemas, occurred, causes, cause_positions,
          correlations, payloads, _) = self.columns  # fmt: skip
         i = position - positions[0]
-        cause, cause_position, correlation = causes[i], cause_positions[i], correlations[i]
-        return (
-            f"{streams[i]}|{ids[i]}|{types[i]}|{schemas[i]}|{epoch_micros(occurred[i])}|"
-            f"{'' if cause is None else cause}|{'' if cause_position is None else cause_position}|"
-            f"{'' if correlation is None else correlation}|{payloads[i]}"
-        )
+        return canonical_line(
+            0, streams[i], 0, ids[i], types[i], schemas[i], epoch_micros(occurred[i]), 0,
+            causes[i], cause_positions[i], correlations[i], payloads[i],
+        )  # fmt: skip
 
     def rows(self, start: int = 0) -> Iterator[tuple[Any, ...]]:
         """The rows from the ``start``-th on, in :data:`eventstore.sql.COPY_COLUMNS` order."""
@@ -154,9 +182,13 @@ def id_keys(events: list[Prepared]) -> Iterator[int]:
 
 
 def content(stream: str, event: Prepared) -> str:
-    """What makes two events with one id the same event: everything but where it landed (the
-    same text as :data:`eventstore.sql.STORED_CONTENT` builds from a stored row)."""
-    return f"{stream}|{event.middle}|{event.tail}"
+    """What makes two events with one id the same event: everything but where it landed, i.e.
+    its canonical text with position, stream version and recorded_at as 0 (the same text as
+    :data:`eventstore.sql.STORED_CONTENT` builds from a stored row)."""
+    return canonical_line(
+        0, stream, 0, event.id_text, event.event_type, event.schema_version, event.occurred_us, 0,
+        event.causation_text, event.causation_position, event.correlation_text, event.payload_text,
+    )  # fmt: skip
 
 
 def id_conflict(

@@ -1,4 +1,6 @@
-"""The PostgreSQL event store: the only module that talks to asyncpg.
+"""The PostgreSQL event store (:class:`eventstore.port.EventLog`); with the modules it delegates to
+(``driver``, ``reader``, ``follow``, ``verify``, ``big``), the only code of the store that talks to
+asyncpg (see :mod:`eventstore`).
 
 Why positions are gapless and commit-ordered
 --------------------------------------------
@@ -49,7 +51,6 @@ from aggregates.envelope import NewEvent, RecordedEvent
 from aggregates.upcasting import UPCASTERS, Upcasters
 from eventstore import driver, sql
 from eventstore.big import append_big
-from eventstore.codec import check_stream_name
 from eventstore.driver import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from eventstore.driver import connection_lost as connection_lost
 from eventstore.errors import (
@@ -59,9 +60,9 @@ from eventstore.errors import (
     StoreUnavailable,
 )
 from eventstore.follow import follow
-from eventstore.plan import Plan, Request, plan_batch
+from eventstore.plan import Plan, Request, check_append, plan_batch
+from eventstore.port import VerifyResult
 from eventstore.reader import SERVER_SETTINGS, ChunkSink, Reader
-from eventstore.verify import VerifyResult
 from eventstore.verify import verify as _verify
 
 _VERSION_CACHE_LIMIT = 100_000
@@ -158,17 +159,7 @@ class EventStore:
         """
         if self._closed:
             raise EventStoreError("the event store is closed")
-        if expected_version is not None and (
-            not isinstance(expected_version, int)
-            or isinstance(expected_version, bool)
-            or expected_version < 0
-        ):
-            raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
-        check_stream_name(stream)
-        if isinstance(events, str | bytes) or not isinstance(events, Sequence):
-            raise InvalidEvent(
-                f"events must be a sequence of NewEvent, got {type(events).__name__}"
-            )
+        check_append(stream, events, expected_version)
         if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()

@@ -34,7 +34,7 @@ from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
 from aggregates.upcasting import Upcasters
 from eventstore import driver, sql
-from eventstore.codec import check_stream_name, decode_payload
+from eventstore.codec import check_read_argument, check_stream_name, decode_payload
 from eventstore.errors import CorruptEvent, EventStoreError, InvalidEvent
 
 #: Rows per round trip at most (fewer if the caller's batch_size is smaller): one JSON value,
@@ -185,13 +185,6 @@ def _retrieve(task: asyncio.Task[list[asyncpg.Record]]) -> None:
         task.exception()
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    """A read's numeric argument, checked before it reaches the driver (whose errors for a
-    wrong type would read as a lost connection): :class:`InvalidEvent` naming it."""
-    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value < 2**63:
-        raise InvalidEvent(f"{name} must be an int in {minimum}..{2**63 - 1}, got {value!r}")
-
-
 class Reader:
     """Reads of one store's pool; :class:`eventstore.EventStore` delegates to it."""
 
@@ -237,8 +230,8 @@ class Reader:
         if stream is not None:
             check_stream_name(stream)  # InvalidEvent: every public error is an EventStoreError
             head = (stream,)
-        _check_int("from_version" if step else "after", cursor, -(2**63))
-        _check_int("batch_size", batch_size, 1)
+        check_read_argument("from_version" if step else "after", cursor, -(2**63))
+        check_read_argument("batch_size", batch_size, 1)
         size = min(batch_size, CHUNK)
         versions, pool = _versions(), self._pool
 

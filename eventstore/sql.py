@@ -6,25 +6,27 @@ the README ("The ledger") for use in ``psql`` without our code.
 
 from __future__ import annotations
 
+from aggregates.envelope import ENVELOPE_FIELDS
 from eventstore.canonical import CANONICAL_SQL
 
 #: LISTEN/NOTIFY channel; every append notifies it with the new head position at commit.
 CHANNEL = "claire_ledger"
 
-COLUMNS = (
-    "position, stream, stream_version, event_id, event_type, schema_version, occurred_at,"
-    " recorded_at, causation_id, causation_position, correlation_id, payload, hash"
-)
+# The column lists below are built from the envelope's one field list
+# (aggregates.envelope.ENVELOPE_FIELDS): a row of ledger.events is the envelope, the payload and
+# the hash.
+_ENVELOPE = ", ".join(ENVELOPE_FIELDS)
+COLUMNS = f"{_ENVELOPE}, payload, hash"
 
 # Simple-query protocol (two statements, one round trip). The row lock on the single head row
 # serialises appenders until COMMIT: it is what makes positions commit-ordered and gapless.
 BEGIN_AND_LOCK_HEAD = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM ledger.head FOR UPDATE"
 
-#: A stored event's identity for a re-append: everything but its position, stream version and
-#: recorded_at (eventstore.plan.content builds the same text for a new event).
+#: A stored event's identity for a re-append: its canonical text with the position, stream
+#: version and recorded_at as 0 (eventstore.plan.content builds the same text for a new event).
 STORED_CONTENT = (
-    "concat_ws('|', e.stream, e.event_id, e.event_type, e.schema_version, "
-    "(extract(epoch FROM e.occurred_at) * 1000000)::bigint, "
+    "concat_ws('|', 0, e.stream, 0, e.event_id, e.event_type, e.schema_version, "
+    "(extract(epoch FROM e.occurred_at) * 1000000)::bigint, 0, "
     "coalesce(e.causation_id::text, ''), coalesce(e.causation_position::text, ''), "
     "coalesce(e.correlation_id::text, ''), e.payload::text)"
 )
@@ -80,11 +82,13 @@ MOVE_HEAD = f"""
 UPDATE ledger.head SET position = $1, hash = $2 WHERE position = $3
 RETURNING position, pg_notify('{CHANNEL}', position::text)
 """
+#: The order of :meth:`eventstore.plan.Plan.rows`: recorded_at (one per transaction) last.
 COPY_COLUMNS = (
-    "position", "stream", "stream_version", "event_id", "event_type", "schema_version",
-    "occurred_at", "causation_id", "causation_position", "correlation_id", "payload", "hash",
+    *(name for name in ENVELOPE_FIELDS if name != "recorded_at"),
+    "payload",
+    "hash",
     "recorded_at",
-)  # fmt: skip
+)
 
 READ_HEAD = "SELECT position, hash FROM ledger.head"
 
@@ -112,20 +116,10 @@ ORDER BY stream_version LIMIT $3
 # turning the UUIDs into text, and than decoding the ids from the JSON (msgspec builds each
 # uuid.UUID in Python), so plain reads do without it.
 #
-# The row's fields are named once, here: the reader's ``_Row`` and the chain check's ``_Link``
-# decode them by place (array-like structs) and a unit test holds their fields to this order.
-ROW_COLUMNS = (
-    "position",
-    "stream",
-    "stream_version",
-    "event_type",
-    "schema_version",
-    "occurred_at",
-    "recorded_at",
-    "causation_id",
-    "causation_position",
-    "correlation_id",
-)
+# The row's fields: the envelope's without the event id (which comes as a binary array). The
+# reader's ``_Row`` and the chain check's ``_Link`` decode them by place (array-like structs) and
+# a unit test holds their fields to this order.
+ROW_COLUMNS = tuple(name for name in ENVELOPE_FIELDS if name != "event_id")
 _ROW_JSON = f"json_build_array({', '.join(ROW_COLUMNS)}, {{current}}, payload{{ids}})::text"
 
 # Whether the client may decode the payload straight into the tagged union: the row's
@@ -167,9 +161,10 @@ FROM (SELECT * FROM ledger.events WHERE stream = $1 AND stream_version >= $2
 # occurred_at index or the primary key, whichever is cheaper.
 POSITION_AT = "SELECT min(position) FROM ledger.events WHERE occurred_at >= $1"
 
-READ_FOR_VERIFY = """
-SELECT position, stream, stream_version, event_id, event_type, schema_version, occurred_at,
-       recorded_at, causation_id, causation_position, correlation_id, payload::text, hash
+#: Rows for ``verify``: the envelope in :data:`ENVELOPE_FIELDS` order, the payload's text, the hash.
+VERIFY_COLUMNS = f"{_ENVELOPE}, payload::text, hash"
+READ_FOR_VERIFY = f"""
+SELECT {VERIFY_COLUMNS}
 FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2
 """
 
@@ -241,9 +236,8 @@ SELECT first_bad_position, problem FROM problems ORDER BY first_bad_position, pr
 
 #: Positions only, to find which row of a page the driver could not decode.
 READ_POSITIONS = "SELECT position FROM ledger.events WHERE position > $1 ORDER BY position LIMIT $2"
-READ_ONE_FOR_VERIFY = """
-SELECT position, stream, stream_version, event_id, event_type, schema_version, occurred_at,
-       recorded_at, causation_id, causation_position, correlation_id, payload::text, hash
+READ_ONE_FOR_VERIFY = f"""
+SELECT {VERIFY_COLUMNS}
 FROM ledger.events WHERE position = $1
 """
 

@@ -15,30 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import msgspec
 
+from aggregates.envelope import ENVELOPE_FIELDS
 from eventstore import sql
-from eventstore.canonical import GENESIS, canonical_text, chain
+from eventstore.canonical import canonical_line, chain, epoch_micros
+from eventstore.chain import anchor_problem
 from eventstore.driver import CONNECTION_ERRORS
 from eventstore.errors import EventStoreError, StoreUnavailable
+from eventstore.port import VerifyResult
 
 _PAGE = 5000
-
-
-class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``verify`` found: ``ok``, or the first bad position and the reason."""
-
-    ok: bool
-    events_checked: int
-    head_position: int
-    head_hash: bytes
-    first_bad_position: int | None = None
-    problem: str | None = None
-
-    @property
-    def anchor(self) -> str:
-        """``POSITION:HASHHEX`` of the chain head, for ``claire verify --expect``."""
-        return f"{self.head_position}:{self.head_hash.hex()}"
+#: Where a verify row holds the payload's text and the hash (sql.VERIFY_COLUMNS).
+_PAYLOAD, _HASH = len(ENVELOPE_FIELDS), len(ENVELOPE_FIELDS) + 1
 
 
 class _Bad(Exception):
@@ -115,9 +103,9 @@ class _Verify:
                 position = row[0]
                 if position != expected:
                     raise _Bad(expected, f"position {expected} is missing (next is {position})")
-                if chain(previous, _canonical(row)) != row[12]:
+                if chain(previous, _canonical(row)) != row[_HASH]:
                     raise _Bad(position, f"position {position}: hash does not match its content")
-                previous = row[12]
+                previous = row[_HASH]
                 if expect is not None and position == expect[0]:
                     anchor_hash = previous
                 expected += 1
@@ -144,15 +132,9 @@ class _Verify:
                 f"the refusal triggers do not fire in sessions with these settings: {found}",
             )
         if expect is not None:
-            position, digest = expect
-            if position > last:
-                raise _Bad(
-                    last + 1, f"the anchor names position {position}, the log ends at {last}"
-                )
-            if position == 0 and digest != GENESIS:  # before position 1 the chain is zeros
-                raise _Bad(None, "the anchor names position 0 with a hash other than 32 zero bytes")
-            if position > 0 and anchor_hash != digest:
-                raise _Bad(position, f"position {position} no longer has the anchored hash")
+            problem = anchor_problem(expect, last, anchor_hash)
+            if problem is not None:
+                raise _Bad(*problem)
 
     async def _page(self, after: int) -> list[Any]:
         """The next rows; if the driver cannot decode one, the first such row is named."""
@@ -174,21 +156,19 @@ class _Verify:
         raise _Bad(after + 1, f"the rows after position {after} cannot be read")
 
 
+def row_canonical(row: Any) -> str:
+    """The canonical text of a :data:`eventstore.sql.READ_FOR_VERIFY` row: the envelope in
+    :data:`aggregates.envelope.ENVELOPE_FIELDS` order (its timestamps at 6 and 7), the payload's
+    text, then the hash. ``ValueError``/``TypeError``/... for a row it cannot render."""
+    return canonical_line(
+        row[0], row[1], row[2], row[3], row[4], row[5], epoch_micros(row[6]),
+        epoch_micros(row[7]), row[8], row[9], row[10], row[_PAYLOAD],
+    )  # fmt: skip
+
+
 def _canonical(row: Any) -> str:
+    """:func:`row_canonical`, a row it cannot render named as the first bad one."""
     try:
-        return canonical_text(
-            position=row[0],
-            stream=row[1],
-            stream_version=row[2],
-            event_id=row[3],
-            event_type=row[4],
-            schema_version=row[5],
-            occurred_at=row[6],
-            recorded_at=row[7],
-            causation_id=row[8],
-            causation_position=row[9],
-            correlation_id=row[10],
-            payload_text=row[11],
-        )
+        return row_canonical(row)
     except (ValueError, TypeError, OverflowError, ArithmeticError) as error:
         raise _Bad(row[0], f"position {row[0]} cannot be read: {error}") from None

@@ -27,6 +27,7 @@ from adapters.http import HealthState, HttpServer
 from adapters.metrics import Metrics
 from adapters.mexc.feed import FeedConfig, MexcFeed
 from adapters.mexc.live import LiveModeEnabled, LiveVenue
+from adapters.settings import RuntimeSettings
 from aggregates import events as ev
 from aggregates.config import TradingConfig
 from aggregates.machine import Machine
@@ -44,7 +45,6 @@ from pipeline.ingest import Clock, MarketIngest, TimeSource
 from pipeline.instruments import Instruments, probe_ledger
 from pipeline.live_execution import LiveExecution
 from pipeline.relay import Relay
-from pipeline.settings import RuntimeSettings
 from pipeline.source import LedgerFeed, LogFollower, SharedFeed
 from projections.projector import Projector
 
@@ -330,6 +330,8 @@ def _live_execution(
         capital_tolerance_pct=settings.live_capital_tolerance_pct,
         capital_mismatch=settings.live_capital_mismatch,
         stop_loss_pct=config.stop_loss_pct if config is not None else None,
+        snapshots=Snapshots(store),
+        snapshot_every=settings.snapshot_every_events,
     )
 
 

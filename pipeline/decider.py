@@ -22,9 +22,10 @@ from aggregates.machine import Machine
 from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
 from aggregates.streams import stream_for
-from eventstore import EventStore, EventStoreError, connection_lost
-from eventstore.snapshots import Snapshots, snapshot_of
+from eventstore import EventStore
+from eventstore.snapshots import Snapshots
 from pipeline.queues import Pipe, pump, stop
+from pipeline.snapshotting import SnapshotWriter, latest_usable
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
@@ -94,11 +95,15 @@ class DecisionService:
         #: Snapshots are read and taken only for machines with a state codec, and only when given
         #: a store; ``snapshot_every`` > 0 takes one every that many events (and at each UTC day).
         self._snapshots = snapshots if machine.name in CODECS else None
+        self._writer = (
+            SnapshotWriter(snapshots, machine.name, self._written)
+            if snapshots is not None and machine.name in CODECS
+            else None
+        )
         self._snapshot_every = snapshot_every
         self._config_hash = ""
         self._snapshot_at = 0
         self._snapshot_day = -1
-        self._writing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -113,18 +118,11 @@ class DecisionService:
         """
         machine, state = self.machine, self.machine.initial()
         after = 0
-        if self._snapshots is not None:
-            try:
-                found = await self._snapshots.latest_usable(machine.name)
-            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
-                if connection_lost(error):
-                    raise
-                _log.warning("%s: snapshots unreadable (%s); folding from 1", machine.name, error)
-                found = None
-            if found is not None:
-                state, after = found.state, found.snapshot.position
-                self._config_hash = found.snapshot.config_hash
-                self._snapshot_at = after
+        found = await latest_usable(self._snapshots, machine.name)
+        if found is not None:
+            state, after = found.state, found.snapshot.position
+            self._config_hash = found.snapshot.config_hash
+            self._snapshot_at = after
         undelivered: dict[uuid.UUID, NewEvent] = {}
         last = after
         last_day = -1
@@ -161,34 +159,23 @@ class DecisionService:
         The state is encoded here, on the decision path (its bytes must be those of this
         moment); the database write runs beside it.
         """
-        if self._snapshots is None or self.progress.last_position <= self._snapshot_at:
+        if self._writer is None or self.progress.last_position <= self._snapshot_at:
             return
-        if self._writing is not None and not self._writing.done():
+        if self._writer.busy:
             return  # the previous one is still being written: the next trigger takes one
-        position, config_hash = self.progress.last_position, self._config_hash
+        position = self.progress.last_position
         data = CODECS[self.machine.name].encode(self.state)
         self._snapshot_at = position
-        self._writing = asyncio.create_task(
-            self._write_snapshot(position, data, config_hash), name=f"{self.name}-snapshot"
-        )
+        self._writer.write(position, data, self._config_hash)
         await asyncio.sleep(0)
 
-    async def _write_snapshot(self, position: int, data: bytes, config_hash: str) -> None:
-        assert self._snapshots is not None
-        try:
-            chain = await self._snapshots.chain_hash_at(position)
-            if chain is None:
-                return
-            snapshot = snapshot_of(self.machine.name, data, position, chain, config_hash)
-            await self._snapshots.save(snapshot)
-            self.progress.snapshots_taken += 1
-        except Exception:  # a snapshot is a shortcut: never let it stop the service
-            _log.warning("%s: snapshot at %d not written", self.name, position, exc_info=True)
+    def _written(self, position: int) -> None:
+        self.progress.snapshots_taken += 1
 
     async def wait_snapshots(self) -> None:
         """Wait for a snapshot being written (tests, shutdown)."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
+        if self._writer is not None:
+            await self._writer.wait()
 
     async def run(self) -> None:
         """Restore, then decide on every new event until cancelled.

@@ -23,6 +23,7 @@ from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.tape import DEMO_TAPE, demo_contract_specs, read_tape
 from adapters.process import DEMO_DATA_DIR, DEMO_DATABASE, OK
 from adapters.secrets import Secret
+from adapters.settings import RuntimeSettings
 from aggregates import events as ev
 from aggregates.config import TradingConfig, parse_config
 from aggregates.envelope import utc_from_ms
@@ -31,7 +32,6 @@ from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
-from pipeline.settings import RuntimeSettings
 
 _log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, committed, derived, 
 from aggregates.portfolio import DAY_MS
 from aggregates.screener import ScreenerConfig, ScreenerLog, ScreenerState, decide, fold
 from aggregates.snapshot import CODECS
-from eventstore import EventStore, EventStoreError, StoreUnavailable, connection_lost
+from eventstore import EventStore, StoreUnavailable
 from eventstore.snapshots import Snapshots, snapshot_of
 from pipeline.decider import append_grouped
+from pipeline.snapshotting import latest_usable
 
 _log = logging.getLogger(__name__)
 #: While the ledger is down the feed holds market events and tries again: 0.2 s doubling to 5 s.
@@ -131,16 +132,9 @@ class MarketIngest:
         Folds the ``screener`` stream from the newest usable snapshot (else from its start).
         """
         log, after = ScreenerLog(), 0
-        if self._snapshots is not None:
-            try:
-                found = await self._snapshots.latest_usable("screener")
-            except EventStoreError as error:  # e.g. a database not yet upgraded: fold it all
-                if connection_lost(error):
-                    raise
-                _log.warning("screener: snapshots unreadable (%s); folding its stream", error)
-                found = None
-            if found is not None:
-                log, after = found.state, found.snapshot.position
+        found = await latest_usable(self._snapshots, "screener")
+        if found is not None:
+            log, after = found.state, found.snapshot.position
         self._log = await self._catch_up(log)
         self._screener_state = ScreenerState(selected=self._log.selected)
         self._last_snapshot_ms = self._log.last_snapshot_ms

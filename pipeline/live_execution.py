@@ -8,34 +8,48 @@ timeout is recognised by the exchange instead of trading twice. After every (re)
 any answer that could not be established, the service compares the ledger's open orders with the
 exchange's and records what it corrected (``ExecutionReconciled``) before it sends anything new.
 Fills are polled from the exchange's order state (MEXC's private WebSocket is not used here).
+
+What the service learns from the log is one value, :class:`aggregates.live_book.LiveBookState`;
+a restart restores it from the latest usable snapshot and folds only the tail, and snapshots are
+taken as the decision services take theirs (docs/SNAPSHOTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Callable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Literal
-
-import msgspec
 
 from adapters.mexc.errors import MexcError, MexcOutcomeUnknown
 from adapters.mexc.live import LiveTradingRefused, LiveVenue
+from adapters.mexc.rest_types import Order
 from aggregates import events as ev
-from aggregates.envelope import CLAIRE_NAMESPACE, NewEvent, RecordedEvent, derived, utc_from_ms
+from aggregates.envelope import NewEvent, RecordedEvent, derived, utc_from_ms
+from aggregates.live_book import LiveBookState, PendingRequest
 from aggregates.orders import OrderBook, OrderState, OrderStatus
+from aggregates.portfolio import DAY_MS
+from aggregates.snapshot import CODECS
 from eventstore import EventStore
+from eventstore.snapshots import Snapshots
 from pipeline.activation import record_contract_specs
 from pipeline.decider import append_grouped
+from pipeline.live_reports import (
+    answers,
+    fee_currency,
+    implausible,
+    report_events,
+    reported_fee,
+    stop_price,
+)
+from pipeline.snapshotting import SnapshotWriter, latest_usable
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
 
-PRODUCER = "execution-live"
-_COMPLETED, _CANCELLED, _INVALID = 3, 4, 5
+PRODUCER = "execution-live"  # also its snapshots' machine name (aggregates.snapshot.CODECS)
 
 
 class LiveExecution:
@@ -54,6 +68,8 @@ class LiveExecution:
         capital_mismatch: Literal["warn", "refuse"] = "warn",
         equity_every_seconds: float = 60.0,
         stop_loss_pct: Decimal | None = None,
+        snapshots: Snapshots | None = None,
+        snapshot_every: int = 0,
     ) -> None:
         self._venue = venue
         self._store = store
@@ -65,6 +81,15 @@ class LiveExecution:
         self._on_mismatch = capital_mismatch
         self._equity_every = equity_every_seconds
         self._stop_pct = stop_loss_pct
+        #: ``snapshot_every`` > 0 takes a snapshot every that many events and at each UTC day
+        self._snapshots = snapshots
+        self._writer = (
+            SnapshotWriter(snapshots, PRODUCER, self._written) if snapshots is not None else None
+        )
+        self._snapshot_every = snapshot_every
+        self.snapshots_taken = 0
+        #: the position of the snapshot the last restore started from (0: from position 1)
+        self.snapshot_position = 0
         self._fresh_state()
 
     def _fresh_state(self) -> None:
@@ -74,19 +99,21 @@ class LiveExecution:
         the log a second time into the book already held would replay transitions it has seen
         (``IllegalTransition``) and end the service instead of resuming it.
         """
-        self.book = OrderBook()
-        self._requests: dict[str, RecordedEvent] = {}
+        self.state = LiveBookState()
         self._needs_reconcile = True
         self._applied: set[uuid.UUID] = set()  # applied locally, before the feed brings them back
-        #: fees the ledger already holds per (client order id, liquidity): MEXC reports an
-        #: order's fees cumulatively, so a new fill's fee is the difference
-        self._fees: dict[tuple[str, str], Decimal] = {}
+        self._recording = 0  # appends under way whose events are not applied yet
         self._reported: set[tuple[str, str | None, str]] = set()  # venue input recorded this run
-        #: the exchange-resident stop per symbol, as the ledger tells it (execution.stop_*)
-        self._stops: dict[str, _Stop] = {}
         self._price_step: dict[str, Decimal] = {}
         self._filled_since_protect = False
         self.last_position = 0
+        self._snapshot_at = 0
+        self._snapshot_day = -1
+        self._snapshot_due = False
+
+    @property
+    def book(self) -> OrderBook:
+        return self.state.book
 
     async def run(self) -> None:
         try:
@@ -127,45 +154,72 @@ class LiveExecution:
 
     async def _follow(self) -> None:
         async for recorded in self._feed(self.last_position).events():
+            day = recorded.event.at_ms // DAY_MS
+            if day > self._snapshot_day:  # UTC midnight: a snapshot of the day before's end
+                self._snapshot_due |= self._snapshot_day >= 0
+                self._snapshot_day = day
+                self._snapshot_if_due()
             self.last_position = recorded.position
             self._fold(recorded)
             if isinstance(recorded.event, ev.OrderRequested):
                 if self._needs_reconcile:
                     await self.reconcile()
-                await self._send(recorded)
+                request = self.state.requests.get(recorded.event.client_order_id)
+                if request is not None:
+                    await self._send(request)
+            self._snapshot_if_due()
 
     async def _restore(self) -> None:
-        async for recorded in self._store.read_all():
+        """Fold the log from the latest usable snapshot (else from position 1)."""
+        after = 0
+        found = await latest_usable(self._snapshots, PRODUCER)
+        if found is not None:
+            self.state, after = found.state, found.snapshot.position
+        self.last_position = self._snapshot_at = self.snapshot_position = after
+        async for recorded in self._store.read_all(after):
             self.last_position = recorded.position
-            self._fold(recorded)
+            self._snapshot_day = max(self._snapshot_day, recorded.event.at_ms // DAY_MS)
+            self.state.fold(recorded)
+        self._snapshot_if_due()
 
     def _fold(self, recorded: RecordedEvent) -> None:
-        event = recorded.event
-        if isinstance(event, ev.OrderRequested):
-            self._requests[event.client_order_id] = recorded
         if recorded.event_id in self._applied:
             self._applied.discard(recorded.event_id)
             return
-        self._apply(event)
+        self.state.fold(recorded)
 
-    def _apply(self, event: ev.Event) -> None:
-        if isinstance(event, ev.ExecutionStopRequested):
-            self._stops[event.symbol] = _Stop(
-                event.stop_id, None, event.direction, event.contracts, event.trigger_price
-            )
-            return
-        if isinstance(event, ev.ExecutionStopPlaced | ev.ExecutionStopEnded):
-            stop = self._stops.get(event.symbol)
-            if stop is not None and stop.stop_id == event.stop_id:
-                if isinstance(event, ev.ExecutionStopEnded):
-                    del self._stops[event.symbol]
-                else:
-                    stop.exchange_id = event.exchange_stop_id
-            return
-        self.book.apply(event)
-        if isinstance(event, ev.OrderFilled | ev.OrderPartiallyFilled):
-            key = (event.client_order_id, event.liquidity)
-            self._fees[key] = self._fees.get(key, Decimal(0)) + event.fee
+    # --------------------------------------------------------------------------- snapshots
+
+    def _snapshot_if_due(self) -> None:
+        every = self._snapshot_every
+        if every and (self._snapshot_due or self.last_position - self._snapshot_at >= every):
+            self._snapshot_due = not self.snapshot_now()
+
+    def snapshot_now(self) -> bool:
+        """Snapshot the state at the last position read; False if it cannot be taken now.
+
+        Only a state that is exactly the fold of positions 1..p may be stored as the snapshot at
+        p: not while an event recorded here is applied but not yet read back from the log (it
+        lies past p), nor while an append is under way. The bytes are encoded now (those of this
+        moment); the database write runs beside the live path.
+        """
+        if self._writer is None or self.last_position <= self._snapshot_at:
+            return True
+        if self._applied or self._recording or self._writer.busy:
+            return False  # (a write still under way: the next trigger takes one)
+        self._snapshot_at = self.last_position
+        self._writer.write(self.last_position, CODECS[PRODUCER].encode(self.state))
+        return True
+
+    def _written(self, position: int) -> None:
+        self.snapshots_taken += 1
+
+    async def wait_snapshots(self) -> None:
+        """Wait for a snapshot being written (tests, shutdown)."""
+        if self._writer is not None:
+            await self._writer.wait()
+
+    # --------------------------------------------------------------------------- orders
 
     async def _record(self, news: list[NewEvent]) -> None:
         """Append and apply at once, so the next decision here already sees it.
@@ -173,14 +227,17 @@ class LiveExecution:
         The ids are marked before the append: the feed may hand the new events back while the
         append is still returning, and each must be applied once (here), never twice.
         """
-        self._applied.update(new.event_id for new in news)
-        await append_grouped(self._store, news)
-        for new in news:
-            self._apply(new.event)
+        self._recording += 1
+        try:
+            self._applied.update(new.event_id for new in news)
+            await append_grouped(self._store, news)
+            for new in news:
+                self.state.apply(new.event)
+        finally:
+            self._recording -= 1
 
-    async def _send(self, request: RecordedEvent) -> None:
-        order = request.event
-        assert isinstance(order, ev.OrderRequested)
+    async def _send(self, request: PendingRequest) -> None:
+        order = request.order
         state = self.book.get(order.client_order_id)
         if state is None or state.status is not OrderStatus.REQUESTED:
             return  # already answered (a restart re-reads the log)
@@ -194,8 +251,8 @@ class LiveExecution:
             await self._record_malformed(order.client_order_id, order.symbol)
         await self._append(request, answers)
 
-    async def _append(self, cause: RecordedEvent, answers: list[ev.Event]) -> None:
-        await self._record(derived(PRODUCER, cause, answers))
+    async def _append(self, request: PendingRequest, events: list[ev.Event]) -> None:
+        await self._record(derived(PRODUCER, request.cause(), events))
 
     async def reconcile(self) -> ev.ExecutionReconciled:
         """Make the ledger agree with the exchange about every order it believes open."""
@@ -244,7 +301,7 @@ class LiveExecution:
         return event
 
     async def _reconcile_order(self, state: OrderState) -> list[str]:
-        request = self._requests.get(state.client_order_id)
+        request = self.state.requests.get(state.client_order_id)
         found = await self._venue.find_order(state.client_order_id, state.symbol)
         if found is None:
             if state.status is OrderStatus.REQUESTED and request is not None:
@@ -264,108 +321,39 @@ class LiveExecution:
         notes.extend(await self._sync_fills(self.book.get(state.client_order_id) or state, found))
         return notes
 
-    async def _sync_fills(self, state: OrderState, found) -> list[str]:
+    async def _sync_fills(self, state: OrderState, found: Order) -> list[str]:
         """Record what the exchange filled beyond what the ledger knows; then its final state."""
-        request = self._requests.get(state.client_order_id)
+        request = self.state.requests.get(state.client_order_id)
         if request is None:
             return []
-        problem = _implausible(state, found)
+        problem = implausible(state, found)
         if problem is not None:
             kind, severity, detail = problem
             await self._venue_input(kind, severity, detail, state.client_order_id, state.symbol)
             return [f"order {state.client_order_id}: {detail}"]
-        currency = found.fee_currency or "USDT"
+        currency = fee_currency(found)
         if currency != "USDT" and Decimal(found.deal_vol) > state.filled_contracts:
             await self._venue_input(
                 "fee_currency",
                 "WARNING",
-                f"fee reported in {currency[:20]!r}, not USDT: recorded as reported; the"
-                " portfolio counts it as USDT",
+                f"fee reported in {(found.fee_currency or '')[:20]!r}, not USDT: recorded as"
+                " reported; the portfolio counts it as USDT",
                 state.client_order_id,
                 state.symbol,
             )
-            if not _CURRENCY.fullmatch(currency):
-                currency = "UNKNOWN"
-        events: list[ev.Event] = []
-        new_contracts = Decimal(found.deal_vol) - state.filled_contracts
-        if new_contracts > 0 and found.deal_avg_price > 0:
-            total_notional = Decimal(found.deal_avg_price) * Decimal(found.deal_vol)
-            price = (total_notional - state.filled_notional) / new_contracts
-            fee, liquidity = self._reported_fee(state, found)
-            remaining = state.contracts - Decimal(found.deal_vol)
-            filled = ev.OrderFilled(
-                at_ms=found.update_time or self._now_ms(),
-                client_order_id=state.client_order_id,
-                symbol=state.symbol,
-                side=state.side,
-                price=price,
-                contracts=new_contracts,
-                fee=fee,
-                fee_currency=currency,
-                liquidity=liquidity,
-                fill_id=f"{found.order_id}-{found.deal_vol}",
-                reduce_only=state.reduce_only,
-            )
-            if remaining > 0 and found.state != _COMPLETED:
-                fields = msgspec.structs.asdict(filled)
-                events.append(ev.OrderPartiallyFilled(**fields, remaining_contracts=remaining))
-            else:
-                events.append(filled)
-        elif found.state == _CANCELLED:
-            events.append(
-                ev.OrderCancelled(
-                    at_ms=found.update_time or self._now_ms(),
-                    client_order_id=state.client_order_id,
-                    symbol=state.symbol,
-                    reason="cancelled_at_exchange",
-                    remaining_contracts=state.remaining_contracts,
-                )
-            )
-        elif found.state == _INVALID and state.status is OrderStatus.REQUESTED:
-            events.append(
-                ev.OrderRejected(
-                    at_ms=self._now_ms(),
-                    client_order_id=state.client_order_id,
-                    symbol=state.symbol,
-                    code="mexc_invalid",
-                    message="the exchange reports the order as invalid",
-                )
-            )
+        coid = state.client_order_id
+        fee = reported_fee(
+            found,
+            self.state.fee_paid(coid, "taker"),
+            self.state.fee_paid(coid, "maker"),
+            request.order.order_type == "limit",
+        )
+        events = report_events(state, found, fee, currency, self._now_ms())
         if not events:
             return []
-        news = [
-            NewEvent(
-                event=event,
-                event_id=uuid.uuid5(
-                    CLAIRE_NAMESPACE, f"{PRODUCER}/{state.client_order_id}/{ev.encode(event)!r}"
-                ),
-                occurred_at=utc_from_ms(event.at_ms),
-                causation_id=request.event_id,
-                causation_position=request.position,
-                correlation_id=request.correlation_id or request.event_id,
-            )
-            for event in events
-        ]
-        await self._record(news)
+        await self._record(answers(PRODUCER, request, events))
         self._filled_since_protect = True
         return [f"order {state.client_order_id}: recorded {ev.event_type(e)}" for e in events]
-
-    def _reported_fee(self, state: OrderState, found) -> tuple[Decimal, Literal["maker", "taker"]]:
-        """The fee and liquidity of the new part of a fill, as the exchange reports them.
-
-        MEXC reports each order's taker and maker fees so far; what the ledger does not hold yet
-        belongs to the new fill. Its liquidity is the side whose fee grew (the larger growth if
-        both did). With no fee at all (a 0 % maker rate), a limit order filled as maker and a
-        market order as taker.
-        """
-        coid = state.client_order_id
-        taker = Decimal(found.taker_fee) - self._fees.get((coid, "taker"), Decimal(0))
-        maker = Decimal(found.maker_fee) - self._fees.get((coid, "maker"), Decimal(0))
-        if taker == 0 and maker == 0:
-            request = self._requests.get(coid)
-            limit = request is not None and request.event.order_type == "limit"  # type: ignore[attr-defined]
-            return Decimal(0), "maker" if limit else "taker"
-        return taker + maker, "taker" if abs(taker) >= abs(maker) else "maker"
 
     async def record_equity(self) -> ev.ExecutionVenueEquity | None:
         """Record the venue's futures equity against the configured capital (none configured:
@@ -460,10 +448,7 @@ class LiveExecution:
 
     async def _check_positions(self, positions: list) -> None:
         """The exchange's net position per symbol must be what the ledger's fills add up to."""
-        ledger: dict[str, Decimal] = {}
-        for state in self.book:
-            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
-            ledger[state.symbol] = ledger.get(state.symbol, Decimal(0)) + signed
+        ledger = self.state.net_contracts()
         venue: dict[str, Decimal] = {}
         for position in positions:
             signed = position.contracts if position.direction == "long" else -position.contracts
@@ -489,12 +474,12 @@ class LiveExecution:
         requested but never confirmed is adopted if the exchange holds it, else ended."""
         if self._stop_pct is None:
             return
-        for symbol, stop in list(self._stops.items()):
+        for symbol, stop in list(self.state.stops.items()):
             held = await self._venue.stops(symbol)
             ids = {str(plan.id) for plan in held}
             if stop.exchange_id is not None and stop.exchange_id in ids:
                 continue
-            known = {s.exchange_id for s in self._stops.values()}
+            known = {s.exchange_id for s in self.state.stops.values()}
             twin = next(
                 (
                     plan
@@ -525,24 +510,21 @@ class LiveExecution:
         if positions is None:
             positions = await self._venue.positions()
         venue = {p.symbol: p for p in positions}
-        net: dict[str, Decimal] = {}
-        for state in self.book:
-            signed = state.filled_contracts if state.side == "buy" else -state.filled_contracts
-            net[state.symbol] = net.get(state.symbol, Decimal(0)) + signed
-        for symbol in sorted(set(net) | set(self._stops)):
+        net = self.state.net_contracts()
+        for symbol in sorted(set(net) | set(self.state.stops)):
             want = None
             position = venue.get(symbol)
             ours = net.get(symbol, Decimal(0))
             if position is not None and ours != 0 and (ours > 0) == (position.direction == "long"):
                 contracts = min(abs(ours), position.contracts)
-                trigger = _stop_price(
+                trigger = stop_price(
                     position.entry_price,
                     position.direction,
                     self._stop_pct,
                     self._price_step.get(symbol, Decimal("0.1")),
                 )
                 want = (position.direction, contracts, trigger)
-            current = self._stops.get(symbol)
+            current = self.state.stops.get(symbol)
             if current is not None:
                 if (current.direction, current.contracts, current.trigger) == want:
                     continue
@@ -591,59 +573,3 @@ class LiveExecution:
         await self._record(
             [NewEvent(event=event, event_id=uuid.uuid4(), occurred_at=utc_from_ms(event.at_ms))]
         )
-
-
-class _Stop:
-    """One exchange-resident stop as the ledger tells it."""
-
-    __slots__ = ("contracts", "direction", "exchange_id", "stop_id", "trigger")
-
-    def __init__(
-        self,
-        stop_id: str,
-        exchange_id: str | None,
-        direction: str,
-        contracts: Decimal,
-        trigger: Decimal,
-    ) -> None:
-        self.stop_id = stop_id
-        self.exchange_id = exchange_id
-        self.direction = direction
-        self.contracts = contracts
-        self.trigger = trigger
-
-
-def _stop_price(entry: Decimal, direction: str, pct: Decimal, step: Decimal) -> Decimal:
-    """``pct`` percent against the position from its entry, on the price grid, rounded toward
-    the entry (the stop fires no later than the configured loss)."""
-    if direction == "long":
-        raw = entry * (1 - pct / 100)
-        return (raw / step).to_integral_value(rounding=ROUND_CEILING) * step
-    raw = entry * (1 + pct / 100)
-    return (raw / step).to_integral_value(rounding=ROUND_FLOOR) * step
-
-
-_CURRENCY = re.compile(r"^[A-Z0-9]{1,10}$")
-
-
-def _implausible(state: OrderState, found) -> tuple[str, str, str] | None:
-    """Why an order report from the exchange cannot be taken as it is, if it cannot."""
-    if found.state not in (1, 2, _COMPLETED, _CANCELLED, _INVALID):
-        return (
-            "unknown_order_state",
-            "WARNING",
-            f"order state {found.state!r} is not one MEXC documents; the ledger keeps the order"
-            " as it was",
-        )
-    numbers = (found.deal_vol, found.deal_avg_price, found.taker_fee, found.maker_fee)
-    if not all(isinstance(n, Decimal) and n.is_finite() for n in numbers):
-        return ("implausible_order", "CRITICAL", f"non-finite numbers in the report: {numbers}")
-    bad_price = found.deal_avg_price < 0 or (found.deal_vol > 0 and found.deal_avg_price == 0)
-    if bad_price or not state.filled_contracts <= found.deal_vol <= state.contracts:
-        return (
-            "implausible_order",
-            "CRITICAL",
-            f"filled {found.deal_vol} of {state.contracts} contracts at {found.deal_avg_price}"
-            f" (the ledger holds {state.filled_contracts}): not a possible fill",
-        )
-    return None

@@ -34,7 +34,7 @@ from aggregates.envelope import NewEvent, RecordedEvent, utc_from_ms
 from eventstore import EventStore
 
 #: The packages whose source makes up the code version (what runs when ``claire run`` runs).
-CODE_PACKAGES = ("adapters", "aggregates", "eventstore", "pipeline", "projections", "replay")
+CODE_PACKAGES = ("adapters", "aggregates", "cli", "eventstore", "pipeline", "projections", "replay")
 STREAM = "preflight"
 
 

@@ -107,14 +107,14 @@ class Projector:
         database_url: str,
         projections: Sequence[Projection] | None = None,
         *,
-        store: EventStore | None = None,
+        store: EventLog | None = None,
         **options: object,
     ) -> Projector:
         """A projector with its own sink connection and, unless ``store`` is given, its own
         event store (``close()`` closes what it opened). Sharing the appending services' store
         hands it their commits first hand, without reading them back."""
         own = store is None
-        log = await EventStore.connect(database_url) if store is None else store
+        log: EventLog = await EventStore.connect(database_url) if store is None else store
         try:
             sink = await PostgresSink.connect(database_url)
         except BaseException:
@@ -443,7 +443,7 @@ async def read_ahead(
 
     async def read() -> None:
         facts: list[RecordedEvent] = []
-        async for fact in store.read_all(after=after, batch_size=size):  # type: ignore[call-arg]
+        async for fact in store.read_all(after=after, batch_size=size):
             facts.append(fact)
             if len(facts) >= size:
                 await queue.put(facts)

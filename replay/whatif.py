@@ -23,7 +23,7 @@ from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from aggregates.events import ConfigActivated
 from aggregates.simulation import Simulation, with_parameters
-from eventstore import EventStore
+from eventstore import EventLog
 from replay.verify import verification_machines
 from replay.walk import Summary, Tally
 from replay.window import Window
@@ -43,7 +43,7 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-async def check_overrides(store: EventStore, overrides: Mapping[str, str]) -> None:
+async def check_overrides(store: EventLog, overrides: Mapping[str, str]) -> None:
     """Fail before any work if a key is unknown or a value invalid against a recorded config.
 
     Raises :class:`ConfigError` (every problem named) or :class:`UsageError` when the ledger holds
@@ -155,7 +155,7 @@ class Counterfactual:
 
 
 async def what_if(
-    store: EventStore,
+    store: EventLog,
     window: Window,
     overrides: Mapping[str, str],
     *,

@@ -2,7 +2,7 @@
 
 A date alone means midnight UTC at its start for ``--from`` and the end of that day for ``--to``
 (so ``--from 2025-06-02 --to 2025-06-02`` is that whole day); a timestamp without an offset is
-UTC. Positions come from :meth:`EventStore.position_at` (the first position at or after a
+UTC. Positions come from :meth:`EventLog.position_at` (the first position at or after a
 moment, by ``occurred_at``, the events' source time).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from adapters.process import UsageError
-from eventstore import EventStore
+from eventstore import EventLog
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -55,7 +55,7 @@ class Window:
         )
 
 
-async def resolve_window(store: EventStore, start: datetime, end: datetime | None) -> Window:
+async def resolve_window(store: EventLog, start: datetime, end: datetime | None) -> Window:
     """The positions of ``[start, end)``; :class:`UsageError` if that holds nothing."""
     if end is not None and end <= start:
         raise UsageError(

@@ -22,6 +22,7 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.tape import TapeEntry
 from adapters.secrets import Secret
+from adapters.settings import RuntimeSettings
 from aggregates import events as ev
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
@@ -30,7 +31,6 @@ from aggregates.risk import RiskMachine
 from eventstore import EventStore
 from pipeline.app import SERVICES, Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
-from pipeline.settings import RuntimeSettings
 from projections.postgres import readmodel_rows
 from projections.projector import rebuild
 

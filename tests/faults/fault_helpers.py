@@ -37,7 +37,7 @@ from projections.postgres import readmodel_rows as readmodel_rows  # the product
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-CLAIRE = [PYTHON, "-m", "pipeline.cli"]
+CLAIRE = [PYTHON, "-m", "cli.main"]
 
 #: A full trading configuration (every decision parameter explicit) for subprocess runs. Silence
 #: is generous because these tapes are anchored near wall-clock time but played at full speed.

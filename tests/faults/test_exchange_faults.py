@@ -17,11 +17,11 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import Faults, LocalMexcServer
 from adapters.mexc.tape import TapeEntry
 from adapters.secrets import Secret
+from adapters.settings import RuntimeSettings
 from aggregates import events as ev
 from aggregates.config import parse_config
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
-from pipeline.settings import RuntimeSettings
 from tests.faults.fault_helpers import (
     SYMBOLS,
     TRADING_ENV,

@@ -32,6 +32,7 @@ from adapters.mexc.feed import FeedConfig
 from adapters.mexc.local_server import LocalMexcServer
 from adapters.mexc.tape import TapeEntry
 from adapters.secrets import Secret
+from adapters.settings import RuntimeSettings
 from aggregates.config import parse_config
 from aggregates.envelope import RecordedEvent
 from eventstore import EventStore
@@ -39,7 +40,6 @@ from eventstore.admin import create_database
 from eventstore.migrations import upgrade_async
 from pipeline.app import Pipeline, RunOptions, run_pipeline
 from pipeline.demo import TapeClock
-from pipeline.settings import RuntimeSettings
 from pipeline.source import LedgerFeed
 from tests.faults.fault_helpers import (
     SYMBOLS,

@@ -35,7 +35,7 @@ def claire(url: str, *command: str) -> subprocess.CompletedProcess[str]:
     else:
         argv = ["--database-url", url, *command]
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *argv],
+        [sys.executable, "-m", "cli.main", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,

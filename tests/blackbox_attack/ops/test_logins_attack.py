@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from eventstore.admin import create_database, drop_database
-from tests.blackbox_attack.ops.conftest import Run, claire, with_login
+from tests.blackbox_attack.ops.conftest import Run, claire, with_database, with_login
 from tests.blackbox_attack.ops.ops_helpers import example_env
 
 APP_PW = "app-Password_0123"
@@ -524,3 +524,64 @@ async def test_create_logins_when_the_passwords_change_then_each_login_takes_the
     assert scram_matches(await verifier_of(cluster_url, app), "rotated-app-pw_1")
     assert scram_matches(await verifier_of(cluster_url, projector), "rotated-proj-pw_2")
     assert not scram_matches(await verifier_of(cluster_url, app), APP_PW)
+
+
+DEFAULT_GRANTS = [
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA ledger GRANT ALL ON TABLES TO {r}",
+    "ALTER DEFAULT PRIVILEGES GRANT ALL ON SEQUENCES TO {r}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA readmodel GRANT EXECUTE ON FUNCTIONS TO {r}",
+    "ALTER DEFAULT PRIVILEGES GRANT USAGE ON TYPES TO {r}",
+    "ALTER DEFAULT PRIVILEGES GRANT CREATE ON SCHEMAS TO {r}",
+]
+
+
+async def test_create_logins_when_the_app_login_holds_default_privileges_then_they_are_revoked(
+    database: str, names: tuple[str, str]
+) -> None:
+    app, projector = names
+    first = create_logins(database, app, projector)
+    assert first.code == 0, first.text
+    await admin(database, *(grant.format(r=app) for grant in DEFAULT_GRANTS))
+    run = create_logins(database, app, projector)
+    assert run.code == 0, run.text
+    assert_clean(run, APP_PW, PROJ_PW)
+    connection = await asyncpg.connect(database)
+    try:
+        left = await connection.fetch(
+            "SELECT d.defaclobjtype FROM pg_default_acl d, aclexplode(d.defaclacl) a"
+            " JOIN pg_roles g ON g.oid = a.grantee WHERE g.rolname = $1",
+            app,
+        )
+        # What the owner creates after the reset hands the login nothing beyond its job.
+        await connection.execute("CREATE TABLE ledger.a20_later (x int)")
+    finally:
+        await connection.close()
+    assert [row[0] for row in left] == []
+    slipped = await allowed(
+        with_login(database, app, APP_PW),
+        ["INSERT INTO ledger.a20_later VALUES (1)", "DROP TABLE ledger.a20_later"],
+    )
+    assert slipped == [], "\n".join(slipped)
+
+
+async def test_db_upgrade_when_the_owner_may_not_create_roles_then_exit_2_and_nothing_migrated(
+    cluster_url: str,
+) -> None:
+    tag = secrets.token_hex(3)
+    owner, password, name = f"weak_{tag}", "weak-Password_0123", f"a20w_{tag}"
+    await admin(cluster_url, f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
+    await admin(cluster_url, f"CREATE DATABASE {name} OWNER {owner}")
+    try:
+        url = with_login(with_database(cluster_url, name), owner, password)
+        run = claire(["db", "upgrade"], {"DATABASE_URL": url})
+        assert run.code == 2, run.text
+        assert_clean(run, password)
+        assert "refused the migration" in run.text
+        assert len(run.err.strip().splitlines()) == 1, run.err
+        connection = await asyncpg.connect(with_database(cluster_url, name))
+        try:
+            assert await connection.fetchval("SELECT to_regclass('ledger.events')") is None
+        finally:
+            await connection.close()
+    finally:
+        await admin(cluster_url, f"DROP DATABASE {name}", f"DROP ROLE {owner}")

@@ -10,7 +10,7 @@ import asyncpg
 
 from aggregates import events as ev
 from aggregates.envelope import NewEvent
-from eventstore import EventStore, sql
+from eventstore import EventLog, sql
 
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("0b5e7d3c-2a41-4f6e-9c7d-5b1e2f3a4c5d")
@@ -52,7 +52,7 @@ def alert(n: int, message: str, *, label: str = "") -> NewEvent:
     )
 
 
-async def fill_mixed(store: EventStore) -> None:
+async def fill_mixed(store: EventLog) -> None:
     """Ten events over two streams, payloads with newlines, quotes, backslashes and non-ASCII."""
     await store.append("market-BTC_USDT", [tick(n) for n in range(6)])
     await store.append("risk", [alert(n, f'line\n{n} "quoted" \\ é ✓') for n in range(4)])
@@ -78,3 +78,8 @@ async def audit(url: str) -> tuple[int, str] | None:
     finally:
         await conn.close()
     return None if row is None else (row[0], row[1])
+
+
+async def count_events(store: EventLog) -> int:
+    """How many events the log holds, through the port (so any implementation can be asked)."""
+    return len([record async for record in store.read_all()])

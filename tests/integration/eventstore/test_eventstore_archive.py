@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from aggregates.snapshot import CODECS
+from cli.main import main
 from eventstore import ConcurrencyConflict, EventStore
 from eventstore.archive import read_archived
 from eventstore.migrations import ROOT, upgrade
 from eventstore.snapshots import Snapshots, snapshot_of
-from pipeline.cli import main
 from pipeline.ingest import as_new_events
 from tests.integration.eventstore.eventstore_helpers import BASE_TIME, alert, audit, tick
 
@@ -357,7 +357,7 @@ def _archive_in_subprocess(
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--database-url", url, "archive",
+        [sys.executable, "-m", "cli.main", "--database-url", url, "archive",
          "--before", FUTURE, "--to", str(directory)],
         cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, check=False, timeout=300,
     )  # fmt: skip
@@ -419,7 +419,7 @@ async def test_archive_when_date_is_not_a_date_then_exit_2(
 
 
 def _replay(url: str, *extra: str) -> tuple[int, str]:
-    from replay.cli import main as replay_main
+    from cli.replay import main as replay_main
 
     out = io.StringIO()
     code = replay_main(

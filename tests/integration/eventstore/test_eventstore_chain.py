@@ -12,7 +12,7 @@ from tests.integration.eventstore.eventstore_helpers import (
     fill_mixed,
 )
 
-pytestmark = [pytest.mark.db]
+pytestmark = [pytest.mark.db, pytest.mark.postgres_only]  # chunk sinks, resume: EventStore's
 
 Outcome = tuple[bool, int, int | None, str | None]
 

@@ -11,7 +11,7 @@ from aggregates.envelope import NewEvent, RecordedEvent
 from eventstore import ConcurrencyConflict, EventStore
 from tests.integration.eventstore.eventstore_helpers import alert, tick
 
-pytestmark = [pytest.mark.db]
+pytestmark = [pytest.mark.db, pytest.mark.postgres_only]  # on_commit: EventStore's
 
 
 async def test_listener_when_appends_commit_then_it_sees_exactly_the_rows_read_back(

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli.main import main
 from eventstore.migrations import ROOT, head_revision
-from pipeline.cli import main
 
 pytestmark = [pytest.mark.db]
 

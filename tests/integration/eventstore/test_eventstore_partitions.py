@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli.main import main
 from eventstore import ConcurrencyConflict, EventStore, sql
 from eventstore.canonical import GENESIS, canonical_text, chain, render_jsonb
 from eventstore.migrations import upgrade
-from pipeline.cli import main
 from tests.integration.eventstore.eventstore_helpers import audit, tick
 
 pytestmark = [pytest.mark.db]

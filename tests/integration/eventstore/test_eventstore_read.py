@@ -103,6 +103,7 @@ async def test_read_all_when_consumer_stops_early_then_prefetch_is_dropped_quiet
     assert [r.position async for r in store.read_all(after=17)] == [18, 19, 20]
 
 
+@pytest.mark.postgres_only  # read_all_batches: EventStore's
 async def test_read_all_batches_when_read_then_the_same_events_as_read_all_a_chunk_at_a_time(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

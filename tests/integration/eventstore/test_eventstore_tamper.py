@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from cli.main import main
 from eventstore import EventStore
-from pipeline.cli import main
 from tests.integration.eventstore.eventstore_helpers import (
     as_superuser_without_triggers,
     audit,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from eventstore import EventStore
-from pipeline.cli import main
 from tests.integration.eventstore.eventstore_helpers import (
     alert,
     as_superuser_without_triggers,

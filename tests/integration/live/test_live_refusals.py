@@ -78,7 +78,7 @@ async def claire(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "cli.main",
         *argv,
         env={**base, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env},
         cwd=cwd,

@@ -14,9 +14,9 @@ import pytest
 
 from aggregates.machine import record_all, run
 from aggregates.snapshot import CODECS, digest
+from cli.main import main
 from eventstore import EventStore
 from eventstore.snapshots import Snapshots, code_version, snapshot_of
-from pipeline.cli import main
 from pipeline.decider import DecisionService
 from tests.integration.replay.replay_helpers import append_log, machines, market, session
 

@@ -16,8 +16,8 @@ import pytest
 
 from aggregates import events as ev
 from aggregates.envelope import RecordedEvent
+from cli.replay import main
 from eventstore import EventStore
-from replay.cli import main
 from tests.integration.replay.replay_helpers import append_log, config_event, market, session
 
 pytestmark = pytest.mark.db

@@ -13,9 +13,9 @@ import pytest
 from aggregates.envelope import RecordedEvent
 from aggregates.machine import run as fold
 from aggregates.snapshot import CODECS
+from cli.replay import main
 from eventstore import EventStore
 from eventstore.snapshots import Snapshots, snapshot_of
-from replay.cli import main
 from replay.verify import verification_machines
 from tests.integration.replay.replay_helpers import append_log, market, session
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from aggregates.envelope import RecordedEvent
-from replay.cli import main
+from cli.replay import main
 from replay.sweep import Source, Task, cluster_executor, local_executor, run_task, run_tasks
 from tests.integration.replay.replay_helpers import append_log, market, session
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cli.main import main
 from eventstore.logins import LoginSettingsError, logins_from, owner_of
-from pipeline.cli import main
 
 
 def test_logins_when_passwords_missing_then_each_is_named() -> None:

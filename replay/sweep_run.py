@@ -1,4 +1,8 @@
-"""The ``replay --sweep`` command: options, the plain sweep, walk-forward, output and report.
+"""A validated sweep plan run over a window: one sweep, or walk-forward folds; the results.
+
+The plan comes from ``replay --sweep`` (:mod:`cli.sweep` parses and checks the options); the
+combinations run as in :mod:`replay.sweep`. This module batches them over windows, ranks them,
+and renders the results as text, JSON lines and report sections.
 
 Walk-forward (``--train DAYS --test DAYS``) splits ``--from .. --to`` into folds: the grid is
 swept over a training span, the best combination by ``--sort-by`` is chosen there, and that
@@ -11,74 +15,32 @@ was luck of the fit.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from markupsafe import Markup
 
-from adapters.process import CHECK_FAILED, OK, UsageError
+from adapters.process import UsageError
 from replay.render import render
 from replay.sweep import (
-    MAX_COMBINATIONS,
     METRICS,
     Grid,
     Source,
     Task,
-    check_cluster,
     check_grid,
     cluster_executor,
     describe,
     local_executor,
     metric_value,
-    parse_grid,
     ranked,
     run_tasks,
 )
 from replay.window import Window
-
-_DAY_MS = 86_400_000
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sweep's options, in one block of ``replay``'s parser.
-
-    ``--jobs`` is generic (worker processes for any parallel mode of ``replay``).
-    """
-    group = parser.add_argument_group("parameter sweeps")
-    group.add_argument(
-        "--sweep", nargs="+", metavar="KEY=VALUES",
-        help="every combination of KEY=V1,V2,... and KEY=START:STOP:STEP (STOP included) "
-        "through the what-if simulation, in parallel; a table sorted by --sort-by",
-    )  # fmt: skip
-    group.add_argument(
-        "--sort-by", default="pnl", choices=sorted(METRICS),
-        help="the metric that ranks combinations (default pnl; fees, drawdown, halts: lowest)",
-    )  # fmt: skip
-    group.add_argument(
-        "--train", metavar="DAYS", help="walk-forward: choose on DAYS (may be fractional)..."
-    )
-    group.add_argument("--test", metavar="DAYS", help="...then measure on the next DAYS")
-    group.add_argument(
-        "--max-combinations", type=int, default=MAX_COMBINATIONS, metavar="N",
-        help=f"refuse a grid of more combinations (default {MAX_COMBINATIONS})",
-    )  # fmt: skip
-    group.add_argument(
-        "--jobs", type=int, metavar="N", help="worker processes (default: the number of CPUs)"
-    )
-    group.add_argument(
-        "--cluster", metavar="ADDRESS", help="run on this Dask cluster, e.g. tcp://host:8786"
-    )
-    group.add_argument(
-        "--cluster-timeout", type=float, default=10.0, metavar="SECONDS",
-        help="how long to try reaching --cluster (default 10)",
-    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -92,51 +54,6 @@ class Plan:
     cluster_timeout: float
     train_ms: int | None = None
     test_ms: int | None = None
-
-
-def _days(text: str, option: str) -> int:
-    try:
-        days = Decimal(text)
-    except InvalidOperation:
-        days = Decimal("NaN")
-    if not days.is_finite() or days <= 0:
-        raise UsageError(f"{option} {text!r}: expected a positive number of days, e.g. 7 or 0.5")
-    ms = int(days * _DAY_MS)
-    if ms < 1:
-        raise UsageError(f"{option} {text!r}: shorter than a millisecond")
-    return ms
-
-
-def parse_plan(args: argparse.Namespace) -> Plan | None:
-    """Validate the sweep options before any I/O; None when there is no ``--sweep``."""
-    walk = (args.train, args.test)
-    if args.sweep is None:
-        if any(value is not None for value in walk) or args.cluster is not None:
-            raise UsageError("--train, --test and --cluster need --sweep")
-        return None
-    if args.what_if is not None:
-        raise UsageError("--sweep and --what-if cannot be combined (a sweep is many what-ifs)")
-    if args.verify:
-        raise UsageError("--sweep and --verify cannot be combined: run them separately")
-    if (args.train is None) != (args.test is None):
-        raise UsageError("walk-forward needs both --train DAYS and --test DAYS")
-    if args.train is not None and args.end is None:
-        raise UsageError("walk-forward needs --to: the folds are cut from --from .. --to")
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: must be at least 1")
-    check_cluster(args.cluster, args.cluster_timeout)
-    plan = Plan(
-        grid=parse_grid(args.sweep, max_combinations=args.max_combinations),
-        sort_by=args.sort_by,
-        jobs=jobs,
-        cluster=args.cluster,
-        cluster_timeout=args.cluster_timeout,
-    )
-    if args.train is not None:
-        plan.train_ms = _days(args.train, "--train")
-        plan.test_ms = _days(args.test, "--test")
-    return plan
 
 
 # --------------------------------------------------------------------------- results
@@ -383,32 +300,20 @@ async def _folds(store: Any, window: Window, plan: Plan) -> list[Fold]:
     return folds
 
 
-async def run_sweep(
-    args: argparse.Namespace, store: Any, window: Window, url: str, out: Any
-) -> int:
-    """``replay --sweep`` after the window is resolved; returns the exit code."""
-    plan: Plan = args.sweep_plan
+async def run_plan(
+    plan: Plan, store: Any, window: Window, url: str, symbol: str | None
+) -> SweepResult | WalkForward:
+    """The plan over ``window``: one sweep, or (``--train``/``--test``) walk-forward folds.
+
+    The grid is first checked against every configuration recorded up to the window's end.
+    """
     check_grid(plan.grid, await _configurations(store, window.last))
     source = Source(url, window.last)
-    walk: WalkForward | None = None
     if plan.train_ms is None:
-        [result] = await sweep_windows(plan, source, [window], args.symbol)
-        for line in result.to_json() if out.json else ():
-            out.emit(line, "")
-        out.text(result.render())
-        failed = len(result.failed)
-        section = sweep_section(result)
-    else:
-        folds = await _folds(store, window, plan)
-        walk = await walk_forward(plan, source, folds, args.symbol)
-        for line in walk.to_json() if out.json else ():
-            out.emit(line, "")
-        out.text(walk.render())
-        failed = sum(1 for fold in walk.folds if fold.error is not None)
-        section = walk_section(walk)
-    if args.report:
-        await _write_report(args, store, window, url, section, out)
-    return CHECK_FAILED if failed else OK
+        [result] = await sweep_windows(plan, source, [window], symbol)
+        return result
+    folds = await _folds(store, window, plan)
+    return await walk_forward(plan, source, folds, symbol)
 
 
 async def walk_forward(
@@ -497,11 +402,10 @@ def heatmap(result: SweepResult) -> Markup:
     )
 
 
-async def _write_report(
-    args: argparse.Namespace, store: Any, window: Window, url: str, section: str, out: Any
-) -> None:
-    from pathlib import Path
-
+async def sweep_report(
+    store: Any, window: Window, url: str, section: str, *, symbol: str | None
+) -> str:
+    """The audit report's HTML: the window replayed (quietly), with the sweep ``section``."""
     from replay.report import ReportBuilder
     from replay.session import Output, replay_pass
 
@@ -510,16 +414,10 @@ async def _write_report(
         store,
         window,
         Output(io.StringIO(), json=False),
-        symbol=args.symbol,
+        symbol=symbol,
         verify=False,
         database_url=url,
         quiet=True,
         sinks=(report.add,),
     )
-    html = report.render(window, result, None, sections=(section,))
-    path = Path(args.report)
-    try:
-        await asyncio.to_thread(path.write_text, html, encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"--report {path}: cannot write: {error}") from error
-    out.emit({"type": "report", "path": str(path)}, f"report written to {path}")
+    return report.render(window, result, None, sections=(section,))

@@ -8,15 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from adapters.process import CHECK_FAILED, OK, UsageError
+from cli.options import database_url
 
-DatabaseUrl = Callable[[argparse.Namespace], str]
 
-
-def _archive(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
+def _archive(args: argparse.Namespace) -> int:
     from eventstore.archive import ArchiveError, archive
     from eventstore.errors import StoreUnavailable
     from replay.window import parse_moment
@@ -60,10 +58,8 @@ def verify_archive_command(args: argparse.Namespace, url: str) -> int:
     return OK
 
 
-def register(
-    commands: argparse._SubParsersAction,
-    database_url: DatabaseUrl,
-) -> None:
+def add_archive(commands: argparse._SubParsersAction) -> None:
+    """``claire archive --before DATE --to DIR``."""
     archive = commands.add_parser(
         "archive", help="move whole old partitions of the ledger into Parquet files"
     )
@@ -71,4 +67,4 @@ def register(
         "--before", required=True, metavar="DATE", help="archive partitions recorded before DATE"
     )
     archive.add_argument("--to", required=True, metavar="DIR", help="the archive directory")
-    archive.set_defaults(handler=lambda args: _archive(args, database_url))
+    archive.set_defaults(handler=_archive)

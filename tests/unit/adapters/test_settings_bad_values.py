@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.settings import SettingsError, parse_settings
+from adapters.settings import SettingsError, parse_settings
 
 BAD = {
     "TRADING_MODE": "yolo",

@@ -1,9 +1,9 @@
-"""The ``claire`` command line: parse, build config, call one function, map errors to exit codes.
+"""``claire db upgrade`` and ``claire verify``: the ledger's schema and its hash chain.
 
-Exit codes (:mod:`adapters.process`): 0 fine, 1 a check found a problem, 2 bad usage or
-configuration (or the database is unreachable). The ledger is the one
-:func:`adapters.process.database_url` names: ``--database-url`` (before the command, or after
-``replay``), then ``DATABASE_URL`` from the environment, then from ``.env``, then the demo's.
+``verify`` checks the whole chain, or only from a trusted anchor (``--since``, see
+:mod:`pipeline.verify_since`), or across the archive and the table (``--archive``, see
+:mod:`cli.archive`); it prints the head ``POSITION:HASH`` an operator keeps as the next anchor.
+Exit 1 when the chain is broken.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,18 +19,10 @@ if TYPE_CHECKING:
     from eventstore import VerifyResult
     from eventstore.logins import Login
 
-from adapters.process import CHECK_FAILED, OK, USAGE, UsageError
+from adapters.process import CHECK_FAILED, OK, UsageError
+from cli.options import database_url
 
 _ANCHOR = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
-
-
-def _database_url(args: argparse.Namespace) -> str:
-    from adapters.process import NoDatabase, database_url
-
-    try:
-        return database_url(args.database_url)
-    except NoDatabase as error:
-        raise UsageError(str(error)) from error
 
 
 def parse_anchor(text: str) -> tuple[int, bytes]:
@@ -43,11 +34,11 @@ def parse_anchor(text: str) -> tuple[int, bytes]:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from eventstore.errors import StoreUnavailable
+    from eventstore.errors import MigrationRefused, StoreUnavailable
     from eventstore.logins import LoginSettingsError
     from eventstore.migrations import upgrade
 
-    url = _database_url(args)
+    url = database_url(args)
     logins = _configured_logins(url) if args.create_logins else []
     try:
         revision = upgrade(url)
@@ -55,7 +46,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
             from eventstore.logins import ensure_logins
 
             asyncio.run(ensure_logins(url, logins))
-    except (StoreUnavailable, LoginSettingsError) as error:
+    except (StoreUnavailable, MigrationRefused, LoginSettingsError) as error:
         raise UsageError(str(error)) from error
     print(f"database at revision {revision}")
     for login in logins:
@@ -88,9 +79,9 @@ def _verify_command(args: argparse.Namespace) -> int:
     from eventstore import EventStoreError, StoreUnavailable, VerifyResult
 
     expect = parse_anchor(args.expect) if args.expect else None
-    url = _database_url(args)
+    url = database_url(args)
     if args.archive:
-        from pipeline.archive_cli import verify_archive_command
+        from cli.archive import verify_archive_command
 
         if expect is not None:
             raise UsageError("--archive and --expect cannot be combined")
@@ -140,12 +131,8 @@ def _verify_command(args: argparse.Namespace) -> int:
     return OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; other commands register their own subparsers here."""
-    parser = argparse.ArgumentParser(prog="claire", description="Claire de Binaire")
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_db(commands: argparse._SubParsersAction) -> None:
+    """``claire db upgrade [--create-logins]``."""
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -157,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.set_defaults(handler=_db_upgrade)
 
+
+def add_verify(commands: argparse._SubParsersAction) -> None:
+    """``claire verify [--anchor FILE | --expect POSITION:HASH | --since FILE | --archive DIR]``."""
     verify = commands.add_parser("verify", help="check the ledger's hash chain and immutability")
     verify.add_argument("--anchor", metavar="FILE", help="write the head POSITION:HASH to FILE")
     verify.add_argument(
@@ -171,38 +161,3 @@ def build_parser() -> argparse.ArgumentParser:
         "--archive", metavar="DIR", help="check the chain across the archive in DIR and the table"
     )
     verify.set_defaults(handler=_verify_command)
-
-    from pipeline.commands import register
-
-    register(commands, _database_url)
-    from pipeline.archive_cli import register as register_archive
-
-    register_archive(commands, _database_url)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(arguments)
-    except SystemExit as exit_:
-        return OK if exit_.code == 0 else USAGE
-    from eventstore.errors import EventStoreError, StoreUnavailable
-
-    try:
-        return int(args.handler(args))
-    except UsageError as error:
-        print(f"claire: {error}", file=sys.stderr)
-        return USAGE
-    except StoreUnavailable as error:
-        print(f"claire: {error}", file=sys.stderr)
-        return USAGE
-    except EventStoreError as error:  # e.g. a ledger row no command can read: named, no traceback
-        print(f"claire: {error}", file=sys.stderr)
-        return CHECK_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
 """Runtime settings: where things are and how to run, never what to decide.
 
 Decision parameters live in :mod:`aggregates.config` and are recorded in the ledger; the values
-here (URLs, keys, ports, mode flags) are not, because some are secrets. This is, with
-:mod:`adapters.process`, the only place that reads the process environment.
+here (URLs, keys, ports, mode flags) are not, because some are secrets. They are parsed from the
+mapping :func:`adapters.process.load_environment` reads (the process environment over ``.env``),
+here in the adapters layer so that the services (``pipeline/``) and the commands (``cli/``)
+share one parser.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """``replay --from <date>`` (also ``claire replay``): parse, run, map results to exit codes.
 
+The ``replay`` script's entry point (:func:`main`) and ``claire replay`` (:func:`add_replay`);
+the work is the :mod:`replay` library's (walk, verify, what-if, report), the sweep options are
+:mod:`cli.sweep`'s.
+
 Exit codes (DESIGN.md, :mod:`adapters.process`): 0 fine, 1 ``--verify`` found a divergence or a
 broken hash chain, 2 bad usage — bad dates or options, an empty window, a window past the end, an
 invalid ``--what-if`` parameter, no reachable ledger. ``claire replay`` is this same parser,
@@ -22,9 +26,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from aggregates.envelope import RecordedEvent
+    from replay.session import Output
 
 from adapters.process import CHECK_FAILED, OK, USAGE, UsageError
 from aggregates.events import SYMBOL
+from cli.options import database_url
+from cli.sweep import add_arguments as add_sweep_arguments
+from cli.sweep import parse_plan, run_sweep
 
 
 def build_parser(*, add_help: bool = True, subcommand: bool = False) -> argparse.ArgumentParser:
@@ -63,8 +71,6 @@ def build_parser(*, add_help: bool = True, subcommand: bool = False) -> argparse
         default=argparse.SUPPRESS if subcommand else None,
         help="PostgreSQL URL (default: $DATABASE_URL)",
     )
-    from replay.sweep_cli import add_arguments as add_sweep_arguments
-
     add_sweep_arguments(parser)  # --sweep, walk-forward, --jobs, --cluster (docs/SWEEPS.md)
     _snapshot_options(parser)
     parser.add_argument(
@@ -102,7 +108,7 @@ def _verify_all(args: argparse.Namespace, out_stream: TextIO) -> int:
         raise UsageError(f"--jobs {args.jobs}: expected at least 1")
     if args.archive is not None and not Path(args.archive).is_dir():
         raise UsageError(f"--archive {args.archive}: the folder does not exist")
-    url = _database_url(getattr(args, "database_url", None))
+    url = database_url(args)
     archive = Path(args.archive) if args.archive else None
     return asyncio.run(_run_all(url, args.jobs, args.json, out_stream, archive))
 
@@ -159,14 +165,12 @@ def run(args: argparse.Namespace, out_stream: TextIO) -> int:
             from replay.whatif import parse_overrides
 
             overrides = parse_overrides(args.what_if)
-        from replay.sweep_cli import parse_plan
-
         args.sweep_plan = parse_plan(args)
         if args.report is not None and not Path(args.report).resolve().parent.is_dir():
             raise UsageError(f"--report {args.report}: the folder does not exist")
         if args.archive is not None and not Path(args.archive).is_dir():
             raise UsageError(f"--archive {args.archive}: the folder does not exist")
-        url = _database_url(getattr(args, "database_url", None))
+        url = database_url(args)
         return asyncio.run(_run(args, url, start, end, overrides, out_stream))
     except UsageError as error:
         print(f"replay: {error}", file=sys.stderr)
@@ -177,15 +181,6 @@ def run(args: argparse.Namespace, out_stream: TextIO) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, out_stream.fileno())
         return CHECK_FAILED
-
-
-def _database_url(option: str | None) -> str:
-    from adapters.process import NoDatabase, database_url
-
-    try:
-        return database_url(option)
-    except NoDatabase as error:
-        raise UsageError(str(error)) from error
 
 
 async def _run(args, url, start, end, overrides, out_stream) -> int:
@@ -215,9 +210,13 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:
                 raise UsageError(f"--what-if: {error}") from error
         out.emit({"type": "window", **_window_json(window)}, window.describe())
         if args.sweep_plan is not None:
-            from replay.sweep_cli import run_sweep
+            code, section = await run_sweep(args.sweep_plan, store, window, url, out, args.symbol)
+            if args.report:
+                from replay.sweep_run import sweep_report
 
-            return await run_sweep(args, store, window, url, out)
+                html = await sweep_report(store, window, url, section, symbol=args.symbol)
+                await _write_report(Path(args.report), html, out)
+            return code
         report = None
         sinks: tuple[Callable[[RecordedEvent], None], ...] = ()
         if args.report:
@@ -249,13 +248,8 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:
             comparison = await what_if(store, window, overrides, symbol=args.symbol)
             out.emit(comparison.to_json(), comparison.render())
         if report is not None:
-            path = Path(args.report)
             html = report.render(window, result, comparison)
-            try:
-                await asyncio.to_thread(path.write_text, html, encoding="utf-8")
-            except OSError as error:
-                raise UsageError(f"--report {path}: cannot write: {error}") from error
-            out.emit({"type": "report", "path": str(path)}, f"report written to {path}")
+            await _write_report(Path(args.report), html, out)
         return code
     except StoreUnavailable as error:
         raise UsageError(str(error)) from error
@@ -266,6 +260,15 @@ async def _run(args, url, start, end, overrides, out_stream) -> int:
         await store.close()
 
 
+async def _write_report(path: Path, html: str, out: Output) -> None:
+    """``--report PATH``: the HTML written, and where it went said (text or JSON)."""
+    try:
+        await asyncio.to_thread(path.write_text, html, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"--report {path}: cannot write: {error}") from error
+    out.emit({"type": "report", "path": str(path)}, f"report written to {path}")
+
+
 def _window_json(window) -> dict[str, object]:
     return {
         "from": window.start.isoformat(),
@@ -274,6 +277,17 @@ def _window_json(window) -> dict[str, object]:
         "last_position": window.last,
         "head": window.head,
     }
+
+
+def add_replay(commands: argparse._SubParsersAction) -> None:
+    """``claire replay``: this parser as a subcommand, sharing ``claire``'s ``--database-url``."""
+    replay = commands.add_parser(
+        "replay",
+        parents=[build_parser(add_help=False, subcommand=True)],
+        description=build_parser().description,
+        help="forensic replay, --verify, --what-if, --report (same as `replay`)",
+    )
+    replay.set_defaults(handler=lambda args: run(args, sys.stdout))
 
 
 if __name__ == "__main__":

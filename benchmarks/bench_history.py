@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/bench_history.py --events 1000000 10000000
 
 For each size, generates a ledger with the real machines (``benchmarks/bench_replay.py``'s
-market and ``simulate()``), shifted in time so that every ledger **ends on the same last day**,
-into a throwaway database on an embedded PostgreSQL of its own (or ``--database-url``). Snapshots
-are then written as the services write them (every ``--every`` events and at each UTC midnight),
-and it measures, each with snapshots and without (``--no-snapshots``, the fold from position 1):
+market, ``simulate()`` and its COPY loaders), shifted in time so that every ledger **ends on the
+same last day**, into a throwaway database on an embedded PostgreSQL of its own (or
+``--database-url``), with the snapshots the services would have written (every ``--every``
+events and at each UTC midnight, taken from the simulation's own states; ``replay --verify
+--all`` checks that the fold reproduces each one). It measures, each with snapshots and without
+(``--no-snapshots``, the fold from position 1; ``--baseline-max`` limits that to small sizes):
 
 * the restore time of each decision service (``DecisionService.restore``: until it can decide);
 * ``replay --from <last day> --verify -q`` (the CLI, in a child process);
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import secrets
 import shutil
@@ -35,12 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchmarks.bench_replay as bench_replay
 from aggregates.envelope import utc_from_ms
-from aggregates.portfolio import DAY_MS
 from aggregates.snapshot import CODECS
 from eventstore import EventStore
 from eventstore.admin import create_database, drop_database
 from eventstore.migrations import upgrade_async
-from eventstore.snapshots import Snapshots, snapshot_of
+from eventstore.snapshots import Snapshots
 from pipeline.decider import DecisionService
 from replay.verify import verification_machines
 
@@ -48,48 +50,6 @@ from replay.verify import verification_machines
 LAST_DAY_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 #: Mean gap between events of the generated market (trades every 200..800 ms, a clock every 5 s).
 MEAN_GAP_MS = 455
-
-
-async def take_snapshots(url: str, every: int) -> int:
-    """Fold the log once with each machine and store a snapshot every ``every`` events and at
-    each UTC midnight, as the running services would have. Returns how many were written."""
-    store = await EventStore.connect(url)
-    snapshots = Snapshots(store)
-    machines = verification_machines()
-    states = {m.name: m.initial() for m in machines}
-    config_hash = ""
-    written = 0
-    day = -1
-
-    async def snap(position: int) -> None:
-        nonlocal written
-        chain = await snapshots.chain_hash_at(position)
-        assert chain is not None
-        for m in machines:
-            data = CODECS[m.name].encode(states[m.name])
-            await snapshots.save(snapshot_of(m.name, data, position, chain, config_hash))
-            written += 1
-
-    try:
-        last = 0
-        async for batch in store.read_all_batches():
-            for fact in batch:
-                today = fact.event.at_ms // DAY_MS
-                if today > day:
-                    if day >= 0:
-                        await snap(last)
-                    day = today
-                if fact.event_type == "config.activated":
-                    config_hash = fact.event.config_hash  # type: ignore[attr-defined]
-                for m in machines:
-                    if not m.owns(fact.event):
-                        states[m.name], _ = m.step(states[m.name], fact)
-                last = fact.position
-                if last % every == 0:
-                    await snap(last)
-    finally:
-        await store.close()
-    return written
 
 
 async def restore_seconds(url: str, name: str, use_snapshots: bool) -> tuple[float, int]:
@@ -171,31 +131,32 @@ def run_cli(url: str, day: str, *options: str) -> tuple[float, int, int, int, fl
 
 
 def measure(
-    url: str, events: int, every: int, *, latency: bool = True, segments: bool = False
+    url: str,
+    *,
+    latency: bool = True,
+    segments: bool = False,
+    baseline: bool = True,
 ) -> dict[str, float]:
+    """``baseline``: also the fold from position 1 (restores and replay ``--no-snapshots``)."""
     figures: dict[str, float] = {}
-    written = asyncio.run(take_snapshots(url, every))
-    print(f"  {written} snapshots written (every {every:,} events and each UTC midnight)")
     for name in ("signal", "risk", "paper"):
-        full, folded_full = asyncio.run(restore_seconds(url, name, False))
         fast, folded = asyncio.run(restore_seconds(url, name, True))
         figures[f"restore {name}"] = fast
-        figures[f"restore {name} full"] = full
-        print(
-            f"  restore {name:<6} from snapshot {fast:6.2f} s ({folded:,} events folded)   "
-            f"from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}",
-            flush=True,
-        )
+        line = f"  restore {name:<6} from snapshot {fast:6.2f} s ({folded:,} events folded)"
+        if baseline:
+            full, folded_full = asyncio.run(restore_seconds(url, name, False))
+            figures[f"restore {name} full"] = full
+            line += f"   from position 1 {full:7.2f} s ({folded_full:,})   ratio {fast / full:.3f}"
+        print(line, flush=True)
     day = utc_from_ms(LAST_DAY_MS).date().isoformat()
     fast, code = replay_seconds(url, day, "--verify")
-    full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
     figures["replay verify"] = fast
-    figures["replay verify full"] = full
-    print(
-        f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})   "
-        f"from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}",
-        flush=True,
-    )
+    line = f"  replay --from {day} --verify: from snapshots {fast:6.2f} s (exit {code})"
+    if baseline:
+        full, code_full = replay_seconds(url, day, "--verify", "--no-snapshots")
+        figures["replay verify full"] = full
+        line += f"   from position 1 {full:7.2f} s (exit {code_full})   ratio {fast / full:.3f}"
+    print(f"{line}; load average {_load()}", flush=True)
     if segments:
         one, code_one, _, _, _ = run_cli_all(url, "1")
         two, code_two, _, _, _ = run_cli_all(url, "2")
@@ -203,12 +164,17 @@ def measure(
         figures["verify --all --jobs 2"] = two
         print(
             f"  replay --verify --all: --jobs 1 {one:7.2f} s (exit {code_one})   --jobs 2 "
-            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x",
+            f"{two:7.2f} s (exit {code_two})   speed-up {one / two:.2f}x; "
+            f"load average {_load()}",
             flush=True,
         )
     if latency:
         snapshot_latency(url)
     return figures
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def run_cli_all(url: str, jobs: str) -> tuple[float, int, int, int, float]:
@@ -229,7 +195,31 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--every", type=int, default=100_000, help="SNAPSHOT_EVERY_EVENTS")
     parser.add_argument("--database-url", help="a server URL (default: an embedded PostgreSQL)")
+    parser.add_argument(
+        "--reuse",
+        metavar="EVENTS=URL",
+        action="append",
+        default=[],
+        help="use this ledger (generated here with --keep: it has its snapshots) for that size",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated databases")
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the snapshot encoding cost (3 folds)"
+    )
+    parser.add_argument(
+        "--baseline-max",
+        type=int,
+        metavar="EVENTS",
+        help="measure the fold from position 1 only up to this size (default: every size)",
+    )
+    parser.add_argument(
+        "--all-at",
+        type=int,
+        metavar="EVENTS",
+        help="the size to time --verify --all --jobs 1 and 2 on (default: the largest; 0: none)",
+    )
     args = parser.parse_args()
+    reuse = {int(size): url for size, url in (item.split("=", 1) for item in args.reuse)}
     with contextlib.ExitStack() as stack:
         server_url = args.database_url
         if server_url is None:
@@ -243,24 +233,38 @@ def main() -> None:
         results = {}
         for events in args.events:
             name = f"claire_bench_history_{secrets.token_hex(4)}"
-            url = asyncio.run(create_database(server_url, name))
+            url = reuse.get(events)
+            keep = url is not None or args.keep
             try:
-                asyncio.run(upgrade_async(url))
-                # Every ledger ends about LAST_DAY_MS + 12 h: start earlier the longer it is.
-                bench_replay.START_MS = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
-                print(f"\n{events:,} events: generating ...", flush=True)
-                started = time.perf_counter()
-                head = asyncio.run(bench_replay.generate(url, events))
-                print(f"  {head:,} events in {time.perf_counter() - started:,.0f} s", flush=True)
+                if url is None:
+                    url = asyncio.run(create_database(server_url, name))
+                    asyncio.run(upgrade_async(url))
+                    # Every ledger ends about LAST_DAY_MS + 12 h: start earlier the longer it is.
+                    start_ms = LAST_DAY_MS + 12 * 3_600_000 - events * MEAN_GAP_MS
+                    print(f"\n{events:,} events: generating ...", flush=True)
+                    started = time.perf_counter()
+                    head = bench_replay.generate(
+                        url, events, start_ms=start_ms, snapshot_every=args.every
+                    )
+                    print(
+                        f"  {head:,} events and their snapshots (every {args.every:,} events and "
+                        f"each UTC midnight) in {time.perf_counter() - started:,.0f} s; load "
+                        f"average {_load()}",
+                        flush=True,
+                    )
+                else:
+                    print(f"\n{events:,} events: reusing {url}", flush=True)
                 results[events] = measure(
                     url,
-                    events,
-                    args.every,
-                    latency=events == min(args.events),
-                    segments=events == max(args.events),
+                    latency=events == min(args.events) and not args.no_latency,
+                    segments=events == (max(args.events) if args.all_at is None else args.all_at),
+                    baseline=args.baseline_max is None or events <= args.baseline_max,
                 )
             finally:
-                asyncio.run(drop_database(server_url, name))
+                if not keep:
+                    asyncio.run(drop_database(server_url, name))
+                elif url is not None:
+                    print(f"  kept: {url}", flush=True)
         if len(results) > 1:
             small, large = min(results), max(results)
             print(f"\n{large:,} events against {small:,} (goal: within 1.3x with snapshots)")

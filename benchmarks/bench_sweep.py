@@ -147,7 +147,7 @@ def bench(args: argparse.Namespace) -> None:
         else:
             from bench_replay import generate
 
-            head = asyncio.run(generate(url, int(args.session)))
+            head = generate(url, int(args.session))
         print(f"session {args.session}: {head:,} events recorded in "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
         source = Source(url, head)

@@ -159,7 +159,10 @@ FROM (SELECT * FROM ledger.events WHERE stream = $1 AND stream_version >= $2
 # The first position whose source time is at or after $1. occurred_at is not monotonic in
 # position, so this is the minimum position over the whole range; the planner picks the
 # occurred_at index or the primary key, whichever is cheaper.
-POSITION_AT = "SELECT min(position) FROM ledger.events WHERE occurred_at >= $1"
+#: ``position + 0``: with ``min(position)`` the planner walks the primary key from position 1,
+#: filtering on occurred_at (5.3 s at 10 M events for the last day); hiding the key makes it
+#: read the occurred_at index over the rows from the moment on: the cost of the work asked.
+POSITION_AT = "SELECT min(position + 0) FROM ledger.events WHERE occurred_at >= $1"
 
 #: Rows for ``verify``: the envelope in :data:`ENVELOPE_FIELDS` order, the payload's text, the hash.
 VERIFY_COLUMNS = f"{_ENVELOPE}, payload::text, hash"

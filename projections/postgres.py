@@ -42,6 +42,8 @@ SET position = $2, generation = $3, event_recorded_at = $4, updated_at = clock_t
 WHERE projection = $1
 """
 LEDGER_HEAD = "SELECT position FROM ledger.head"
+# The last position `claire archive` moved out of the table (0: nothing archived).
+ARCHIVED_UP_TO = "SELECT coalesce(max(last_position), 0) FROM ledger.archived"
 # Session-level: one rebuild per projection at a time (two would fill the same new generation).
 LOCK_REBUILD = "SELECT pg_advisory_lock(hashtext('claire.rebuild.' || $1))"
 CREATE_STAGE = (
@@ -217,6 +219,11 @@ class PostgresSink:
         """Wait for any other rebuild of ``names``; held until this connection closes."""
         for name in sorted(names):
             await self.conn.execute(LOCK_REBUILD, name)
+
+    async def archived_up_to(self) -> int:
+        """The last position archived out of the table (0 if none): a rebuild from the table
+        alone would start after it."""
+        return int(await self.conn.fetchval(ARCHIVED_UP_TO))
 
     async def ledger_head(self) -> int:
         return int(await self.conn.fetchval(LEDGER_HEAD))

@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-import pytest
 
 from aggregates.snapshot import CODECS
 from eventstore import EventStore

@@ -347,8 +347,9 @@ async def rebuild(
     The new generation is filled out of sight, then caught up to the ledger head. One short
     transaction locks the checkpoints (a live projector's flushes wait), checks that the head
     has not moved (else it catches up again), takes the views without waiting behind readers
-    (NOWAIT, retried: a swap that queued behind one reader while holding another view could
-    deadlock with it), repoints them and moves the checkpoints. The old tables go afterwards.
+    (NOWAIT, retried; then waiting at most a fraction of ``deadlock_timeout`` per try, so the
+    swap always gives up before a reader it blocks could be chosen as a deadlock's victim),
+    repoints them, moves the checkpoints and drops the old tables (already locked with the views).
     A live projector notices the moved checkpoint and reloads.
 
     Speed: the log is read ahead (the next batch is in flight while one is folded), batches
@@ -435,6 +436,11 @@ async def rebuild(
                 await fold_new(in_transaction=False)
                 refuse_if_halted()
                 last_try = attempt >= _SWAP_ATTEMPTS
+                if attempt >= _SWAP_ATTEMPTS + _SWAP_WAITS:
+                    raise RebuildRefused(
+                        f"readers kept the read-model views busy through {attempt} attempts "
+                        "to swap: try again (read models unchanged)"
+                    )
                 async with sink.transaction():
                     locked = await sink.checkpoints(names, lock=True)
                     for n in names:
@@ -452,6 +458,12 @@ async def rebuild(
                         for p in projections:
                             await sink.repoint(p.tables, new[p.name])
                             await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
+                        # The old tables go in the same transaction: locking the views locked
+                        # them too (recursively), so dropping them waits for nobody. Dropped
+                        # later, one by one, each DROP queued behind readers whose cached plans
+                        # still lock the old tables, while holding others: a deadlock.
+                        for p in projections:
+                            await sink.drop_generation(p.tables, before[p.name].generation)
                         break
                 await asyncio.sleep(min(0.2, 0.005 * (attempt + 1)))
         except RebuildRefused:  # the new generation goes; the models in service stay
@@ -459,9 +471,6 @@ async def rebuild(
                 for p in projections:
                     await sink.drop_generation(p.tables, new[p.name])
             raise
-        async with sink.transaction():
-            for p in projections:
-                await sink.drop_generation(p.tables, before[p.name].generation)
         seconds = time.perf_counter() - started
         return [Rebuilt(n, position, new[n], events, seconds) for n in names]
     finally:
@@ -473,6 +482,9 @@ async def rebuild(
 
 #: NOWAIT swap attempts before the swap waits for readers (and folds late events inside).
 _SWAP_ATTEMPTS = 200
+#: Then attempts that wait for the views, each a short while (see ``PostgresSink.lock_views``),
+#: before the rebuild gives up (exit 1, models kept).
+_SWAP_WAITS = 200
 #: Events per read of a catch-up or rebuild: big enough that per-query costs vanish, small
 #: enough that the next read is always in flight while one is folded.
 _READ_BATCH = 5_000

@@ -256,7 +256,7 @@ class Runner(Generic[S]):
                 self.projection.name,
                 fact.position,
                 type(fact.event).__name__,
-                f"{type(error).__name__}: {error}",
+                f"{type(error).__name__}: {' '.join(str(error).split())}",  # one line
             )
             self.halted = halt
             self.position = fact.position - 1

@@ -16,7 +16,7 @@ invalid operation, a division by zero or an overflow.
 from __future__ import annotations
 
 import decimal
-from decimal import ROUND_HALF_EVEN, Context, DivisionByZero, InvalidOperation, Overflow
+from decimal import ROUND_HALF_EVEN, Context, DivisionByZero, Inexact, InvalidOperation, Overflow
 
 PRECISION = 28
 ROUNDING = ROUND_HALF_EVEN
@@ -36,6 +36,26 @@ def decision_context() -> Context:
         clamp=0,
         flags=[],
         traps=list(TRAPS),
+    )
+
+
+#: Counts (contracts filled, held) are summed exactly up to this many significant digits; beyond,
+#: ``Inexact`` raises. The pinned 28 digits would round the sum of a 30-digit order's fills and
+#: judge an exact fill an overfill (the ledger accepts any finite Decimal). Money stays at 28.
+EXACT_DIGITS = 200
+
+
+def exact_context() -> Context:
+    """A context whose additions are exact or raise ``Inexact`` (never a silent rounding)."""
+    return Context(
+        prec=EXACT_DIGITS,
+        rounding=ROUNDING,
+        Emin=EMIN,
+        Emax=EMAX,
+        capitals=1,
+        clamp=0,
+        flags=[],
+        traps=[*TRAPS, Inexact],
     )
 
 
@@ -64,4 +84,13 @@ def is_pinned(context: Context | None = None) -> bool:
     )
 
 
-__all__ = ["PRECISION", "ROUNDING", "TRAPS", "decision_context", "is_pinned", "pin"]
+__all__ = [
+    "EXACT_DIGITS",
+    "PRECISION",
+    "ROUNDING",
+    "TRAPS",
+    "decision_context",
+    "exact_context",
+    "is_pinned",
+    "pin",
+]

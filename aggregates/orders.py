@@ -27,6 +27,7 @@ from enum import StrEnum
 import msgspec
 
 from aggregates import events as ev
+from aggregates.numeric import EXACT_DIGITS, exact_context
 
 ORDER_EVENTS = (  # a tuple of the exact classes, so isinstance narrows to their union
     ev.OrderRequested,
@@ -98,6 +99,10 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
         return self.filled_notional / self.filled_contracts
 
 
+#: Fill sums are exact (see :func:`aggregates.numeric.exact_context`): a check, not an estimate.
+_EXACT = exact_context()
+
+
 def is_order_event(event: ev.Event) -> bool:
     return isinstance(event, ORDER_EVENTS)
 
@@ -167,29 +172,33 @@ def apply(state: OrderState | None, event: ev.Event) -> OrderState:
         raise _refuse(state, event, "only an accepted order can fill")
     if event.side != state.side:
         raise _refuse(state, event, f"fill side {event.side} differs from order {state.side}")
-    filled = state.filled_contracts + event.contracts
+    try:
+        filled = _EXACT.add(state.filled_contracts, event.contracts)
+        remaining = _EXACT.subtract(state.contracts, filled)
+        notional = _EXACT.add(state.filled_notional, _EXACT.multiply(event.price, event.contracts))
+        fees = _EXACT.add(state.fees, event.fee)
+    except ArithmeticError as error:
+        raise _refuse(state, event, f"its sums need over {EXACT_DIGITS} digits") from error
     if filled > state.contracts:
         raise _refuse(state, event, f"fills {filled} of an order for {state.contracts}")
     if isinstance(event, ev.OrderPartiallyFilled):
         if filled == state.contracts:
             raise _refuse(state, event, "a partial fill must leave something unfilled")
-        if event.remaining_contracts != state.contracts - filled:
+        if event.remaining_contracts != remaining:
             raise _refuse(
-                state,
-                event,
-                f"says {event.remaining_contracts} remain, but {state.contracts - filled} do",
+                state, event, f"says {event.remaining_contracts} remain, but {remaining} do"
             )
         status = OrderStatus.PARTIALLY_FILLED
     else:
         if filled != state.contracts:
-            raise _refuse(state, event, f"final fill leaves {state.contracts - filled} unfilled")
+            raise _refuse(state, event, f"final fill leaves {remaining} unfilled")
         status = OrderStatus.FILLED
     return msgspec.structs.replace(
         state,
         status=status,
         filled_contracts=filled,
-        filled_notional=state.filled_notional + event.price * event.contracts,
-        fees=state.fees + event.fee,
+        filled_notional=notional,
+        fees=fees,
         fill_count=state.fill_count + 1,
         updated_at_ms=event.at_ms,
     )

@@ -37,6 +37,7 @@ from aggregates.events import (
     OrderPartiallyFilled,
     TradeTicked,
 )
+from aggregates.numeric import exact_context
 
 DAY_MS = 86_400_000
 ZERO = Decimal(0)
@@ -124,6 +125,7 @@ class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
 
 EMPTY = Portfolio()
 _replace = msgspec.structs.replace
+_EXACT = exact_context()
 
 
 def evolve(portfolio: Portfolio, event: Event) -> Portfolio:
@@ -223,8 +225,9 @@ def _fill(portfolio: Portfolio, fill: OrderFilled | OrderPartiallyFilled) -> Por
         )
     size = before.contract_size
     held = before.contracts
-    delta = fill.contracts if fill.side == "buy" else -fill.contracts
-    after_contracts = held + delta
+    # Contracts held are a count, summed exactly (money below rounds at the pinned 28 digits).
+    delta = fill.contracts if fill.side == "buy" else fill.contracts.copy_negate()
+    after_contracts = _EXACT.add(held, delta)
     realised = ZERO
     if held == 0 or (held > 0) == (delta > 0):
         entry = (abs(held) * before.average_entry + fill.contracts * fill.price) / abs(

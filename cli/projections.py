@@ -17,7 +17,12 @@ from cli.options import database_url
 
 def _rebuild(args: argparse.Namespace) -> int:
     from eventstore.errors import EventStoreError
-    from projections.projector import UnknownProjection, rebuild
+    from projections.projector import (
+        CheckpointMoved,
+        RebuildRefused,
+        UnknownProjection,
+        rebuild,
+    )
 
     archive = Path(args.archive) if args.archive else None
     if archive is not None and not archive.is_dir():
@@ -26,6 +31,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         results = asyncio.run(rebuild(database_url(args), args.name, archive=archive))
     except UnknownProjection as error:
         raise UsageError(str(error)) from error
+    except (RebuildRefused, CheckpointMoved) as error:  # a fold refusal, no archive given, ...
+        print(f"claire projections rebuild: {error}", file=sys.stderr)
+        return CHECK_FAILED
     except EventStoreError as error:  # a bad archive file, an unreadable row: named, exit 1
         print(f"claire projections rebuild: {error}", file=sys.stderr)
         return CHECK_FAILED

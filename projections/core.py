@@ -165,14 +165,55 @@ def _made(table: Table, row: Row | Lazy) -> Row:
     return made
 
 
+@dataclass(frozen=True)
+class Halt:
+    """Why a projection stopped: the fact its rules cannot apply, and what they said.
+
+    The log is the truth and holds what the ledger accepted; a projection whose fold refuses a
+    fact (a fill before its order was accepted, a config it cannot parse) stops *before* that
+    fact rather than guess. Its rows stay as they were up to the fact before; the other
+    projections go on (docs/AUDIT.md, "A fact a projection cannot apply").
+    """
+
+    projection: str
+    position: int
+    event: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"projection {self.projection} stopped at position {self.position} "
+            f"({self.event}): {self.reason}"
+        )
+
+
+class ProjectionHalted(Exception):
+    """Raised by :meth:`Runner.fold` once, when its projection stops (see :class:`Halt`)."""
+
+    def __init__(self, halt: Halt) -> None:
+        super().__init__(str(halt))
+        self.halt = halt
+
+
 class Runner(Generic[S]):
     """Folds facts through one projection, collecting rows after its checkpoint.
 
     Facts at or before ``checkpoint`` only rebuild the in-memory state (their rows are already
     in the tables); later facts also produce rows. That is how a restart resumes exactly.
+    A fact the projection's fold refuses halts the runner (:class:`Halt`): it keeps the state
+    and rows of the facts before, and takes no further facts.
     """
 
-    __slots__ = ("_evolve", "_rows", "checkpoint", "pending", "position", "projection", "state")
+    __slots__ = (
+        "_evolve",
+        "_rows",
+        "checkpoint",
+        "halted",
+        "pending",
+        "position",
+        "projection",
+        "state",
+    )
 
     def __init__(self, projection: Projection[S], checkpoint: int = 0) -> None:
         self.projection = projection
@@ -180,24 +221,47 @@ class Runner(Generic[S]):
         self.checkpoint = checkpoint
         self.position = 0
         self.pending = Pending(projection.tables)
+        self.halted: Halt | None = None
         self._evolve = projection.evolve
         self._rows = projection.rows
 
     def apply(self, fact: RecordedEvent) -> None:
-        """Fold one fact (the next in global order)."""
+        """Fold one fact (the next in global order); a halted runner stays where it stopped."""
+        if self.halted is not None:
+            return
         if fact.position <= self.position:
             raise ValueError(
                 f"projection {self.projection.name}: fact {fact.position} after {self.position}"
             )
-        self.position = fact.position
         if type(fact.event) in self.projection.handles:
-            self.fold(fact)
+            try:
+                self.fold(fact)
+            except ProjectionHalted:
+                return
+        self.position = fact.position
 
     def fold(self, fact: RecordedEvent) -> None:
-        """Fold a fact the projection handles; position bookkeeping is the caller's."""
-        self.state = state = self._evolve(self.state, fact)
-        if fact.position > self.checkpoint:
-            self.pending.add_all(self._rows(state, fact))
+        """Fold a fact the projection handles; position bookkeeping is the caller's.
+
+        If the fold refuses the fact (any exception from ``evolve`` or ``rows``), the runner
+        halts before it and raises :class:`ProjectionHalted`, once; the caller stops feeding it.
+        The fact's rows are computed in full before any is kept, so none of them leaks.
+        """
+        try:
+            state = self._evolve(self.state, fact)
+            if fact.position > self.checkpoint:
+                self.pending.add_all(tuple(self._rows(state, fact)))
+        except Exception as error:  # a fold refusing a logged fact: see Halt
+            halt = Halt(
+                self.projection.name,
+                fact.position,
+                type(fact.event).__name__,
+                f"{type(error).__name__}: {' '.join(str(error).split())}",  # one line
+            )
+            self.halted = halt
+            self.position = fact.position - 1
+            raise ProjectionHalted(halt) from error
+        self.state = state
 
     def detach(self) -> Pending:
         """Hand over the pending rows, start a fresh buffer (for writes that overlap folding)."""
@@ -235,14 +299,27 @@ class Fanout:
                 kind = type(fact.event)
                 targets = targets_of.get(kind)
                 if targets is None:
-                    targets = tuple(r.fold for r in self.runners if kind in r.projection.handles)
+                    targets = tuple(
+                        r.fold
+                        for r in self.runners
+                        if kind in r.projection.handles and r.halted is None
+                    )
                     targets_of[kind] = targets
                 for fold in targets:
-                    fold(fact)
+                    try:
+                        fold(fact)
+                    except ProjectionHalted:  # that runner stops; the others go on
+                        targets_of.clear()
         finally:
             self.position = position
 
+    def halts(self) -> list[Halt]:
+        """The runners that stopped, each at the fact its fold refused."""
+        return [r.halted for r in self.runners if r.halted is not None]
+
     def sync(self) -> None:
-        """Every runner has now seen every fact up to ``position`` (call before a flush)."""
+        """Every runner has now seen every fact up to ``position`` (call before a flush); a
+        halted runner stays just before the fact it refused."""
         for runner in self.runners:
-            runner.position = self.position
+            if runner.halted is None:
+                runner.position = self.position

@@ -42,6 +42,8 @@ SET position = $2, generation = $3, event_recorded_at = $4, updated_at = clock_t
 WHERE projection = $1
 """
 LEDGER_HEAD = "SELECT position FROM ledger.head"
+# The last position `claire archive` moved out of the table (0: nothing archived).
+ARCHIVED_UP_TO = "SELECT coalesce(max(last_position), 0) FROM ledger.archived"
 # Session-level: one rebuild per projection at a time (two would fill the same new generation).
 LOCK_REBUILD = "SELECT pg_advisory_lock(hashtext('claire.rebuild.' || $1))"
 CREATE_STAGE = (
@@ -54,6 +56,10 @@ UPSERT_FROM_STAGE = (
 )
 DROP_TABLE = "DROP TABLE IF EXISTS readmodel.{physical}"
 LOCK_VIEWS = "LOCK TABLE {views} IN ACCESS EXCLUSIVE MODE"
+# The server's deadlock check delay, in ms; the swap's lock waits stay well below it.
+DEADLOCK_TIMEOUT_MS = "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'"
+# Transaction-local (is_local): a savepoint's rollback undoes it too.
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', $1, true)"
 CREATE_GENERATION = "CREATE TABLE readmodel.{physical} (LIKE readmodel.{template} INCLUDING ALL)"
 REPOINT_VIEW = (
     "CREATE OR REPLACE VIEW readmodel.{name} AS SELECT {columns} FROM readmodel.{physical}"
@@ -109,6 +115,7 @@ class PostgresSink:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self._staged: set[str] = set()
+        self._lock_wait_ms: int | None = None
 
     @classmethod
     async def connect(cls, url: str, *, as_projector: bool = True) -> PostgresSink:
@@ -184,17 +191,29 @@ class PostgresSink:
             await self.conn.execute(";\n".join(statements))
 
     async def lock_views(self, tables: Iterable[Table], *, wait: bool) -> bool:
-        """Take every view exclusively in one statement (inside the swap transaction).
+        """Take every view exclusively in one statement (inside the swap transaction); locking a
+        view locks the tables it reads too. Always in one order (by name). False: not now.
 
-        Without ``wait`` (NOWAIT) it gives up at once if a reader holds one, returning False,
-        so the swap never sits on some views while queued behind a reader of others.
+        Without ``wait`` (NOWAIT) it gives up at once if a reader holds one. With ``wait`` it
+        queues for at most a quarter of the server's ``deadlock_timeout``: the LOCK takes the
+        views one by one, so a reader of several views can hold one the swap still needs while
+        waiting for one the swap took. Whoever waits ``deadlock_timeout`` first runs the
+        deadlock check and is aborted; the swap gives up well before, so that is never a reader
+        (nor the rebuild): the caller retries.
         """
         views = ", ".join(f"readmodel.{t.name}" for t in sorted(tables, key=lambda t: t.name))
         statement = LOCK_VIEWS.format(views=views) + ("" if wait else " NOWAIT")
         try:
             async with self.conn.transaction():  # a savepoint: a refusal leaves ours usable
+                if wait:
+                    if self._lock_wait_ms is None:
+                        deadlock_ms = int(await self.conn.fetchval(DEADLOCK_TIMEOUT_MS))
+                        self._lock_wait_ms = max(1, deadlock_ms // 4)
+                    await self.conn.execute(SET_LOCK_TIMEOUT, f"{self._lock_wait_ms}ms")
                 await self.conn.execute(statement)
-        except asyncpg.LockNotAvailableError:
+                if wait:
+                    await self.conn.execute(SET_LOCK_TIMEOUT, "0")
+        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
             return False
         return True
 
@@ -217,6 +236,11 @@ class PostgresSink:
         """Wait for any other rebuild of ``names``; held until this connection closes."""
         for name in sorted(names):
             await self.conn.execute(LOCK_REBUILD, name)
+
+    async def archived_up_to(self) -> int:
+        """The last position archived out of the table (0 if none): a rebuild from the table
+        alone would start after it."""
+        return int(await self.conn.fetchval(ARCHIVED_UP_TO))
 
     async def ledger_head(self) -> int:
         return int(await self.conn.fetchval(LEDGER_HEAD))

@@ -25,7 +25,7 @@ from typing import Any
 
 from aggregates.envelope import RecordedEvent
 from eventstore import EventLog, EventStore
-from projections.core import Fanout, Projection, Runner
+from projections.core import Fanout, Halt, Projection, Runner
 from projections.portfolio import PortfolioProjection
 from projections.postgres import PostgresSink
 from projections.readmodels import (
@@ -48,6 +48,12 @@ ALL_PROJECTIONS: tuple[Projection, ...] = (
 
 class UnknownProjection(ValueError):
     """A projection name nobody defined (the CLI maps it to exit 2)."""
+
+
+class RebuildRefused(RuntimeError):
+    """A rebuild that would not show the whole log (the CLI maps it to exit 1, models kept):
+    a projection's fold refused a fact (:class:`~projections.core.Halt`), or the table starts
+    after archived positions and no archive was given."""
 
 
 class CheckpointMoved(RuntimeError):
@@ -100,6 +106,7 @@ class Projector:
         self._fanout = Fanout(())
         self._lowest_checkpoint = 0
         self._last_recorded_at: datetime | None = None
+        self._reported: set[Halt] = set()
 
     @classmethod
     async def open(
@@ -140,6 +147,21 @@ class Projector:
         self.position = 0
         self._unflushed = 0
         self._oldest_unprojected = None
+
+    def halts(self) -> list[Halt]:
+        """The projections that stopped at a fact their fold refused (the others go on)."""
+        return self._fanout.halts()
+
+    def _report_halts(self) -> None:
+        for halt in self._fanout.halts():
+            if halt not in self._reported:
+                self._reported.add(halt)
+                _log.warning(
+                    "%s; its read models stay at position %d, the other projections go on "
+                    "(see docs/AUDIT.md: a fact a projection cannot apply)",
+                    halt,
+                    halt.position - 1,
+                )
 
     def states(self) -> dict[str, object]:
         """Each projection's in-memory state: the same fold services and replay use."""
@@ -184,6 +206,7 @@ class Projector:
     async def flush(self) -> None:
         """Commit pending rows and checkpoints of every projection behind ``position``."""
         self._fanout.sync()
+        self._report_halts()
         due = [r for r in self.runners if r.position > r.checkpoint]
         if not due:
             self._unflushed = 0
@@ -324,8 +347,9 @@ async def rebuild(
     The new generation is filled out of sight, then caught up to the ledger head. One short
     transaction locks the checkpoints (a live projector's flushes wait), checks that the head
     has not moved (else it catches up again), takes the views without waiting behind readers
-    (NOWAIT, retried: a swap that queued behind one reader while holding another view could
-    deadlock with it), repoints them and moves the checkpoints. The old tables go afterwards.
+    (NOWAIT, retried; then waiting at most a fraction of ``deadlock_timeout`` per try, so the
+    swap always gives up before a reader it blocks could be chosen as a deadlock's victim),
+    repoints them, moves the checkpoints and drops the old tables (already locked with the views).
     A live projector notices the moved checkpoint and reloads.
 
     Speed: the log is read ahead (the next batch is in flight while one is folded), batches
@@ -350,6 +374,14 @@ async def rebuild(
     gc.disable()
     try:
         await sink.lock_rebuild(names)
+        if archive is None:
+            archived = await sink.archived_up_to()
+            if archived:
+                raise RebuildRefused(
+                    f"the log starts at position {archived + 1} because positions "
+                    f"1..{archived} are archived: pass --archive DIR (the folder of "
+                    "`claire archive`) to rebuild from the whole log (read models unchanged)"
+                )
         before = await sink.checkpoints(names)
         new = {n: before[n].generation + 1 for n in names}
         async with sink.transaction():
@@ -391,29 +423,54 @@ async def rebuild(
                 async with sink.transaction():
                     await _write(sink, runners, new)
 
-        for attempt in itertools.count():
-            await fold_new(in_transaction=False)
-            last_try = attempt >= _SWAP_ATTEMPTS
+        def refuse_if_halted() -> None:
+            halts = fanout.halts()
+            if halts:
+                raise RebuildRefused(
+                    "; ".join(str(h) for h in halts) + " (read models unchanged; see "
+                    "docs/AUDIT.md: a fact a projection cannot apply)"
+                )
+
+        try:
+            for attempt in itertools.count():
+                await fold_new(in_transaction=False)
+                refuse_if_halted()
+                last_try = attempt >= _SWAP_ATTEMPTS
+                if attempt >= _SWAP_ATTEMPTS + _SWAP_WAITS:
+                    raise RebuildRefused(
+                        f"readers kept the read-model views busy through {attempt} attempts "
+                        "to swap: try again (read models unchanged)"
+                    )
+                async with sink.transaction():
+                    locked = await sink.checkpoints(names, lock=True)
+                    for n in names:
+                        if locked[n].generation != before[n].generation:
+                            raise CheckpointMoved(f"projection {n} was rebuilt meanwhile")
+                    if await sink.ledger_head() != position:
+                        if not last_try:
+                            continue  # appended meanwhile: catch up out of the transaction, again
+                        # Appends outpace us: fold the rest in here (rows roll back with a
+                        # failure, so a failure now aborts the rebuild, not a retry with moved
+                        # state).
+                        await fold_new(in_transaction=True)
+                        refuse_if_halted()
+                    if await sink.lock_views(tables, wait=last_try):
+                        for p in projections:
+                            await sink.repoint(p.tables, new[p.name])
+                            await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
+                        # The old tables go in the same transaction: locking the views locked
+                        # them too (recursively), so dropping them waits for nobody. Dropped
+                        # later, one by one, each DROP queued behind readers whose cached plans
+                        # still lock the old tables, while holding others: a deadlock.
+                        for p in projections:
+                            await sink.drop_generation(p.tables, before[p.name].generation)
+                        break
+                await asyncio.sleep(min(0.2, 0.005 * (attempt + 1)))
+        except RebuildRefused:  # the new generation goes; the models in service stay
             async with sink.transaction():
-                locked = await sink.checkpoints(names, lock=True)
-                for n in names:
-                    if locked[n].generation != before[n].generation:
-                        raise CheckpointMoved(f"projection {n} was rebuilt meanwhile")
-                if await sink.ledger_head() != position:
-                    if not last_try:
-                        continue  # appended meanwhile: catch up out of the transaction, again
-                    # Appends outpace us: fold the rest in here (rows roll back with a failure,
-                    # so a failure now aborts the rebuild rather than retrying with moved state).
-                    await fold_new(in_transaction=True)
-                if await sink.lock_views(tables, wait=last_try):
-                    for p in projections:
-                        await sink.repoint(p.tables, new[p.name])
-                        await sink.save_checkpoint(p.name, position, new[p.name], recorded_at)
-                    break
-            await asyncio.sleep(min(0.2, 0.005 * (attempt + 1)))
-        async with sink.transaction():
-            for p in projections:
-                await sink.drop_generation(p.tables, before[p.name].generation)
+                for p in projections:
+                    await sink.drop_generation(p.tables, new[p.name])
+            raise
         seconds = time.perf_counter() - started
         return [Rebuilt(n, position, new[n], events, seconds) for n in names]
     finally:
@@ -425,6 +482,9 @@ async def rebuild(
 
 #: NOWAIT swap attempts before the swap waits for readers (and folds late events inside).
 _SWAP_ATTEMPTS = 200
+#: Then attempts that wait for the views, each a short while (see ``PostgresSink.lock_views``),
+#: before the rebuild gives up (exit 1, models kept).
+_SWAP_WAITS = 200
 #: Events per read of a catch-up or rebuild: big enough that per-query costs vanish, small
 #: enough that the next read is always in flight while one is folded.
 _READ_BATCH = 5_000

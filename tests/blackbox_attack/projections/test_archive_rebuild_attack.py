@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-import pytest
 
 from aggregates.snapshot import CODECS
 from eventstore import EventStore
@@ -87,12 +86,6 @@ async def archived_ledger(
     return url, before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: read models must equal a rebuild of the whole log; after `claire archive`, "
-    "`claire projections rebuild` without --archive exits 0 and swaps in models folded from the "
-    "table alone, silently missing every archived fill, order and PnL",
-)
 async def test_rebuild_without_the_archive_when_part_of_the_log_was_archived_then_refused_or_whole(
     fresh_database_url: MakeUrl, tmp_path: Path
 ) -> None:

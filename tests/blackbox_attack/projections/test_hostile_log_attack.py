@@ -107,12 +107,6 @@ async def poisoned(
     return url, before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: README promises exit 0/1/2 with a message; a log append accepted (a fill "
-    "without contract spec, or before its acceptance) makes `claire projections rebuild` die "
-    "with a Python traceback (seen by hand too: rejection of an unknown order, config equity 0)",
-)
 @pytest.mark.parametrize("case", sorted(POISON))
 async def test_rebuild_when_the_log_holds_an_event_the_fold_refuses_then_a_message_not_a_traceback(
     fresh_database_url: MakeUrl, case: str
@@ -135,12 +129,6 @@ async def test_rebuild_when_the_fold_fails_or_the_archive_is_missing_then_models
     assert await readmodels(url) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: one event the portfolio fold refuses (a config with equity 0) makes the "
-    "projector service exit 1; every projection, even orders and alerts, stops at that position "
-    "for good",
-)
 async def test_projector_when_one_event_breaks_the_portfolio_fold_then_other_models_still_advance(
     fresh_database_url: MakeUrl,
 ) -> None:

@@ -10,7 +10,6 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import pytest
 
 from tests.blackbox_attack.projections.proj_helpers import (
     VIEWS,
@@ -91,12 +90,6 @@ async def test_rebuild_when_readers_query_meanwhile_then_each_sees_the_old_or_th
     assert seen <= {old, new}, sorted(seen - {old, new})[:5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: docs/AUDIT.md says readers see the old or the new models during a rebuild; "
-    "a reader's SELECT over several readmodel views deadlocks with the rebuild's swap: "
-    "PostgreSQL aborts the reader's query or the rebuild (exit 1 with a traceback)",
-)
 async def test_rebuild_when_readers_join_several_views_meanwhile_then_no_query_and_no_rebuild_fails(
     fresh_database_url: MakeUrl,
 ) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-import pytest
-
 from eventstore import EventStore
 from tests.blackbox_attack.projections.proj_helpers import (
     Projector,
@@ -98,12 +96,6 @@ async def test_positions_when_prices_and_sizes_are_extreme_decimals_then_pnl_is_
     assert rows["TINY_USDT"]["contracts"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: an order for 30 significant digits of contracts, filled exactly, is judged "
-    "an overfill (fills summed in a 28-digit Decimal context round up): `claire projections "
-    "rebuild` dies with IllegalTransition and the projector stops",
-)
 async def test_orders_when_an_order_of_thirty_digit_size_fills_exactly_then_filled_not_refused(
     fresh_database_url: MakeUrl,
 ) -> None:
@@ -116,7 +108,7 @@ async def test_orders_when_an_order_of_thirty_digit_size_fills_exactly_then_fill
     rows = await fetch(url, "SELECT status, filled_contracts FROM readmodel.orders")
     assert [tuple(r) for r in rows] == [("FILLED", Decimal(size))]
     positions = await fetch(url, "SELECT contracts FROM readmodel.positions")
-    assert positions[0]["contracts"] == -Decimal(size)
+    assert positions[0]["contracts"] == Decimal("-" + size)  # exact, not -Decimal(size) (28 digits)
 
 
 async def test_projections_when_a_hundred_and_twenty_symbols_trade_then_every_position_is_projected(

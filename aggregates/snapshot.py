@@ -25,7 +25,7 @@ import typing
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -74,10 +74,10 @@ class StateCodec:
     machine: str
     state_type: type
     prepare: Callable[[Any], object] = lambda state: state
-    #: Run by some deployments only (live execution, in live mode): a machine with no snapshot
-    #: stored at all has never run on this ledger, and the archive's retention floor does not
-    #: wait for it (one with snapshots, none usable, still holds the floor at 0).
-    optional: bool = False
+    #: The trading mode whose deployments run this machine ("any": both). Paper execution and
+    #: live execution never run side by side; the archive's retention floor uses this to tell
+    #: which of them this ledger's restores need (``eventstore.archive_export``).
+    mode: Literal["any", "paper", "live"] = "any"
 
     def encode(self, state: Any) -> bytes:
         """Canonical bytes, tagged with the machine: equal states (values and dict order) give
@@ -106,9 +106,9 @@ class StateCodec:
 CODECS: dict[str, StateCodec] = {
     "signal": StateCodec("signal", SignalState),
     "risk": StateCodec("risk", RiskState),
-    "paper": StateCodec("paper", PaperState, _sorted_priced),
+    "paper": StateCodec("paper", PaperState, _sorted_priced, mode="paper"),
     "screener": StateCodec("screener", ScreenerLog),
-    "execution-live": StateCodec("execution-live", LiveBookState, optional=True),
+    "execution-live": StateCodec("execution-live", LiveBookState, mode="live"),
 }
 
 

@@ -69,8 +69,19 @@ async def retention_floor(conn: asyncpg.Connection, url: str) -> tuple[int, str]
     return floor, reason
 
 
+#: Live execution has run on this ledger: its stream holds (or held, before an archive) events.
+_LIVE_RAN = "SELECT EXISTS (SELECT 1 FROM ledger.stream_versions WHERE stream = 'execution')"
+
+
 async def _restore_floor(url: str) -> tuple[int, str]:
-    """The oldest of the decision services' newest usable snapshots (0 if one has none)."""
+    """The oldest of the services' newest usable snapshots (0 if one whose restore this ledger
+    needs has none).
+
+    Paper and live execution never run side by side, so not both restores are needed: live
+    execution's only once it has run here (its ``execution`` stream is not empty); paper's
+    unless live execution has run and paper never stored a snapshot (a live deployment from the
+    start). Without that, a live deployment, whose paper service never runs, could never archive.
+    """
     from aggregates.snapshot import CODECS
     from eventstore.postgres import EventStore
     from eventstore.snapshots import Snapshots
@@ -78,14 +89,19 @@ async def _restore_floor(url: str) -> tuple[int, str]:
     store = await EventStore.connect(url, max_connections=1)
     try:
         snapshots = Snapshots(store)
+        live_ran = bool((await store._fetch(_LIVE_RAN))[0][0])
         floor: tuple[int, str] | None = None
         for machine, codec in CODECS.items():
             found = await snapshots.latest_usable(machine)
             if found is None:
-                if codec.optional and not await snapshots.candidates(
-                    machine, limit=1, states=False
+                if codec.mode == "live" and not live_ran:
+                    continue  # never run on this ledger (a paper deployment)
+                if (
+                    codec.mode == "paper"
+                    and live_ran
+                    and not await snapshots.candidates(machine, limit=1, states=False)
                 ):
-                    continue  # never run on this ledger (live execution, in paper mode)
+                    continue  # never run on this ledger (live from the start)
                 return 0, f"no usable snapshot of {machine}: its restore folds from position 1"
             if floor is None or found.snapshot.position < floor[0]:
                 floor = (found.snapshot.position, f"the newest usable snapshot of {machine}")

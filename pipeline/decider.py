@@ -25,7 +25,7 @@ from aggregates.streams import stream_for
 from eventstore import EventStore
 from eventstore.snapshots import Snapshots
 from pipeline.queues import Pipe, pump, stop
-from pipeline.snapshotting import SnapshotWriter, latest_usable
+from pipeline.snapshotting import SnapshotWriter, latest_usable, restore_tail
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class DecisionService:
         undelivered: dict[uuid.UUID, NewEvent] = {}
         last = after
         last_day = -1
-        async for recorded in self._store.read_all(after):
+        async for recorded in restore_tail(self._store, machine.name, after):
             last = recorded.position
             last_day = max(last_day, recorded.event.at_ms // DAY_MS)
             if machine.owns(recorded.event):

@@ -44,7 +44,7 @@ from pipeline.live_reports import (
     reported_fee,
     stop_price,
 )
-from pipeline.snapshotting import SnapshotWriter, latest_usable
+from pipeline.snapshotting import SnapshotWriter, latest_usable, restore_tail
 from pipeline.source import LedgerFeed
 
 _log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class LiveExecution:
         if found is not None:
             self.state, after = found.state, found.snapshot.position
         self.last_position = self._snapshot_at = self.snapshot_position = after
-        async for recorded in self._store.read_all(after):
+        async for recorded in restore_tail(self._store, PRODUCER, after):
             self.last_position = recorded.position
             self._snapshot_day = max(self._snapshot_day, recorded.event.at_ms // DAY_MS)
             self.state.fold(recorded)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from eventstore import EventStoreError, connection_lost
+from aggregates.envelope import RecordedEvent
+from eventstore import EventLog, EventStoreError, connection_lost
 from eventstore.snapshots import Restored, Snapshots, snapshot_of
+from pipeline.startup import StartRefused
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +33,25 @@ async def latest_usable(snapshots: Snapshots | None, machine: str) -> Restored |
             raise
         _log.warning("%s: snapshots unreadable (%s); folding from 1", machine, error)
         return None
+
+
+async def restore_tail(store: EventLog, machine: str, after: int) -> AsyncIterator[RecordedEvent]:
+    """The log after ``after`` for a restore: refused (:class:`StartRefused`, one line) when the
+    table no longer holds position ``after + 1``, i.e. ``claire archive`` moved it out. Folding
+    what is left would build a state that silently lacks the archived history; the retention
+    floor prevents it for every restore the ledger knows it needs, this catches the rest (a
+    service that never ran here before, started after an archive)."""
+    first = True
+    async for recorded in store.read_all(after):
+        if first and recorded.position != after + 1:
+            raise StartRefused(
+                f"{machine}: its restore needs position {after + 1}, but the ledger's table starts"
+                f" at {recorded.position} (archived by `claire archive`) and no usable snapshot"
+                f" of {machine} is at or after {recorded.position - 1}: restore the archived"
+                " partitions into PostgreSQL first (docs/ARCHIVE.md)"
+            )
+        first = False
+        yield recorded
 
 
 class SnapshotWriter:

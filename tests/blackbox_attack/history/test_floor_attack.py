@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregates.envelope import NewEvent
+from aggregates.events import ExecutionReconciled
 from aggregates.snapshot import CODECS
+from aggregates.streams import stream_for
 from eventstore import EventStore
 from eventstore.snapshots import Snapshot, Snapshots, snapshot_of
 from tests.blackbox_attack.history.conftest import (
@@ -122,3 +127,40 @@ async def test_archive_when_every_service_snapshotted_then_floor_is_oldest_newes
     assert names == ["events_p0.parquet", "events_p0000000000000000011.parquet"], names
     positions = [p for p, _ in await ledger.rows()]
     assert positions == list(range(21, 46))
+
+
+async def _live_ran(url: str, position: int) -> None:
+    """A live deployment's start: live execution's reconciliation, in its ``execution`` stream."""
+    store = await EventStore.connect(url)
+    try:
+        event = ExecutionReconciled(at_ms=1_750_000_000_000 + position * 1000, venue="mexc")
+        new = NewEvent(
+            event=event,
+            event_id=uuid.uuid4(),
+            occurred_at=datetime(2025, 6, 2, tzinfo=UTC) + timedelta(seconds=position),
+        )
+        assert await store.append(stream_for(event), [new]) == [position]
+    finally:
+        await store.close()
+
+
+async def test_archive_when_live_from_the_start_then_paper_does_not_hold_the_floor(
+    make_ledger, tmp_path
+):
+    ledger = await archivable_ledger(make_ledger, events=44, snapshot_at=None)
+    await _live_ran(ledger.url, 45)
+    await _save(ledger.url, [m for m in CODECS if m != "paper"], 35)
+    result = await run(ledger.url, "archive", "--before", FAR_FUTURE, "--to", str(tmp_path))
+    no_traceback(result)
+    assert result.code == 0, result.text
+    positions = [p for p, _ in await ledger.rows()]
+    assert positions == list(range(31, 46)), result.text
+
+
+async def test_archive_when_live_ran_but_live_execution_has_no_snapshot_then_archives_nothing(
+    make_ledger, tmp_path
+):
+    ledger = await archivable_ledger(make_ledger, events=44, snapshot_at=None)
+    await _live_ran(ledger.url, 45)
+    await _save(ledger.url, [m for m in CODECS if m != "execution-live"], 35)
+    await _archive_nothing(ledger, tmp_path)

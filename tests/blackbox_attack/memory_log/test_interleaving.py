@@ -138,8 +138,34 @@ async def _first_from(log: EventLog, after: int) -> list[int]:
     return await asyncio.wait_for(task, 10)
 
 
-@pytest.mark.parametrize("after", [-3, 0, 2, 4])
+@pytest.mark.parametrize("after", [0, 2, 4])
 async def test_subscribe_when_after_is_below_or_beyond_the_head_then_same_events(
     pg: EventStore, mem: MemoryEventLog, after: int
 ) -> None:
     assert await _first_from(pg, after) == await _first_from(mem, after)
+
+
+async def _first_live(log: EventLog, after: int) -> Any:
+    async def follow() -> int | None:
+        async for recorded in log.subscribe(after):
+            return recorded.position
+        return None
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.5)  # the subscriber has caught up (nothing) and waits for appends
+    await log.append("sub.neg", [_event(30)])
+    return await h.outcome(asyncio.wait_for(task, 4))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: read_all and subscribe accept a negative after (ints down to -2**63) and"
+    " MemoryEventLog.subscribe(after=-3) delivers the next append at once; the PostgreSQL"
+    " subscriber given a negative after (reliably -3; -1 at times) never delivers a live"
+    " append (still waiting after 4 s, spinning on the pool to fill the 'gap' below 1)",
+)
+async def test_subscribe_when_after_is_minus_three_and_an_append_lands_then_both_deliver_it(
+    pg: EventStore, mem: MemoryEventLog
+) -> None:
+    assert await _first_live(mem, -3) == ("ok", 1)
+    assert await _first_live(pg, -3) == ("ok", 1)

@@ -96,9 +96,10 @@ async def read_outcome(iterator_factory: Any) -> tuple[str, Any]:
 
 
 def view(recorded: RecordedEvent) -> dict[str, Any]:
-    """Every field but recorded_at and hash (the store's own clock), with the UTC offset."""
+    """Every field but recorded_at and hash (the store's own clock), with the UTC offsets."""
     fields = {name: getattr(recorded, name) for name in ENVELOPE_FIELDS if name != "recorded_at"}
     fields["occurred_at_offset"] = recorded.occurred_at.utcoffset()
+    fields["recorded_at_offset"] = recorded.recorded_at.utcoffset()
     fields["event"] = recorded.event
     return fields
 

@@ -162,3 +162,27 @@ async def test_funding_with_edge_decimals_when_read_back_then_same_decimals(
     [from_pg], [from_mem] = await h.collect(pg.read_all()), await h.collect(mem.read_all())
     assert str(from_pg.event.rate) == str(from_mem.event.rate) == "-0.000"  # type: ignore[attr-defined]
     assert str(from_pg.event.amount) == str(from_mem.event.amount)  # type: ignore[attr-defined]
+
+
+async def test_subscribe_when_a_big_append_lands_with_small_batches_then_same_events_on_both(
+    pg: EventStore, mem: MemoryEventLog
+) -> None:
+    big = [_event(n, "big") for n in range(1, 251)]
+    views = []
+    for log in (pg, mem):
+        await log.append("sub.big", big[:30])
+        follower = asyncio.create_task(_follow_batches(log, 250))
+        await asyncio.sleep(0.05)
+        await log.append("sub.big", big, expected_version=30)  # 30 stored ids + 220 new
+        views.append([h.view(recorded) for recorded in await asyncio.wait_for(follower, 20)])
+    assert views[0] == views[1]
+    assert [view["position"] for view in views[0]] == list(range(1, 251))
+
+
+async def _follow_batches(log: EventLog, count: int) -> list[Any]:
+    seen = []
+    async for recorded in log.subscribe(0, batch_size=7):
+        seen.append(recorded)
+        if len(seen) == count:
+            break
+    return seen

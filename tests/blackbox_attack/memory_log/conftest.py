@@ -71,18 +71,28 @@ async def shared_url(fresh_database_url_session: Callable[..., Awaitable[str]]) 
 
 
 @pytest.fixture
-async def ledger_url(
+async def database_copy(
     postgres_server_url: str, migrated_template: str, copies_to_drop: list[str]
-) -> str:
-    """A database of this test's own: a copy of the migrated template."""
-    name = f"claire_test_mem_{secrets.token_hex(4)}"
-    copies_to_drop.append(name)
-    admin = await asyncpg.connect(postgres_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    finally:
-        await admin.close()
-    return urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
+) -> Callable[[], Awaitable[str]]:
+    """Factory of databases of this test's own: copies of the migrated template."""
+
+    async def make() -> str:
+        name = f"claire_test_mem_{secrets.token_hex(4)}"
+        copies_to_drop.append(name)
+        admin = await asyncpg.connect(postgres_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+        finally:
+            await admin.close()
+        return urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
+
+    return make
+
+
+@pytest.fixture
+async def ledger_url(database_copy: Callable[[], Awaitable[str]]) -> str:
+    """A database of this test's own."""
+    return await database_copy()
 
 
 @pytest.fixture

@@ -9,13 +9,16 @@ the same contract. Concurrent calls are gathered in the same order on both logs.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventstore import EventLog, EventStore, MemoryEventLog
 from tests.blackbox_attack.memory_log import diff_helpers as h
@@ -145,6 +148,9 @@ async def test_subscribe_when_after_is_below_or_beyond_the_head_then_same_events
     assert await _first_from(pg, after) == await _first_from(mem, after)
 
 
+_ATTEMPTS = 8  # fresh stores, side by side: one hang is enough to show the finding
+
+
 async def _first_live(log: EventLog, after: int) -> Any:
     async def follow() -> int | None:
         async for recorded in log.subscribe(after):
@@ -152,20 +158,72 @@ async def _first_live(log: EventLog, after: int) -> Any:
         return None
 
     task = asyncio.create_task(follow())
-    await asyncio.sleep(0.5)  # the subscriber has caught up (nothing) and waits for appends
+    await asyncio.sleep(0.3)  # the subscriber has caught up (nothing) and waits for appends
     await log.append("sub.neg", [_event(30)])
-    return await h.outcome(asyncio.wait_for(task, 4))
+    return await h.outcome(asyncio.wait_for(task, 2.5))  # PostgreSQL re-polls every 1 s
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="FINDING: read_all and subscribe accept a negative after (ints down to -2**63) and"
-    " MemoryEventLog.subscribe(after=-3) delivers the next append at once; the PostgreSQL"
-    " subscriber given a negative after (reliably -3; -1 at times) never delivers a live"
-    " append (still waiting after 4 s, spinning on the pool to fill the 'gap' below 1)",
+    " MemoryEventLog.subscribe(after=-3) on an empty log delivers the next append at once; a"
+    " PostgreSQL subscriber given a negative after often never delivers that live append"
+    " (of 8 fresh stores side by side, some still wait after 2.5 s, its task"
+    " busy on the pool filling the 'gap' below position 1); timing-dependent",
 )
 async def test_subscribe_when_after_is_minus_three_and_an_append_lands_then_both_deliver_it(
-    pg: EventStore, mem: MemoryEventLog
+    database_copy: Callable[[], Awaitable[str]],
 ) -> None:
-    assert await _first_live(mem, -3) == ("ok", 1)
-    assert await _first_live(pg, -3) == ("ok", 1)
+    async def attempt() -> Any:
+        store = await EventStore.connect(await database_copy())
+        try:
+            return await _first_live(store, -3)
+        finally:
+            await store.close()
+
+    outcomes = [await _first_live(MemoryEventLog(), -3)]
+    outcomes += await asyncio.gather(*(attempt() for _ in range(_ATTEMPTS)))
+    assert outcomes == [("ok", 1)] * (1 + _ATTEMPTS), outcomes
+
+
+_REQUEST = st.tuples(
+    st.sampled_from(["a", "b"]),
+    st.lists(st.sampled_from(["new", "shared", "changed", "bad"]), min_size=0, max_size=3),
+    st.sampled_from([None, 0, 1, 2]),
+)
+_ROUND = itertools.count()
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(requests=st.lists(_REQUEST, min_size=2, max_size=4))
+async def test_any_group_of_gathered_appends_then_both_logs_answer_each_alike(
+    pg: EventStore, mem: MemoryEventLog, requests: list[Any]
+) -> None:
+    """One group commit on PostgreSQL, one after the other in memory: the same answers."""
+    tag = f"g{next(_ROUND)}"
+    shared = h.new(h.command(1, tag), uuid.uuid4())
+    made = {
+        "shared": lambda: shared,
+        "changed": lambda: msgspec.structs.replace(shared, event=h.command(2, tag)),
+        "new": lambda: h.new(h.command(3, tag), uuid.uuid4()),
+        "bad": lambda: h.new(h.command(4, "nul\u0000"), uuid.uuid4()),
+    }
+    calls = [
+        (f"{tag}.{stream}", [made[kind]() for kind in kinds], version)
+        for stream, kinds, version in requests
+    ]
+    answers = []
+    for log in (pg, mem):
+        results = await asyncio.gather(
+            *(log.append(stream, events, version) for stream, events, version in calls),
+            return_exceptions=True,
+        )
+        answers.append([_answer(result) for result in results])
+    assert answers[0] == answers[1]
+    pg_all, mem_all = await h.collect(pg.read_all()), await h.collect(mem.read_all())
+    assert [h.view(r) for r in pg_all] == [h.view(r) for r in mem_all]

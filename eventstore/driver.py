@@ -56,8 +56,19 @@ async def connect(url: str) -> asyncpg.Connection:
         raise StoreUnavailable(f"cannot connect to the ledger database: {error}") from error
 
 
+CLOSED = "the event store is closed"
+
+
+def check_open(pool: asyncpg.Pool) -> None:
+    """A store used after its ``close()``: a caller's mistake (as in :meth:`append` and the
+    in-memory log), not the "database unreachable" of a closed pool's InterfaceError."""
+    if pool.is_closing():
+        raise EventStoreError(CLOSED)
+
+
 async def fetch(pool: asyncpg.Pool, query: str, *args: object) -> list[asyncpg.Record]:
     """Run a read on a pooled connection; driver errors become ours."""
+    check_open(pool)
     try:
         rows: list[asyncpg.Record] = await pool.fetch(query, *args)
         return rows

@@ -21,7 +21,9 @@ import asyncpg
 
 from aggregates.envelope import RecordedEvent
 from eventstore import sql
-from eventstore.errors import StoreUnavailable
+from eventstore.codec import check_read_argument
+from eventstore.driver import CLOSED
+from eventstore.errors import EventStoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from eventstore.postgres import EventStore
@@ -49,19 +51,22 @@ async def follow(
             notified = max(notified, int(payload))
         wake.set()
 
+    if store.closed:
+        raise EventStoreError(CLOSED)
+    check_read_argument("after", after, -(2**63))  # InvalidEvent, as read_all's
     try:
         listener = await asyncpg.connect(store.url)
         await listener.add_listener(sql.CHANNEL, notify)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise StoreUnavailable(f"cannot listen to the ledger: {error}") from error
     unregister = store.on_commit(committed)
-    last = after
+    last = max(after, 0)  # positions start at 1: a negative ``after`` is "from the start"
     try:
         # Listening first, then caught up: nothing committed in between can be missed.
         async for recorded in _read(store, last, None, batch_size):
             last = recorded.position
             yield recorded
-        while True:
+        while not store.closed:  # close() ends a subscriber (as the in-memory log's does)
             wake.clear()
             while local:
                 recorded = local.popleft()
@@ -89,6 +94,8 @@ async def follow(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll_interval):
                     await wake.wait()
+            if store.closed:
+                return
             if not wake.is_set() and (await store.head())[0] > last:  # a missed wake-up
                 notified = max(notified, last + 1)
     finally:

@@ -127,6 +127,11 @@ class EventStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called: every later call raises "the event store is closed"."""
+        return self._closed
+
     async def close(self) -> None:
         """Finish pending appends, then close every connection."""
         if self._closed:
@@ -158,7 +163,7 @@ class EventStore:
         :class:`InvalidEvent` for an unknown type or invalid payload, writing nothing.
         """
         if self._closed:
-            raise EventStoreError("the event store is closed")
+            raise EventStoreError(driver.CLOSED)
         check_append(stream, events, expected_version)
         if not events:
             return []

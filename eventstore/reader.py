@@ -261,7 +261,7 @@ class Reader:
 
     async def position_at(self, moment: datetime) -> int | None:
         """The smallest position whose occurred_at is >= ``moment``; None if none."""
-        if moment.tzinfo is None:
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
             raise InvalidEvent(f"position_at needs a timezone-aware datetime, got {moment!r}")
         rows = await driver.fetch(self._pool, sql.POSITION_AT, moment)
         position: int | None = rows[0][0]

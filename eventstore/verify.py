@@ -20,7 +20,7 @@ from aggregates.envelope import ENVELOPE_FIELDS
 from eventstore import sql
 from eventstore.canonical import canonical_line, chain, epoch_micros
 from eventstore.chain import anchor_problem
-from eventstore.driver import CONNECTION_ERRORS
+from eventstore.driver import CONNECTION_ERRORS, check_open
 from eventstore.errors import EventStoreError, StoreUnavailable
 from eventstore.port import VerifyResult
 
@@ -44,6 +44,7 @@ async def verify(
     """:meth:`eventstore.EventStore.verify` (see there); driver errors become ours."""
     if expect is not None and resume is not None:
         raise EventStoreError("verify: expect and resume cannot be combined")
+    check_open(pool)
     try:
         async with (
             pool.acquire() as conn,

@@ -163,14 +163,6 @@ async def _first_live(log: EventLog, after: int) -> Any:
     return await h.outcome(asyncio.wait_for(task, 2.5))  # PostgreSQL re-polls every 1 s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: read_all and subscribe accept a negative after (ints down to -2**63) and"
-    " MemoryEventLog.subscribe(after=-3) on an empty log delivers the next append at once; a"
-    " PostgreSQL subscriber given a negative after often never delivers that live append"
-    " (of 8 fresh stores side by side, some still wait after 2.5 s, its task"
-    " busy on the pool filling the 'gap' below position 1); timing-dependent",
-)
 async def test_subscribe_when_after_is_minus_three_and_an_append_lands_then_both_deliver_it(
     database_copy: Callable[[], Awaitable[str]],
 ) -> None:

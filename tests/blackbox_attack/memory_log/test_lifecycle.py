@@ -52,12 +52,6 @@ async def test_subscribe_when_catching_up_then_following_then_both_logs_deliver_
     assert [view["position"] for view in views[0]] == [2, 3, 4, 5, 6]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: LEDGER.md says the in-memory subscribe 'ends at close()' and both keep one"
-    " contract; a PostgreSQL subscriber waiting for new events when its store is closed raises"
-    " StoreUnavailable ('lost the ledger connection') instead of ending",
-)
 async def test_subscriber_when_log_closed_then_it_ends_on_both_logs(
     ledger_url: str,
 ) -> None:
@@ -73,13 +67,6 @@ async def test_subscriber_when_log_closed_then_it_ends_on_both_logs(
     assert [h.view(r) for r in endings[0][1]] == [h.view(r) for r in endings[1][1]]
 
 
-_CLOSED_READ = pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: one contract, but after close() the PostgreSQL store's reads, head, verify,"
-    " position_at and subscribe raise StoreUnavailable 'lost the ledger connection ... pool is"
-    " closed' (the 'database unreachable' error, CLI exit 2) while MemoryEventLog, and"
-    " EventStore.append itself, raise EventStoreError 'the event store is closed'",
-)
 _AFTER_CLOSE = {
     "append": lambda log: log.append("closed.a", [_event(9)]),
     "append_empty": lambda log: log.append("closed.a", []),
@@ -91,16 +78,9 @@ _AFTER_CLOSE = {
     "subscribe": lambda log: h.collect(log.subscribe(0)),
     "verify": lambda log: log.verify(),
 }
-_CLOSED_READS = {"head", "position_at", "read_all", "read_stream", "subscribe", "verify"}
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        pytest.param(name, marks=[_CLOSED_READ] if name in _CLOSED_READS else [])
-        for name in _AFTER_CLOSE
-    ],
-)
+@pytest.mark.parametrize("call", list(_AFTER_CLOSE))
 async def test_call_when_log_closed_then_both_logs_answer_alike(shared_url: str, call: str) -> None:
     answers = []
     for log in (await EventStore.connect(shared_url), MemoryEventLog()):
@@ -136,12 +116,6 @@ async def test_two_appends_when_racing_on_one_expected_version_then_exactly_one_
         assert (await log.verify()).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: LEDGER.md: every error of the public API is an EventStoreError and"
-    " position_at is checked; MemoryEventLog raises InvalidEvent for position_at('2026-01-01'),"
-    " the PostgreSQL store leaks AttributeError: 'str' object has no attribute 'tzinfo'",
-)
 async def test_position_at_when_given_a_string_then_both_logs_raise_invalid_event(
     shared_url: str, mem: MemoryEventLog
 ) -> None:

@@ -27,15 +27,19 @@ EMAX = 999_999
 
 def decision_context() -> Context:
     """A fresh copy of the pinned context (contexts are mutable: never share one)."""
+    return _context(PRECISION, TRAPS)
+
+
+def _context(precision: int, traps: tuple[type[decimal.DecimalException], ...]) -> Context:
     return Context(
-        prec=PRECISION,
+        prec=precision,
         rounding=ROUNDING,
         Emin=EMIN,
         Emax=EMAX,
         capitals=1,
         clamp=0,
         flags=[],
-        traps=list(TRAPS),
+        traps=list(traps),
     )
 
 
@@ -47,16 +51,7 @@ EXACT_DIGITS = 200
 
 def exact_context() -> Context:
     """A context whose additions are exact or raise ``Inexact`` (never a silent rounding)."""
-    return Context(
-        prec=EXACT_DIGITS,
-        rounding=ROUNDING,
-        Emin=EMIN,
-        Emax=EMAX,
-        capitals=1,
-        clamp=0,
-        flags=[],
-        traps=[*TRAPS, Inexact],
-    )
+    return _context(EXACT_DIGITS, (*TRAPS, Inexact))
 
 
 def pin() -> None:

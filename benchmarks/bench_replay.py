@@ -25,9 +25,7 @@ import secrets
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aggregates import events as ev
 from aggregates.config import parse_config
-from aggregates.envelope import NewEvent, RecordedEvent
+from aggregates.envelope import Envelope, NewEvent, RecordedEvent
 from aggregates.machine import record
 from aggregates.paper import PaperExchange
 from aggregates.portfolio import DAY_MS
@@ -100,21 +98,10 @@ def market(inputs: int, seed: int = 7, start_ms: int | None = None) -> Iterator[
         )
 
 
-class _Input(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class _Input(Envelope, frozen=True, kw_only=True, gc=False):
     """A :class:`RecordedEvent` as it crosses a process boundary (``event``: the tagged union,
     which ``RecordedEvent.event``, typed as the base class, cannot be decoded into)."""
 
-    position: int
-    stream: str
-    stream_version: int
-    event_id: uuid.UUID
-    event_type: str
-    schema_version: int
-    occurred_at: datetime
-    recorded_at: datetime
-    causation_id: uuid.UUID | None
-    causation_position: int | None
-    correlation_id: uuid.UUID | None
     event: ev.AnyEvent
 
 
